@@ -1,0 +1,77 @@
+"""L0: reliable LLM token streams.
+
+``l0.run(stream=factory, ...)`` adds retries, fallbacks, timeouts, zero-output detection,
+abort and lifecycle callbacks to any async token stream; ``l0.wrap`` does the same for a single
+stream or an SDK client. Behaviour is extended by plugins (``@l0.hookimpl``) loaded from the
+``l0`` entry-point group.
+"""
+
+from __future__ import annotations
+
+from l0 import errors
+from l0._api import Result, run, wrap
+from l0.adapters import Adapters
+from l0.errors import (
+    AbortedError,
+    ConfigError,
+    L0Error,
+    RetryExhaustedError,
+    categorize_error,
+)
+from l0.events import ObservabilityEvent, ObservabilityEventType
+from l0.plugins import (
+    L0PluginManager,
+    build_plugin_manager,
+    default_plugin_manager,
+    hookimpl,
+    reset_default_plugin_manager,
+)
+from l0.retry import Retry
+from l0.timeout import Timeout
+from l0.types import (
+    Adapter,
+    AttemptContext,
+    BackoffStrategy,
+    ErrorCategory,
+    Event,
+    EventType,
+    GuardrailViolation,
+    RetryDecision,
+    RetryPolicySpec,
+    State,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbortedError",
+    "Adapter",
+    "Adapters",
+    "AttemptContext",
+    "BackoffStrategy",
+    "ConfigError",
+    "ErrorCategory",
+    "Event",
+    "EventType",
+    "GuardrailViolation",
+    "L0Error",
+    "L0PluginManager",
+    "ObservabilityEvent",
+    "ObservabilityEventType",
+    "Result",
+    "Retry",
+    "RetryDecision",
+    "RetryExhaustedError",
+    "RetryPolicySpec",
+    "State",
+    "Timeout",
+    "__version__",
+    "build_plugin_manager",
+    "categorize_error",
+    "default_plugin_manager",
+    "errors",
+    "hookimpl",
+    "reset_default_plugin_manager",
+    "run",
+    "wrap",
+]

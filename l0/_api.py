@@ -1,0 +1,334 @@
+"""``l0.run``, ``l0.wrap`` and the :class:`Result` they return."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from l0._runtime import CALLBACK_NAMES, Session, _Options
+from l0.config import load_config, resolve_retry, resolve_timeout
+from l0.errors import L0PluginError
+from l0.plugins import L0PluginManager, default_plugin_manager
+from l0.retry import Retry
+from l0.timeout import Timeout
+from l0.types import Adapter, Event, State
+
+__all__ = ["Result", "run", "wrap"]
+
+
+class Result:
+    """A running L0 session.
+
+    Iterate it (``async for event in result``) for stream events, or ``await result.read()`` for
+    the whole text; do one or the other, once. ``result.state`` is readable at any time. Use it
+    as an async context manager to make sure the provider stream is closed when you stop early.
+    ``await l0.run(...)`` returns the result itself, so both ``result = await l0.run(...)`` and
+    ``async for event in l0.run(...)`` work.
+    """
+
+    __slots__ = ("_gen", "_session")
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._gen: AsyncIterator[Event] | None = None
+
+    def __await__(self) -> Generator[Any, None, Result]:
+        async def itself() -> Result:
+            return self
+
+        return itself().__await__()
+
+    @property
+    def state(self) -> State:
+        """The live session state (content, token_count, retries, violations, …)."""
+        return self._session.state
+
+    @property
+    def errors(self) -> list[Any]:
+        """Every failed attempt so far (``l0.errors.AttemptError``)."""
+        return list(self._session.errors)
+
+    @property
+    def stream_id(self) -> str:
+        """The session's UUIDv7, as in its observability events."""
+        return self._session.stream_id
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        if self._gen is not None:
+            raise RuntimeError("this L0 result is already being consumed; iterate or read it once")
+        self._gen = self._session.run(emit=True)
+        return self._gen
+
+    async def read(self) -> str:
+        """Run the session to the end and return the text of the answer.
+
+        Raises:
+            RetryExhaustedError: every attempt failed (``.errors`` lists them).
+            AbortedError: ``abort()`` was called.
+            Exception: a fatal provider error, re-raised as the provider's own type.
+        """
+        session = self._session
+        if self._gen is None:
+            self._gen = session.run(emit=False)
+            async for _ in self._gen:
+                pass
+        elif not session.finished:
+            raise RuntimeError("read() called while this result is being iterated")
+        elif session.state.error is not None:
+            raise session.state.error
+        return session.state.content
+
+    def raw(self) -> list[Any]:
+        """The provider's own chunks of the attempt that produced ``state.content``.
+
+        For SDK streams these are the SDK's chunk objects (as the adapter reports them in
+        ``Event.raw``); for plain string streams, the strings themselves.
+        """
+        return self._session.raw_chunks
+
+    def abort(self) -> None:
+        """Stop the session now: the provider stream is closed even if it is silent.
+
+        No token is delivered afterwards; the consumer's iteration or ``read()`` raises
+        ``l0.errors.AbortedError``. ``on_abort`` and the ABORT events are reported once.
+        Calling it on a finished session does nothing.
+        """
+        self._session.abort()
+
+    async def aclose(self) -> None:
+        """Close the session: abort it if it has not finished, and close the provider stream."""
+        session = self._session
+        if not session.finished:
+            session.abort()
+        gen = self._gen
+        if gen is not None:
+            aclose = getattr(gen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        closing = session._closing
+        if closing is not None:
+            await closing
+
+    async def wait_callbacks(self) -> None:
+        """Wait until every callback and ``l0_on_*`` hook queued by this session has run."""
+        await self._session.wait_callbacks()
+
+    async def __aenter__(self) -> Result:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name}={value!r}: expected a callable or None")
+
+
+def _frozen_copy(name: str, value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name}={value!r}: expected a mapping (dict) or None")
+    return MappingProxyType(copy.deepcopy(dict(value)))
+
+
+def _validate_factory(name: str, value: object) -> Callable[..., Any]:
+    if callable(value):
+        return value
+    if hasattr(type(value), "__aiter__") or hasattr(value, "__await__"):
+        raise TypeError(
+            f"{name}={type(value).__name__} object: expected a factory (a callable that returns "
+            "a new stream each time, e.g. `lambda: client.chat.completions.create(...)`), so "
+            "L0 can retry. For a single stream without retries use l0.wrap(stream)."
+        )
+    raise TypeError(
+        f"{name}={value!r}: expected a callable returning an async iterator (or an awaitable "
+        "of one)"
+    )
+
+
+def run(
+    stream: Callable[..., Any],
+    *,
+    fallbacks: Sequence[Callable[..., Any]] = (),
+    retry: Retry | None = None,
+    timeout: Timeout | None = None,
+    adapter: Adapter | None = None,
+    plugins: L0PluginManager | None = None,
+    context: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    session_id: str | None = None,
+    seed: int | None = None,
+    on_start: Callable[..., Any] | None = None,
+    on_complete: Callable[..., Any] | None = None,
+    on_error: Callable[..., Any] | None = None,
+    on_event: Callable[..., Any] | None = None,
+    on_violation: Callable[..., Any] | None = None,
+    on_retry: Callable[..., Any] | None = None,
+    on_fallback: Callable[..., Any] | None = None,
+    on_resume: Callable[..., Any] | None = None,
+    on_checkpoint: Callable[..., Any] | None = None,
+    on_timeout: Callable[..., Any] | None = None,
+    on_abort: Callable[..., Any] | None = None,
+    on_drift: Callable[..., Any] | None = None,
+    on_tool_call: Callable[..., Any] | None = None,
+) -> Result:
+    """Run a stream with retries, fallbacks, timeouts and zero-output detection.
+
+    Args:
+        stream: Factory for the primary stream: a callable taking no argument or one
+            :class:`~l0.types.AttemptContext`, returning an async iterator (of ``str``,
+            :class:`~l0.types.Event`, or SDK chunks an adapter knows) or an awaitable of one.
+            It is called again for every retry.
+        fallbacks: Factories tried in order once the primary's retries are used up; each gets
+            a fresh retry budget.
+        retry: Retry policy; default from config (``[tool.l0] retry.*``, ``L0_RETRY_*``) or
+            ``l0.Retry()``.
+        timeout: Time limits; default from config or ``l0.Timeout()`` (60 s to the first
+            token, 30 s between tokens).
+        adapter: Force an adapter instead of auto-detection.
+        plugins: Plugin manager to use instead of the default one.
+        context: Caller data copied into every observability event (request ids …).
+        meta: More caller data for events (user ids, feature flags …).
+        session_id: Groups observability events of related streams; the stream id otherwise.
+        seed: Seed for backoff jitter (overrides ``Retry.seed``).
+        on_start: ``(attempt, is_retry, is_fallback)`` — an attempt begins.
+        on_complete: ``(state)`` — the session succeeded.
+        on_error: ``(error, will_retry, will_fallback)`` — an attempt failed.
+        on_event: ``(ObservabilityEvent)`` — every observability event.
+        on_violation: ``(violation)`` — a guardrail violation.
+        on_retry: ``(attempt, reason)`` — the same stream runs again as attempt ``attempt``.
+        on_fallback: ``(index, reason)`` — moving to ``fallbacks[index - 1]``.
+        on_resume: ``(checkpoint, token_count)`` — continuing from a checkpoint.
+        on_checkpoint: ``(checkpoint, token_count)`` — a checkpoint was saved.
+        on_timeout: ``(timeout_type, elapsed_ms)`` — ``"initial"`` or ``"inter"`` fired.
+        on_abort: ``(token_count, content_length)`` — the session was aborted or cancelled.
+        on_drift: ``(types, confidence)`` — drift was detected.
+        on_tool_call: ``(tool_name, tool_call_id, args)`` — a complete tool call.
+
+    Callbacks are fire-and-forget: they run in order, off the stream's path (``async def`` on
+    the loop, plain functions in a worker thread), receive copies, and an exception in one is
+    logged without affecting the stream.
+
+    Returns:
+        A :class:`Result`; the stream starts when it is iterated or read.
+
+    Raises:
+        TypeError: an argument has the wrong type (the message names it).
+        ValueError: an argument is out of range.
+        ConfigError: the configuration file or environment is invalid.
+    """
+    factories = [_validate_factory("stream", stream)]
+    candidates: object = fallbacks
+    if isinstance(candidates, str | bytes) or not isinstance(candidates, Sequence):
+        raise TypeError(f"fallbacks={fallbacks!r}: expected a list of stream factories")
+    for i, fallback in enumerate(fallbacks):
+        factories.append(_validate_factory(f"fallbacks[{i}]", fallback))
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry={retry!r}: expected l0.Retry(...) or None")
+    if timeout is not None and not isinstance(timeout, Timeout):
+        raise TypeError(f"timeout={timeout!r}: expected l0.Timeout(...) or None")
+    if adapter is not None and not (
+        hasattr(adapter, "name") and callable(getattr(adapter, "wrap", None))
+    ):
+        raise TypeError(f"adapter={adapter!r}: expected an object with name and wrap(stream)")
+    if plugins is not None and not isinstance(plugins, L0PluginManager):
+        raise TypeError(f"plugins={plugins!r}: expected an l0 plugin manager")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed={seed!r}: expected an int or None")
+    if session_id is not None and not isinstance(session_id, str):
+        raise TypeError(f"session_id={session_id!r}: expected a str or None")
+    given = {
+        "on_start": on_start,
+        "on_complete": on_complete,
+        "on_error": on_error,
+        "on_event": on_event,
+        "on_violation": on_violation,
+        "on_retry": on_retry,
+        "on_fallback": on_fallback,
+        "on_resume": on_resume,
+        "on_checkpoint": on_checkpoint,
+        "on_timeout": on_timeout,
+        "on_abort": on_abort,
+        "on_drift": on_drift,
+        "on_tool_call": on_tool_call,
+    }
+    callbacks = {}
+    for name in CALLBACK_NAMES:
+        value = given[name]
+        _check_callable(name, value)
+        if value is not None:
+            callbacks[name] = value
+    settings = load_config()
+    pm = plugins if plugins is not None else default_plugin_manager()
+    opts = _Options(
+        factories=factories,
+        retry=resolve_retry(retry, settings, pm),
+        timeout=resolve_timeout(timeout, settings),
+        adapter=adapter,
+        plugins=pm,
+        callbacks=callbacks,
+        context=_frozen_copy("context", context),
+        meta=_frozen_copy("meta", meta),
+        session_id=session_id,
+        seed=seed,
+    )
+    return Result(Session(opts))
+
+
+_NO_RETRY = Retry(attempts=0, max_retries=0)
+
+
+def wrap(target: Any, **options: Any) -> Any:
+    """Wrap a single stream, or an SDK client, with L0.
+
+    * An async iterator (a stream already created): returns a :class:`Result` with timeouts
+      and zero-output detection but no retries — a consumed stream cannot be replayed.
+      ``options`` are those of :func:`run` (``fallbacks`` are still allowed).
+    * An SDK client (e.g. ``openai.AsyncOpenAI()``): returns a wrapped client whose streaming
+      calls return :class:`Result` objects with full retry support; this needs the adapter
+      distribution for that SDK (``pip install l0-openai``).
+
+    Raises:
+        TypeError: ``target`` is neither a stream nor a client any installed plugin can wrap.
+    """
+    if hasattr(type(target), "__aiter__"):
+        consumed = False
+
+        def once() -> Any:
+            nonlocal consumed
+            if consumed:
+                raise RuntimeError("l0.wrap(stream) cannot retry a stream that was consumed")
+            consumed = True
+            return target
+
+        options.setdefault("retry", _NO_RETRY)
+        return run(once, **options)
+    plugins = options.get("plugins")
+    pm = plugins if isinstance(plugins, L0PluginManager) else default_plugin_manager()
+    try:
+        wrapped = pm.hooks.wrap_client(target, dict(options))
+    except L0PluginError:
+        raise
+    if wrapped is not None:
+        return wrapped
+    if asyncio.iscoroutine(target):
+        target.close()
+        raise TypeError(
+            "l0.wrap(coroutine): await the call first (l0.wrap(await client.create(...))), or "
+            "use l0.run(stream=lambda: client.create(...)) to get retries"
+        )
+    raise TypeError(
+        f"l0.wrap({type(target).__module__}.{type(target).__qualname__}): not an async stream, "
+        "and no installed plugin wraps this client. For OpenAI clients install l0-openai; for "
+        "any stream factory use l0.run(stream=...)."
+    )

@@ -1,0 +1,89 @@
+"""Per-manager hook tables, resolved once so sessions never pay for hooks nobody implements.
+
+A pluggy call costs about a microsecond even with no implementation; a loop over a prebuilt
+tuple is an order of magnitude cheaper, and an empty tuple lets the session skip building the
+arguments at all.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from l0.errors import L0PluginError
+from l0.plugins import L0PluginManager
+
+LIFECYCLE_HOOKS = (
+    "l0_on_start",
+    "l0_on_complete",
+    "l0_on_error",
+    "l0_on_violation",
+    "l0_on_retry",
+    "l0_on_fallback",
+    "l0_on_resume",
+    "l0_on_checkpoint",
+    "l0_on_timeout",
+    "l0_on_abort",
+    "l0_on_drift",
+    "l0_on_tool_call",
+)
+
+
+def compile_hook(caller: pluggy.HookCaller) -> tuple[Callable[..., Any], ...]:
+    """Turn a broadcast hook into a tuple of plain callables, in pluggy's call order."""
+    impls = caller.get_hookimpls()
+    for impl in impls:
+        if impl.wrapper or impl.hookwrapper:
+            raise L0PluginError(
+                f"{caller.name}: plugin {impl.plugin_name!r} registers a wrapper; broadcast hooks "
+                "run on the session path and take plain functions only"
+            )
+    return tuple(impl.function for impl in reversed(impls))
+
+
+@dataclass(frozen=True, slots=True)
+class HookTable:
+    """What a session needs from the plugin manager, looked up once.
+
+    Attributes:
+        export: ``l0_export_event`` implementations, called in order for each event.
+        lifecycle: For each ``l0_on_*`` hook that has implementations, its pluggy caller.
+        guardrail_check: True when some plugin implements ``l0_guardrail_check``.
+        version: The manager version the table was built from.
+    """
+
+    export: tuple[Callable[..., Any], ...]
+    lifecycle: dict[str, pluggy.HookCaller]
+    guardrail_check: bool
+    version: int
+
+    @classmethod
+    def build(cls, pm: L0PluginManager) -> HookTable:
+        """Resolve the tables of ``pm``."""
+        lifecycle = {}
+        for name in LIFECYCLE_HOOKS:
+            caller = getattr(pm.hook, name)
+            if caller.get_hookimpls():
+                lifecycle[name] = caller
+        return cls(
+            export=compile_hook(pm.hook.l0_export_event),
+            lifecycle=lifecycle,
+            guardrail_check=bool(pm.hook.l0_guardrail_check.get_hookimpls()),
+            version=pm.version,
+        )
+
+
+_tables: weakref.WeakKeyDictionary[L0PluginManager, HookTable] = weakref.WeakKeyDictionary()
+
+
+def hook_table(pm: L0PluginManager) -> HookTable:
+    """The cached table of ``pm``, rebuilt when plugins were registered or removed since."""
+    table = _tables.get(pm)
+    if table is None or table.version != pm.version or pm.get_hookcallers is None:
+        table = HookTable.build(pm)
+        _tables[pm] = table
+    return table

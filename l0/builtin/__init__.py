@@ -1,0 +1,1 @@
+"""The kernel's builtin plugins, loaded through the same path as third-party plugins."""

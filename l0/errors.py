@@ -1,0 +1,469 @@
+"""L0's error types and error categorisation.
+
+Every L0 error has a stable ``code``, an :class:`~l0.types.ErrorCategory` and a recovery
+``hint``. Errors raised by providers are never wrapped when they end a session as fatal: the
+original exception is re-raised with an ``l0`` attribute (an :class:`ErrorContext`) and a note,
+so ``except openai.AuthenticationError`` keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import re
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from l0.types import ErrorCategory
+
+if TYPE_CHECKING:
+    from l0.plugins import L0PluginManager
+    from l0.types import State
+
+__all__ = [
+    "AbortedError",
+    "AdapterNotFoundError",
+    "AttemptError",
+    "ConfigError",
+    "DriftError",
+    "ErrorContext",
+    "GuardrailError",
+    "InitialTokenTimeoutError",
+    "InterTokenTimeoutError",
+    "InvalidStreamError",
+    "L0Error",
+    "L0PluginError",
+    "RetryExhaustedError",
+    "StreamTimeoutError",
+    "ZeroOutputError",
+    "categorize_error",
+    "get_retry_after",
+    "get_status_code",
+    "parse_retry_after",
+]
+
+log = logging.getLogger("l0")
+
+
+class L0Error(Exception):
+    """Base class of every error L0 raises itself."""
+
+    code: ClassVar[str] = "l0_error"
+    category: ClassVar[ErrorCategory] = ErrorCategory.INTERNAL
+    hint: ClassVar[str] = ""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(L0Error, ValueError):
+    """Configuration (file, environment or arguments) is invalid."""
+
+    code = "config_error"
+    hint = "Fix the key or value named in the message; `l0 config` shows what is in force."
+
+
+class L0PluginError(L0Error):
+    """A plugin failed to load, or plugins disagree (two policies with one name…)."""
+
+    code = "plugin_error"
+    hint = "Check the plugin named in the message, or disable it with L0_DISABLE_PLUGINS."
+
+
+class InvalidStreamError(L0Error, TypeError):
+    """The stream factory returned something L0 cannot iterate."""
+
+    code = "invalid_stream"
+    hint = "Return an async iterator (or an awaitable of one) from the stream factory."
+
+
+class AdapterNotFoundError(InvalidStreamError):
+    """No adapter recognised the stream."""
+
+    code = "adapter_not_found"
+    hint = (
+        "Install the adapter distribution for your SDK (l0-openai, l0-litellm), pass "
+        "adapter=..., or register one with l0.Adapters.register()."
+    )
+
+
+class StreamTimeoutError(L0Error, TimeoutError):
+    """The provider sent nothing for too long. Retried as a network failure."""
+
+    code = "timeout"
+    category = ErrorCategory.NETWORK
+    hint = "Raise l0.Timeout(...) if the model is legitimately slow."
+    timeout_type: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, elapsed: float, configured: float) -> None:
+        super().__init__(message, elapsed=elapsed, configured=configured)
+        self.elapsed = elapsed
+        self.configured = configured
+
+
+class InitialTokenTimeoutError(StreamTimeoutError):
+    """No first token arrived within ``Timeout.initial_token`` of issuing the request."""
+
+    code = "initial_token_timeout"
+    timeout_type = "initial"
+
+
+class InterTokenTimeoutError(StreamTimeoutError):
+    """The stream stalled: no token for ``Timeout.inter_token`` seconds."""
+
+    code = "inter_token_timeout"
+    timeout_type = "inter"
+
+
+class ZeroOutputError(L0Error):
+    """The stream ended without any non-whitespace output. Retried without using ``attempts``."""
+
+    code = "zero_output"
+    category = ErrorCategory.TRANSIENT
+    hint = "The provider returned an empty answer; check the prompt if this repeats."
+
+
+class GuardrailError(L0Error):
+    """A guardrail rejected the output."""
+
+    code = "guardrail_violation"
+    category = ErrorCategory.CONTENT
+    hint = "Inspect result.state.violations; adjust the prompt or the rule."
+
+    def __init__(self, message: str, violations: Sequence[Any] = (), *, fatal: bool = False):
+        super().__init__(message, violations=list(violations))
+        self.violations = list(violations)
+        self.fatal = fatal
+
+
+class DriftError(L0Error):
+    """Drift detection found the output degrading."""
+
+    code = "drift_detected"
+    category = ErrorCategory.CONTENT
+    hint = "Inspect the DRIFT_CHECK_RESULT events; lower the temperature or tighten the prompt."
+
+
+class AbortedError(L0Error):
+    """The session was aborted with ``result.abort()``."""
+
+    code = "aborted"
+    hint = "Raised because abort() was called; nothing to fix."
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptError:
+    """One failed attempt, as recorded by a session."""
+
+    attempt: int
+    fallback_index: int
+    error: BaseException
+    category: ErrorCategory
+
+
+class RetryExhaustedError(L0Error):
+    """Every attempt of every stream failed.
+
+    Attributes:
+        last_error: The error of the last attempt (also ``__cause__``).
+        errors: One :class:`AttemptError` per failed attempt, in order.
+        state: The session state when it gave up.
+    """
+
+    code = "retry_exhausted"
+    hint = "See .errors for each attempt; add fallbacks or raise Retry(max_retries=...)."
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        last_error: BaseException,
+        errors: Sequence[AttemptError],
+        state: State,
+    ) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+        self.errors = list(errors)
+        self.state = state
+
+    @property
+    def category(self) -> ErrorCategory:  # type: ignore[override]
+        """The category of the last attempt's error."""
+        return self.errors[-1].category if self.errors else ErrorCategory.INTERNAL
+
+
+@dataclass(slots=True)
+class ErrorContext:
+    """What L0 attaches (as ``exc.l0``) to a provider error it re-raises."""
+
+    category: ErrorCategory
+    attempts: list[AttemptError] = field(default_factory=list)
+    state: State | None = None
+
+
+# --- inspecting provider exceptions without trusting them ----------------------------------------
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def get_status_code(error: BaseException) -> int | None:
+    """Return the HTTP status an exception carries, or ``None``.
+
+    Looks at ``status_code``, ``status``, ``http_status`` and ``response.status_code``; a
+    ``code`` attribute counts only when it is an HTTP-range integer (providers put strings
+    like ``"rate_limit_exceeded"`` there). Never raises.
+    """
+    try:
+        for attr in ("status_code", "status", "http_status"):
+            status = _as_int(getattr(error, attr, None))
+            if status is not None and 100 <= status <= 599:
+                return status
+        response = getattr(error, "response", None)
+        if response is not None:
+            status = _as_int(getattr(response, "status_code", None))
+            if status is not None and 100 <= status <= 599:
+                return status
+        status = _as_int(getattr(error, "code", None))
+        if status is not None and 400 <= status <= 599:
+            return status
+    except Exception:  # a provider's property may raise anything
+        return None
+    return None
+
+
+def _header(headers: object, name: str) -> str | None:
+    if headers is None:
+        return None
+    try:
+        getter = getattr(headers, "get", None)
+        if callable(getter):
+            value = getter(name)
+            if value is None:
+                value = getter(name.title())
+            return None if value is None else str(value)
+        if isinstance(headers, Sequence):
+            for item in headers:
+                if isinstance(item, Sequence) and len(item) == 2:
+                    key, value = item
+                    if str(key).lower() == name:
+                        return str(value)
+    except Exception:
+        return None
+    return None
+
+
+def parse_retry_after(value: object, *, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` value (delta seconds or an HTTP date) into seconds to wait.
+
+    Args:
+        value: The header value (``"3"``, ``"1.5"``, ``"Wed, 21 Oct 2026 07:28:00 GMT"``) or a
+            number.
+        now: Current wall-clock time in seconds since the epoch, for dates (tests pass it).
+
+    Returns:
+        Seconds (``0.0`` for a date in the past), or ``None`` when ``value`` is absent or
+        unparseable.
+    """
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return None if math.isnan(value) else max(0.0, float(value))
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace")
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isnan(seconds) or math.isinf(seconds):
+            return None
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # Retry-After dates are wall-clock by definition; monotonic time cannot express them.
+    current = now if now is not None else time.time()  # noqa: TID251
+    return max(0.0, when.timestamp() - current)
+
+
+def get_retry_after(error: BaseException) -> float | None:
+    """Return the ``Retry-After`` an exception carries (attribute or response header), in seconds.
+
+    Never raises.
+    """
+    try:
+        direct = getattr(error, "retry_after", None)
+        if direct is not None:
+            parsed = parse_retry_after(direct)
+            if parsed is not None:
+                return parsed
+        for source in (getattr(error, "response", None), error):
+            headers = getattr(source, "headers", None)
+            for name in ("retry-after-ms", "retry-after"):
+                raw = _header(headers, name)
+                if raw is None:
+                    continue
+                parsed = parse_retry_after(raw)
+                if parsed is not None:
+                    return parsed / 1000.0 if name == "retry-after-ms" else parsed
+    except Exception:
+        return None
+    return None
+
+
+# The spec's twelve network message patterns, made whole-phrase: each word must stand alone,
+# so "disconnection" or "runtime output" do not count as network trouble.
+_NETWORK_PATTERNS: tuple[str, ...] = (
+    r"\bconnection\b.*\breset\b",
+    r"\bconnection\b.*\brefused\b",
+    r"\bconnection\b.*\btime[d]?\s*out\b",
+    r"\btimed?\s*out\b",
+    r"\bdns\b.*\bfailed\b",
+    r"\bname\b.*\bresolution\b",
+    r"\bsocket\b.*\berror\b",
+    r"\bssl\b.*\berror\b",
+    r"\beof\b.*\boccurred\b",
+    r"\bbroken\b.*\bpipe\b",
+    r"\bnetwork\b.*\bunreachable\b",
+    r"\bhost\b.*\bunreachable\b",
+)
+_NETWORK_RE = re.compile("|".join(f"(?:{p})" for p in _NETWORK_PATTERNS), re.IGNORECASE)
+
+# Exception class names that mean "the transport failed", matched by name so that httpx, aiohttp
+# and SDKs built on them are recognised without importing them.
+_NETWORK_TYPE_NAMES = frozenset(
+    {
+        "TransportError",
+        "NetworkError",
+        "ConnectError",
+        "ReadError",
+        "WriteError",
+        "CloseError",
+        "RemoteProtocolError",
+        "LocalProtocolError",
+        "ProtocolError",
+        "ProxyError",
+        "TimeoutException",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "IncompleteRead",
+        "ClientConnectionError",
+        "ServerDisconnectedError",
+        "ClientPayloadError",
+        "APIConnectionError",
+        "APITimeoutError",
+    }
+)
+
+_INTERNAL_TYPES: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    NameError,
+    AssertionError,
+    NotImplementedError,
+    RecursionError,
+)
+
+
+def _builtin_category(error: BaseException) -> ErrorCategory:
+    """Categorise by L0 type, then HTTP status, then exception type, then message."""
+    if isinstance(error, L0Error):
+        return error.category
+    status = get_status_code(error)
+    if status is not None:
+        if status in (401, 403):
+            return ErrorCategory.FATAL
+        if status in (408, 409, 429) or status >= 500:
+            return ErrorCategory.TRANSIENT
+        if status >= 400:
+            return ErrorCategory.FATAL
+        return ErrorCategory.PROVIDER
+    if isinstance(error, asyncio.TimeoutError | TimeoutError | ssl.SSLError | ConnectionError):
+        return ErrorCategory.NETWORK
+    for cls in type(error).__mro__:
+        if cls.__name__ in _NETWORK_TYPE_NAMES:
+            return ErrorCategory.NETWORK
+    if isinstance(error, OSError):
+        return ErrorCategory.NETWORK
+    if isinstance(error, _INTERNAL_TYPES):
+        return ErrorCategory.INTERNAL
+    try:
+        message = str(error)
+    except Exception:
+        message = ""
+    if message and _NETWORK_RE.search(message):
+        return ErrorCategory.NETWORK
+    return ErrorCategory.MODEL
+
+
+def categorize_error(
+    error: BaseException, *, plugins: L0PluginManager | None = None
+) -> ErrorCategory:
+    """Return the :class:`~l0.types.ErrorCategory` of ``error``.
+
+    Plugins answer first (``l0_categorize_error``); the builtin rules then decide by HTTP status
+    (401/403 and other 4xx fatal; 408/409/429/5xx transient), by exception type (timeouts,
+    ``OSError``, ``ssl``/``httpx``-style transport errors are network; ``TypeError``,
+    ``ValueError`` and other programming errors are internal), and last by whole-phrase network
+    message patterns. Anything else is a model error. This function never raises.
+
+    Args:
+        error: The exception to classify.
+        plugins: The plugin manager to ask; the default manager when omitted.
+    """
+    try:
+        if plugins is None:
+            from l0.plugins import default_plugin_manager
+
+            plugins = default_plugin_manager()
+        answer = plugins.hooks.categorize_error(error)
+        if isinstance(answer, ErrorCategory):
+            return answer
+    except Exception:
+        log.exception("l0: categorising %r failed; using the builtin rules", type(error))
+    try:
+        return _builtin_category(error)
+    except Exception:  # pragma: no cover - _builtin_category is written not to raise
+        return ErrorCategory.MODEL
+
+
+def attach_context(error: BaseException, context: ErrorContext) -> None:
+    """Attach ``context`` to a provider error as ``error.l0`` and a note, never raising."""
+    try:
+        error.l0 = context  # type: ignore[attr-defined]
+    except Exception:
+        log.debug("l0: cannot set .l0 on %r", type(error))
+    try:
+        attempts = len(context.attempts)
+        error.add_note(f"[l0] {context.category.value} error; {attempts} attempt(s) failed")
+    except Exception:
+        log.debug("l0: cannot add a note to %r", type(error))

@@ -1,0 +1,167 @@
+"""Observability events: what L0 reports about each session, for ``on_event`` and exporters.
+
+These are distinct from the stream events a consumer iterates (:class:`l0.types.Event`): they
+describe the session (attempts, retries, timeouts, fallbacks …), never carry every token, and are
+delivered to the ``on_event`` callback and to every ``l0_export_event`` plugin.
+
+Every event has ``type``, ``ts`` (wall-clock milliseconds since the epoch), ``stream_id`` (a
+time-ordered UUIDv7, one per session), ``session_id`` (the caller's, or the stream id), ``context``
+and ``meta`` (the caller's, copied), and its own fields in ``data``, with snake_case names.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["ObservabilityEvent", "ObservabilityEventType", "uuid7"]
+
+
+class ObservabilityEventType(StrEnum):
+    """Every observability event type L0 emits."""
+
+    SESSION_START = "SESSION_START"
+    SESSION_SUMMARY = "SESSION_SUMMARY"
+    SESSION_END = "SESSION_END"
+    STREAM_INIT = "STREAM_INIT"
+    STREAM_READY = "STREAM_READY"
+    ADAPTER_WRAP_START = "ADAPTER_WRAP_START"
+    ADAPTER_DETECTED = "ADAPTER_DETECTED"
+    ADAPTER_WRAP_END = "ADAPTER_WRAP_END"
+    TIMEOUT_START = "TIMEOUT_START"
+    TIMEOUT_RESET = "TIMEOUT_RESET"
+    TIMEOUT_TRIGGERED = "TIMEOUT_TRIGGERED"
+    RETRY_START = "RETRY_START"
+    RETRY_ATTEMPT = "RETRY_ATTEMPT"
+    RETRY_END = "RETRY_END"
+    RETRY_GIVE_UP = "RETRY_GIVE_UP"
+    FALLBACK_START = "FALLBACK_START"
+    FALLBACK_MODEL_SELECTED = "FALLBACK_MODEL_SELECTED"
+    FALLBACK_END = "FALLBACK_END"
+    GUARDRAIL_PHASE_START = "GUARDRAIL_PHASE_START"
+    GUARDRAIL_PHASE_END = "GUARDRAIL_PHASE_END"
+    GUARDRAIL_RULE_START = "GUARDRAIL_RULE_START"
+    GUARDRAIL_RULE_RESULT = "GUARDRAIL_RULE_RESULT"
+    GUARDRAIL_RULE_END = "GUARDRAIL_RULE_END"
+    GUARDRAIL_CALLBACK_START = "GUARDRAIL_CALLBACK_START"
+    GUARDRAIL_CALLBACK_END = "GUARDRAIL_CALLBACK_END"
+    NETWORK_ERROR = "NETWORK_ERROR"
+    NETWORK_RECOVERY = "NETWORK_RECOVERY"
+    CONNECTION_DROPPED = "CONNECTION_DROPPED"
+    CONNECTION_RESTORED = "CONNECTION_RESTORED"
+    CHECKPOINT_SAVED = "CHECKPOINT_SAVED"
+    RESUME_START = "RESUME_START"
+    RESUME_END = "RESUME_END"
+    TOOL_REQUESTED = "TOOL_REQUESTED"
+    TOOL_START = "TOOL_START"
+    TOOL_RESULT = "TOOL_RESULT"
+    TOOL_ERROR = "TOOL_ERROR"
+    TOOL_COMPLETED = "TOOL_COMPLETED"
+    DRIFT_CHECK_START = "DRIFT_CHECK_START"
+    DRIFT_CHECK_RESULT = "DRIFT_CHECK_RESULT"
+    DRIFT_CHECK_END = "DRIFT_CHECK_END"
+    DRIFT_CHECK_SKIPPED = "DRIFT_CHECK_SKIPPED"
+    FINALIZATION_START = "FINALIZATION_START"
+    FINALIZATION_END = "FINALIZATION_END"
+    ABORT_REQUESTED = "ABORT_REQUESTED"
+    ABORT_COMPLETED = "ABORT_COMPLETED"
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilityEvent:
+    """One observability event. Immutable; ``data``, ``context`` and ``meta`` are read-only.
+
+    Attributes:
+        type: The event type.
+        ts: Wall-clock time in milliseconds since the epoch.
+        stream_id: UUIDv7 of the session (time-ordered).
+        session_id: The caller's session id, or ``stream_id``.
+        data: The fields specific to this type (snake_case).
+        context: The caller's ``context=`` (a copy).
+        meta: The caller's ``meta=`` (a copy).
+    """
+
+    type: ObservabilityEventType
+    ts: float
+    stream_id: str
+    session_id: str
+    data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    context: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def __getitem__(self, key: str) -> Any:
+        """A field of ``data``: ``event["attempt"]``."""
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field of ``data``, or ``default``."""
+        return self.data.get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, deep-copied dict: the common fields then the type's own fields."""
+        out: dict[str, Any] = {
+            "type": self.type.value,
+            "ts": self.ts,
+            "stream_id": self.stream_id,
+            "session_id": self.session_id,
+            "context": copy.deepcopy(dict(self.context)),
+            "meta": copy.deepcopy(dict(self.meta)),
+        }
+        for key, value in self.data.items():
+            out[key] = copy.deepcopy(value)
+        return out
+
+    def copy(self) -> ObservabilityEvent:
+        """A deep copy, so that a callback that mutates nested values changes nothing else."""
+        return ObservabilityEvent(
+            type=self.type,
+            ts=self.ts,
+            stream_id=self.stream_id,
+            session_id=self.session_id,
+            data=MappingProxyType(copy.deepcopy(dict(self.data))),
+            context=MappingProxyType(copy.deepcopy(dict(self.context))),
+            meta=MappingProxyType(copy.deepcopy(dict(self.meta))),
+        )
+
+
+_uuid_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def uuid7() -> str:
+    """A UUIDv7 string (RFC 9562): 48-bit millisecond time, then a counter and random bits.
+
+    Ids made in one process are strictly increasing, even within one millisecond.
+    """
+    global _last_ms, _counter  # noqa: PLW0603 - monotonic id state is process-wide by nature
+    with _uuid_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            _counter += 1
+            if _counter > 0xFFF:
+                ms += 1
+                _counter = 0
+        else:
+            _counter = int.from_bytes(os.urandom(2), "big") & 0x3FF
+        _last_ms = ms
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (counter & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand
+    return str(uuid.UUID(int=value))

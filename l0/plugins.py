@@ -1,0 +1,388 @@
+"""The plugin manager: loads builtin plugins and everything under the ``l0`` entry-point group.
+
+Builtins are ordinary plugins loaded through the same path as third-party ones, first, so that
+pluggy (which calls the newest registration first) asks them last. No manager exists at import
+time: :func:`default_plugin_manager` builds one lazily, and ``l0.run(..., plugins=pm)`` takes
+any other.
+
+Environment switches, read when a manager is built:
+
+* ``L0_DISABLE_PLUGINS=a,b`` — block plugins by name.
+* ``L0_LOAD_PLUGINS=a,b`` — allowlist of entry-point plugins; set but empty loads builtins only.
+* ``L0_TRACE_PLUGINS=1`` — log every hook call (pluggy hook-call monitoring).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from types import ModuleType
+from typing import Any, Final
+
+import pluggy
+
+from l0 import hookspecs
+from l0.errors import ConfigError, L0PluginError
+from l0.types import Adapter, ErrorCategory, RetryDecision, RetryPolicySpec, State
+
+__all__ = [
+    "BUILTINS",
+    "Hooks",
+    "L0PluginManager",
+    "PluginInfo",
+    "build_plugin_manager",
+    "default_plugin_manager",
+    "hookimpl",
+    "reset_default_plugin_manager",
+]
+
+log = logging.getLogger("l0.plugins")
+
+hookimpl = pluggy.HookimplMarker("l0")
+"""Marker for hook implementations: ``@l0.hookimpl def l0_on_retry(attempt, reason): ...``."""
+
+BUILTINS: Final = ("iter_adapter", "categorize", "retry", "backoff", "policies")
+"""Builtin plugins, registered first. They are essential: blocking one is an error."""
+
+_REQUIRED_ANSWERS: Final = (
+    "l0_detect_adapter",
+    "l0_categorize_error",
+    "l0_retry_decision",
+    "l0_backoff_delay",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PluginInfo:
+    """One loaded plugin, as ``l0 plugins`` lists it.
+
+    Attributes:
+        name: Registration name (the entry-point name for installed plugins).
+        origin: ``"builtin"``, ``"in-process"``, or the distribution that provides it.
+        version: The distribution's version (the kernel's for builtins), if known.
+        hooks: Names of the hooks it implements, sorted.
+        builtin: True for the kernel's own plugins.
+    """
+
+    name: str
+    origin: str
+    version: str | None
+    hooks: tuple[str, ...]
+    builtin: bool
+
+
+def _kernel_version() -> str | None:
+    try:
+        return metadata.version("l0")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _csv_env(name: str) -> list[str] | None:
+    raw = os.environ.get(name)
+    if raw is None:
+        return None
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+class Hooks:
+    """Typed facade over ``pm.hook``: one method per decision and registration hook."""
+
+    def __init__(self, pm: L0PluginManager) -> None:
+        self._hook = pm.hook
+
+    def detect_adapter(self, stream: Any) -> Adapter | None:
+        """Ask ``l0_detect_adapter``."""
+        result: Adapter | None = self._hook.l0_detect_adapter(stream=stream)
+        return result
+
+    def categorize_error(self, error: BaseException) -> ErrorCategory | None:
+        """Ask ``l0_categorize_error``."""
+        result: ErrorCategory | None = self._hook.l0_categorize_error(error=error)
+        return result
+
+    def retry_decision(
+        self, error: BaseException, category: ErrorCategory, state: State
+    ) -> RetryDecision | None:
+        """Ask ``l0_retry_decision``."""
+        result: RetryDecision | None = self._hook.l0_retry_decision(
+            error=error, category=category, state=state
+        )
+        return result
+
+    def backoff_delay(
+        self, attempt: int, policy: Any, error: BaseException, rng: random.Random
+    ) -> float | None:
+        """Ask ``l0_backoff_delay``."""
+        result: float | None = self._hook.l0_backoff_delay(
+            attempt=attempt, policy=policy, error=error, rng=rng
+        )
+        return result
+
+    def wrap_client(self, client: Any, options: dict[str, Any]) -> Any | None:
+        """Ask ``l0_wrap_client``."""
+        return self._hook.l0_wrap_client(client=client, options=options)
+
+    def register_retry_policies(self) -> list[Iterable[RetryPolicySpec]]:
+        """Collect ``l0_register_retry_policies``."""
+        result: list[Iterable[RetryPolicySpec]] = self._hook.l0_register_retry_policies()
+        return result
+
+
+class L0PluginManager(pluggy.PluginManager):
+    """A pluggy manager for the ``l0`` project that records where each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__("l0")
+        self.add_hookspecs(hookspecs)
+        self._origins: dict[str, tuple[str, str | None]] = {}
+        self._lock = threading.Lock()
+        self.version = 0
+        """Bumped by every register/unregister; per-session hook tables rebuild when it moves."""
+        self.hooks = Hooks(self)
+        self._policies: dict[str, tuple[RetryPolicySpec, str]] | None = None
+
+    # --- registration ----------------------------------------------------------------------------
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
+        """Only names with the ``l0_`` prefix are hooks (pluggy parses every attribute)."""
+        if not name.startswith("l0_"):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """Register ``plugin`` (a module, class or instance with ``@l0.hookimpl`` functions)."""
+        with self._lock:
+            registered = super().register(plugin, name)
+            if registered is not None and registered not in self._origins:
+                self._origins[registered] = ("in-process", None)
+            self.version += 1
+            self._policies = None
+            return registered
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        """Remove a plugin by object or name."""
+        with self._lock:
+            removed = super().unregister(plugin, name)
+            if name is not None:
+                self._origins.pop(name, None)
+            self.version += 1
+            self._policies = None
+            return removed
+
+    def load_plugin(
+        self,
+        name: str,
+        loader: Callable[[], object],
+        *,
+        origin: str,
+        version: str | None = None,
+    ) -> bool:
+        """Import and register one plugin; the single path for builtins and entry points.
+
+        Returns:
+            False when the name is blocked, True when registered.
+
+        Raises:
+            L0PluginError: the import failed or the plugin's hooks do not match the specs. A
+                missing guardrail is a safety bug, so failures are never skipped silently.
+        """
+        if self.is_blocked(name):
+            if origin == "builtin":
+                raise ConfigError(
+                    f"plugin {name!r} is builtin and essential; it cannot be disabled "
+                    f"(essential: {', '.join(BUILTINS)}). Override its hooks instead."
+                )
+            return False
+        try:
+            plugin = loader()
+        except Exception as exc:
+            raise L0PluginError(
+                f"plugin {name!r} from {origin} failed to import: {type(exc).__name__}: {exc}. "
+                f"Fix or uninstall it, or disable it with L0_DISABLE_PLUGINS={name}."
+            ) from exc
+        self._origins[name] = (origin, version)
+        try:
+            self.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            self._origins.pop(name, None)
+            raise L0PluginError(f"plugin {name!r} from {origin} is invalid: {exc}") from exc
+        self._origins[name] = (origin, version)
+        return True
+
+    def disable(self, name: str) -> None:
+        """Unregister the plugin called ``name`` and block it from loading again."""
+        origin = self._origins.get(name, ("", None))[0]
+        if origin == "builtin" or name in BUILTINS:
+            raise ConfigError(
+                f"plugin {name!r} is builtin and essential; it cannot be disabled "
+                f"(essential: {', '.join(BUILTINS)}). Override its hooks instead."
+            )
+        if self.get_plugin(name) is not None:
+            self.unregister(name=name)
+        self.set_blocked(name)
+
+    # --- inspection ------------------------------------------------------------------------------
+
+    def list_plugins(self) -> list[PluginInfo]:
+        """Every registered plugin with its origin, version and implemented hooks, by name."""
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue
+            origin, version = self._origins.get(name, ("in-process", None))
+            hooks = tuple(
+                sorted(
+                    caller.name
+                    for caller in self.get_hookcallers(plugin) or ()
+                    if caller.name.startswith("l0_")
+                )
+            )
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    origin=origin,
+                    version=version,
+                    hooks=hooks,
+                    builtin=origin == "builtin",
+                )
+            )
+        return sorted(infos, key=lambda info: (not info.builtin, info.name))
+
+    def require_answers(self, *hook_names: str) -> None:
+        """Fail if a decision hook has no implementation left (e.g. all were unregistered)."""
+        for hook_name in hook_names:
+            caller = getattr(self.hook, hook_name)
+            if not caller.get_hookimpls():
+                raise L0PluginError(f"no plugin implements {hook_name}; L0 cannot run without it")
+
+    # --- named retry policies --------------------------------------------------------------------
+
+    def retry_policies(self) -> Mapping[str, tuple[RetryPolicySpec, str]]:
+        """Registered retry policies by name, with the plugin that offered each (cached)."""
+        cached = self._policies
+        if cached is not None:
+            return cached
+        found: dict[str, tuple[RetryPolicySpec, str]] = {}
+        caller = self.hook.l0_register_retry_policies
+        for impl in caller.get_hookimpls():
+            specs: Any = impl.function()
+            for spec in specs or ():
+                if not isinstance(spec, RetryPolicySpec):
+                    raise L0PluginError(
+                        f"plugin {impl.plugin_name!r}: l0_register_retry_policies yielded "
+                        f"{spec!r}; expected RetryPolicySpec"
+                    )
+                if spec.name in found:
+                    raise L0PluginError(
+                        f"retry policy {spec.name!r} is offered by both "
+                        f"{found[spec.name][1]!r} and {impl.plugin_name!r}; disable one"
+                    )
+                found[spec.name] = (spec, impl.plugin_name)
+        self._policies = found
+        return found
+
+    def describe_policies(self) -> str:
+        """``name (origin), …`` for error messages."""
+        parts = []
+        for name, (_, plugin_name) in sorted(self.retry_policies().items()):
+            origin, version = self._origins.get(plugin_name, ("in-process", None))
+            label = "builtin" if origin == "builtin" else f"{origin} {version or ''}".strip()
+            parts.append(f"{name} ({label})")
+        return ", ".join(parts)
+
+
+def _builtin_loader(name: str) -> Callable[[], ModuleType]:
+    return lambda: importlib.import_module(f"l0.builtin.{name}")
+
+
+def build_plugin_manager(
+    *,
+    entry_points: bool = True,
+    blocked: Iterable[str] = (),
+    allow: Iterable[str] | None = None,
+    trace: bool | None = None,
+) -> L0PluginManager:
+    """Build a plugin manager: builtins first, then entry points sorted by name.
+
+    Args:
+        entry_points: Load plugins installed under the ``l0`` entry-point group.
+        blocked: Plugin names not to load (adds to ``L0_DISABLE_PLUGINS``).
+        allow: If given, only these entry-point plugins load (``L0_LOAD_PLUGINS`` otherwise).
+        trace: Log every hook call (``L0_TRACE_PLUGINS`` otherwise).
+
+    Raises:
+        L0PluginError: a plugin failed to import or implements a hook wrongly.
+        ConfigError: an essential builtin was blocked.
+    """
+    pm = L0PluginManager()
+    blocked_names = set(blocked) | set(_csv_env("L0_DISABLE_PLUGINS") or ())
+    for name in sorted(blocked_names):
+        if name in BUILTINS:
+            raise ConfigError(
+                f"plugins.disable contains {name!r}, a builtin essential plugin; it cannot be "
+                f"disabled (essential: {', '.join(BUILTINS)})"
+            )
+        pm.set_blocked(name)
+    kernel_version = _kernel_version()
+    for name in BUILTINS:
+        pm.load_plugin(name, _builtin_loader(name), origin="builtin", version=kernel_version)
+    allowed = set(allow) if allow is not None else None
+    if allowed is None:
+        env_allow = _csv_env("L0_LOAD_PLUGINS")
+        allowed = set(env_allow) if env_allow is not None else None
+    if entry_points:
+        seen: set[str] = set()
+        for ep in sorted(metadata.entry_points(group="l0"), key=lambda ep: ep.name):
+            if ep.name in seen:
+                continue  # the same distribution visible twice on sys.path
+            seen.add(ep.name)
+            if allowed is not None and ep.name not in allowed:
+                continue
+            dist = ep.dist
+            pm.load_plugin(
+                ep.name,
+                ep.load,
+                origin=dist.name if dist is not None else "unknown",
+                version=dist.version if dist is not None else None,
+            )
+    pm.check_pending()
+    pm.require_answers(*_REQUIRED_ANSWERS)
+    if trace if trace is not None else os.environ.get("L0_TRACE_PLUGINS", "") not in ("", "0"):
+        pm.trace.root.setwriter(lambda message: log.debug("%s", message.rstrip()))
+        pm.enable_tracing()
+    return pm
+
+
+_default_lock = threading.Lock()
+_default: L0PluginManager | None = None
+
+
+def default_plugin_manager() -> L0PluginManager:
+    """The process-wide manager ``l0.run`` uses, built on first use (config may block plugins)."""
+    global _default  # noqa: PLW0603 - a lazy singleton is the point
+    pm = _default
+    if pm is not None:
+        return pm
+    with _default_lock:
+        if _default is None:
+            from l0.config import load_config
+
+            settings = load_config()
+            _default = build_plugin_manager(
+                blocked=settings.plugins_disable, allow=settings.plugins_load
+            )
+        return _default
+
+
+def reset_default_plugin_manager() -> None:
+    """Forget the default manager (tests, or after installing a plugin at run time)."""
+    global _default  # noqa: PLW0603
+    with _default_lock:
+        _default = None

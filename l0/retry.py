@@ -1,0 +1,114 @@
+"""Retry policy: how many retries, and how long to wait before each."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from l0.types import BackoffStrategy
+
+__all__ = ["DEFAULT_MAX_RETRY_AFTER", "BackoffStrategy", "Retry", "compute_backoff"]
+
+DEFAULT_MAX_RETRY_AFTER = 30.0
+"""Longest ``Retry-After`` (seconds) L0 waits out by default; a longer one ends that stream's
+retries at once (L0 moves to the next fallback or raises) instead of hanging the caller."""
+
+
+def _check_number(name: str, value: object, *, minimum: float, integer: bool) -> None:
+    kind = "an int" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"Retry({name}={value!r}): expected {kind} >= {minimum}")
+    if integer and not isinstance(value, int):
+        raise TypeError(f"Retry({name}={value!r}): expected {kind} >= {minimum}")
+    if math.isnan(value) or value < minimum:
+        raise ValueError(f"Retry({name}={value!r}): expected {kind} >= {minimum}")
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How a failing stream is retried.
+
+    Attributes:
+        attempts: Most retries caused by model or content failures (guardrail, drift, a model
+            error) per stream. These retries also count toward ``max_retries``.
+        max_retries: Most retries of any kind per stream (network, timeouts, rate limits, zero
+            output, and the above). Each fallback starts with fresh counters.
+        base_delay: Seconds; the unit of the backoff formulas.
+        max_delay: Seconds; no backoff delay is longer.
+        strategy: One of :class:`BackoffStrategy` (default ``FIXED_JITTER``), or the name of a
+            strategy a plugin implements through ``l0_backoff_delay``.
+        max_retry_after: Longest server ``Retry-After`` that is waited out (seconds). A longer
+            one stops retrying that stream: L0 goes to the next fallback or raises.
+        seed: Seed of the jitter generator; the same seed gives the same delays.
+    """
+
+    attempts: int = 3
+    max_retries: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 10.0
+    strategy: BackoffStrategy | str = BackoffStrategy.FIXED_JITTER
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_number("attempts", self.attempts, minimum=0, integer=True)
+        _check_number("max_retries", self.max_retries, minimum=0, integer=True)
+        _check_number("base_delay", self.base_delay, minimum=0, integer=False)
+        _check_number("max_delay", self.max_delay, minimum=0, integer=False)
+        _check_number("max_retry_after", self.max_retry_after, minimum=0, integer=False)
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise TypeError(f"Retry(seed={self.seed!r}): expected an int or None")
+        strategy: object = self.strategy
+        if isinstance(strategy, BackoffStrategy):
+            pass
+        elif isinstance(strategy, str):
+            # A name the builtin formulas do not know may belong to a backoff plugin.
+            if strategy in BackoffStrategy._value2member_map_:
+                object.__setattr__(self, "strategy", BackoffStrategy(strategy))
+            elif not strategy.strip():
+                raise ValueError(
+                    "Retry(strategy=''): choose one of "
+                    + ", ".join(s.value for s in BackoffStrategy)
+                )
+        else:
+            raise TypeError(
+                f"Retry(strategy={self.strategy!r}): expected a BackoffStrategy or a name; "
+                "choose one of " + ", ".join(s.value for s in BackoffStrategy)
+            )
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of the settings config may set."""
+        return tuple(f.name for f in fields(cls))
+
+    def with_changes(self, **changes: Any) -> Retry:
+        """A copy with some settings changed (validated like the constructor)."""
+        return replace(self, **changes)
+
+
+def compute_backoff(retry_index: int, policy: Retry, rng: random.Random) -> float | None:
+    """Delay in seconds before retry number ``retry_index`` (0-based), or ``None`` if unknown.
+
+    ``None`` is returned for a strategy name the builtin formulas do not know, so a plugin that
+    implements it through ``l0_backoff_delay`` is not shadowed.
+    """
+    base = policy.base_delay
+    strategy = policy.strategy
+    if strategy is BackoffStrategy.FIXED_JITTER:
+        half = base / 2.0
+        delay = half + rng.uniform(0.0, half)
+    elif strategy is BackoffStrategy.EXPONENTIAL:
+        delay = base * (2.0 ** min(retry_index, 64))
+    elif strategy is BackoffStrategy.LINEAR:
+        delay = base * (retry_index + 1)
+    elif strategy is BackoffStrategy.FIXED:
+        delay = base
+    elif strategy is BackoffStrategy.FULL_JITTER:
+        delay = rng.uniform(0.0, base * (2.0 ** min(retry_index, 64)))
+    else:
+        return None
+    return min(delay, policy.max_delay)

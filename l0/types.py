@@ -1,0 +1,335 @@
+"""Public data types shared by the kernel and plugins.
+
+Plugins may import this module freely: it imports nothing heavier than the standard library.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, NamedTuple, Protocol, TypeAlias, runtime_checkable
+
+__all__ = [
+    "Adapter",
+    "AttemptContext",
+    "BackoffStrategy",
+    "ErrorCategory",
+    "Event",
+    "EventType",
+    "GuardrailViolation",
+    "RetryDecision",
+    "RetryPolicySpec",
+    "Severity",
+    "State",
+    "StreamFactory",
+]
+
+
+class ErrorCategory(StrEnum):
+    """What kind of failure an exception is, which decides how L0 reacts to it."""
+
+    NETWORK = "network"
+    """Dropped connections, DNS, TLS, socket errors, timeouts: retried on ``max_retries`` only."""
+    TRANSIENT = "transient"
+    """Rate limits, overloaded or failing servers (408/409/429/5xx): retried like NETWORK."""
+    MODEL = "model"
+    """The model misbehaved (refusal, malformed answer): retried, also uses ``attempts``."""
+    CONTENT = "content"
+    """A guardrail or drift check rejected the output: retried, also uses ``attempts``."""
+    PROVIDER = "provider"
+    """An API error with no clearer meaning: retried like MODEL."""
+    FATAL = "fatal"
+    """Authentication, permission or a bad request (401/403/other 4xx): never retried."""
+    INTERNAL = "internal"
+    """A programming error (wrong types, a non-stream): never retried, raised as is."""
+
+
+class BackoffStrategy(StrEnum):
+    """How the delay before a retry grows.
+
+    ``base`` is ``Retry.base_delay`` and ``n`` the zero-based retry index; every result is
+    capped at ``Retry.max_delay``.
+    """
+
+    EXPONENTIAL = "exponential"
+    """``base * 2**n``."""
+    LINEAR = "linear"
+    """``base * (n + 1)``."""
+    FIXED = "fixed"
+    """``base``."""
+    FULL_JITTER = "full-jitter"
+    """A uniform draw in ``[0, base * 2**n]``."""
+    FIXED_JITTER = "fixed-jitter"
+    """``base / 2`` plus a uniform draw in ``[0, base / 2]`` (the default)."""
+
+
+class EventType(StrEnum):
+    """The kinds of stream event a consumer iterates over."""
+
+    TOKEN = "token"
+    TOOL_CALL = "tool_call"
+    MESSAGE = "message"
+    DATA = "data"
+    PROGRESS = "progress"
+    ERROR = "error"
+    RESET = "reset"
+    COMPLETE = "complete"
+
+
+_TOKEN = EventType.TOKEN
+_TOOL_CALL = EventType.TOOL_CALL
+_ERROR = EventType.ERROR
+_COMPLETE = EventType.COMPLETE
+_RESET = EventType.RESET
+
+
+class Event(NamedTuple):
+    """One item of the stream a consumer iterates over.
+
+    Events are immutable. Token events carry ``text``; tool calls carry ``data``
+    (``{"id", "name", "arguments"}``); the final ``COMPLETE`` event carries ``usage``;
+    ``ERROR`` events carry ``error`` and, in ``data``, whether L0 will retry or fall back.
+    A ``RESET`` event says that text already delivered was withdrawn because a retry or
+    fallback started over: ``data["withdrawn"]`` is that text and ``data["kept"]`` the
+    number of characters of earlier content that stay.
+    """
+
+    type: EventType
+    text: str | None = None
+    data: Any = None
+    usage: Mapping[str, Any] | None = None
+    error: BaseException | None = None
+    raw: Any = None
+
+    @property
+    def is_token(self) -> bool:
+        """True for a text token."""
+        return self.type is _TOKEN
+
+    @property
+    def is_tool_call(self) -> bool:
+        """True for a complete tool call."""
+        return self.type is _TOOL_CALL
+
+    @property
+    def is_complete(self) -> bool:
+        """True for the final event of a successful stream."""
+        return self.type is _COMPLETE
+
+    @property
+    def is_error(self) -> bool:
+        """True for an error event (an attempt failed)."""
+        return self.type is _ERROR
+
+    @property
+    def is_reset(self) -> bool:
+        """True when delivered text was withdrawn because a retry or fallback started over."""
+        return self.type is _RESET
+
+
+Severity: TypeAlias = Literal["warning", "error", "fatal"]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailViolation:
+    """A problem a guardrail rule found in the output.
+
+    Attributes:
+        rule: Name of the rule that found it.
+        message: What is wrong, for humans.
+        severity: ``warning`` (recorded only), ``error`` (retry) or ``fatal`` (stop).
+        recoverable: Whether a retry may fix it; ``False`` stops without retrying.
+        position: Character offset in the content, when known.
+    """
+
+    rule: str
+    message: str
+    severity: Severity = "error"
+    recoverable: bool = True
+    position: int | None = None
+
+
+@dataclass(slots=True)
+class State:
+    """The live state of a session, readable at any time through ``result.state``.
+
+    ``content``, ``token_count`` and ``checkpoint`` are computed from the tokens kept so far, so
+    reading them is cheap and never stale; the other fields are updated at each transition.
+    """
+
+    _parts: list[str] = field(default_factory=list, repr=False)
+    _prefix: str = field(default="", repr=False)
+    _prefix_tokens: int = field(default=0, repr=False)
+    _checkpoint_at: int = field(default=0, repr=False)
+    _joined: str = field(default="", repr=False)
+    _joined_n: int = field(default=0, repr=False)
+
+    attempt: int = 0
+    """Number of the current attempt, starting at 1, counted over the whole session."""
+    fallback_index: int = 0
+    """0 while the primary stream runs, ``i`` while ``fallbacks[i - 1]`` runs."""
+    model_retry_count: int = 0
+    """Retries so far on the current stream that counted toward ``Retry.attempts``."""
+    network_retry_count: int = 0
+    """Retries so far on the current stream that did not count toward ``Retry.attempts``."""
+    total_retries: int = 0
+    """Retries over the whole session, all streams together."""
+    violations: list[GuardrailViolation] = field(default_factory=list)
+    """Every guardrail violation found, in order, including those of abandoned attempts."""
+    completed: bool = False
+    aborted: bool = False
+    resumed: bool = False
+    """True when the content continues from a checkpoint of an earlier attempt."""
+    resume_point: str | None = None
+    """The checkpoint text the session continued from."""
+    resume_from: int | None = None
+    """Character offset in ``content`` where the continuation starts."""
+    usage: Mapping[str, Any] | None = None
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    drift_detected: bool = False
+    started_at: float | None = None
+    """``time.monotonic()`` when the session started."""
+    first_token_at: float | None = None
+    """``time.monotonic()`` of the first token of the winning attempt."""
+    ended_at: float | None = None
+    error: BaseException | None = None
+    """The error that ended the session, if it failed."""
+
+    @property
+    def content(self) -> str:
+        """All text of the current answer (checkpoint prefix plus tokens of this attempt)."""
+        parts = self._parts
+        n = len(parts)
+        if n != self._joined_n:
+            if n > self._joined_n:
+                self._joined += "".join(parts[self._joined_n :])
+            else:
+                self._joined = "".join(parts)
+            self._joined_n = n
+        return self._prefix + self._joined
+
+    @property
+    def token_count(self) -> int:
+        """Number of tokens in ``content``."""
+        return self._prefix_tokens + len(self._parts)
+
+    @property
+    def checkpoint(self) -> str:
+        """The content up to the last checkpoint."""
+        return self._prefix + "".join(self._parts[: self._checkpoint_at])
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the start of the session to its end (or to now, while it runs)."""
+        if self.started_at is None:
+            return None
+        import time
+
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return end - self.started_at
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        """Seconds from the session start to the first token of the winning attempt."""
+        if self.started_at is None or self.first_token_at is None:
+            return None
+        return self.first_token_at - self.started_at
+
+    def snapshot(self) -> State:
+        """A deep copy that later changes to the session do not touch."""
+        clone = copy.copy(self)
+        clone._parts = list(self._parts)
+        clone.violations = list(self.violations)
+        clone.tool_calls = copy.deepcopy(self.tool_calls)
+        clone.usage = copy.deepcopy(self.usage)
+        return clone
+
+    def _reset_attempt(self, prefix: str = "", prefix_tokens: int = 0) -> None:
+        """Drop this attempt's tokens, keeping ``prefix`` as the start of the content."""
+        self._parts = []
+        self._prefix = prefix
+        self._prefix_tokens = prefix_tokens
+        self._checkpoint_at = 0
+        self._joined = ""
+        self._joined_n = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptContext:
+    """What a one-argument stream factory receives for each attempt.
+
+    Attributes:
+        attempt: Attempt number over the session, starting at 1.
+        fallback_index: 0 for the primary stream, ``i`` for ``fallbacks[i - 1]``.
+        is_retry: True when an earlier attempt of the same stream failed.
+        is_fallback: True when this is a fallback stream.
+        checkpoint: Text the answer continues from, when continuation is on, else ``""``.
+        continuation_prompt: What ``build_continuation_prompt`` returned, if it was called.
+    """
+
+    attempt: int
+    fallback_index: int
+    is_retry: bool
+    is_fallback: bool
+    checkpoint: str = ""
+    continuation_prompt: str | None = None
+
+
+StreamFactory: TypeAlias = "Callable[[], Any] | Callable[[AttemptContext], Any]"
+"""A zero-argument callable, or one taking an :class:`AttemptContext`, returning a stream
+(an async iterator) or an awaitable of one."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """The answer of ``l0_retry_decision``.
+
+    Attributes:
+        retry: Whether the failed attempt may run again (budgets still apply).
+        counts_toward_attempts: Whether the retry uses ``Retry.attempts`` (model/content
+            failures) besides ``Retry.max_retries``.
+        reason: Short text for callbacks and events.
+    """
+
+    retry: bool
+    counts_toward_attempts: bool = False
+    reason: str = ""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """Turns a provider's stream into L0 events.
+
+    ``wrap`` returns an async iterator of :class:`Event` or plain ``str`` tokens. It must keep
+    text exactly as sent, end with exactly one ``COMPLETE`` event (or simply stop), and report
+    a provider failure by raising it (L0 classifies and retries) or as an ``ERROR`` event.
+    """
+
+    name: str
+
+    def detect(self, stream: Any) -> bool:
+        """Return True if this adapter can handle ``stream``."""
+        ...
+
+    def wrap(self, stream: Any) -> AsyncIterator[Event | str]:
+        """Convert ``stream`` into L0 events."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicySpec:
+    """A named retry policy that config may select (``retry.policy = "<name>"``).
+
+    Attributes:
+        name: The name config uses.
+        factory: Builds the policy's ``Retry`` from the numbers config sets (keys are
+            ``Retry`` field names; absent keys keep the policy's defaults).
+        summary: One line for listings and error messages.
+    """
+
+    name: str
+    factory: Callable[[Mapping[str, Any]], Any]
+    summary: str = ""
