@@ -27,8 +27,8 @@ async def flaky_stream(failures: list[str]) -> AsyncIterator[str]:
 
 async def dead_stream() -> AsyncIterator[str]:
     """A primary model that is down: every call fails before the first token."""
+    await asyncio.sleep(0.01)
     raise ConnectionRefusedError("connection refused")
-    yield ""  # pragma: no cover - makes this an async generator
 
 
 def show(label: str) -> None:

@@ -811,7 +811,7 @@ class Session:
                             counts_toward_limit=counted,
                             is_network=category in (ErrorCategory.NETWORK, ErrorCategory.TRANSIENT),
                             is_model_issue=counted,
-                            delay_ms=int(delay * 1000),
+                            delay_ms=delay * 1000,
                         )
                         notify("on_retry", state.attempt + 1, reason)
                         await self._sleep(delay)
