@@ -168,6 +168,7 @@ def run(
     meta: Mapping[str, Any] | None = None,
     session_id: str | None = None,
     seed: int | None = None,
+    retry_on_length: bool = False,
     on_start: Callable[..., Any] | None = None,
     on_complete: Callable[..., Any] | None = None,
     on_error: Callable[..., Any] | None = None,
@@ -201,6 +202,9 @@ def run(
         meta: More caller data for events (user ids, feature flags …).
         session_id: Groups observability events of related streams; the stream id otherwise.
         seed: Seed for backoff jitter (overrides ``Retry.seed``).
+        retry_on_length: Treat an answer cut at the token limit (``finish_reason="length"``)
+            as a model error and retry it; by default it is accepted and visible in
+            ``state.finish_reason`` and in the ``COMPLETE`` event's data.
         on_start: ``(attempt, is_retry, is_fallback)`` — an attempt begins.
         on_complete: ``(state)`` — the session succeeded.
         on_error: ``(error, will_retry, will_fallback)`` — an attempt failed.
@@ -245,6 +249,8 @@ def run(
         raise TypeError(f"plugins={plugins!r}: expected an l0 plugin manager")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed={seed!r}: expected an int or None")
+    if not isinstance(retry_on_length, bool):
+        raise TypeError(f"retry_on_length={retry_on_length!r}: expected True or False")
     if session_id is not None and not isinstance(session_id, str):
         raise TypeError(f"session_id={session_id!r}: expected a str or None")
     given = {
@@ -281,6 +287,7 @@ def run(
         meta=_frozen_copy("meta", meta),
         session_id=session_id,
         seed=seed,
+        retry_on_length=retry_on_length,
     )
     return Result(Session(opts))
 

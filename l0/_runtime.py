@@ -38,6 +38,8 @@ from l0.errors import (
     L0Error,
     RetryExhaustedError,
     StreamTimeoutError,
+    ToolCallError,
+    TruncatedError,
     ZeroOutputError,
     _builtin_category,
     attach_context,
@@ -126,6 +128,7 @@ class _Options:
         "meta",
         "plugins",
         "retry",
+        "retry_on_length",
         "rng",
         "session_id",
         "takes_ctx",
@@ -145,6 +148,7 @@ class _Options:
         meta: Mapping[str, Any],
         session_id: str | None,
         seed: int | None,
+        retry_on_length: bool = False,
     ) -> None:
         self.factories = tuple(factories)
         self.takes_ctx = tuple(_takes_context(f) for f in self.factories)
@@ -157,6 +161,7 @@ class _Options:
         self.meta = meta
         self.session_id = session_id
         self.rng = random.Random(seed if seed is not None else retry.seed)
+        self.retry_on_length = retry_on_length
 
 
 class _Abandon(Exception):
@@ -181,6 +186,7 @@ class Session:
         "_opts",
         "_parked",
         "_raw",
+        "_raw_list",
         "_source",
         "_started",
         "_table",
@@ -213,6 +219,7 @@ class Session:
         self._source: Any = None
         self._closing: asyncio.Task[None] | None = None
         self._raw: list[Any] = []
+        self._raw_list: list[Any] | None = None
         self._started = False
 
     # --- notifications -------------------------------------------------------------------------
@@ -504,6 +511,10 @@ class Session:
                 "not an async iterator"
             )
         self._iterator = iterator
+        # Adapters may keep every provider chunk (including those that yield no event) in a
+        # ``raw_chunks`` list on their iterator; result.raw() then returns exactly those.
+        raw_list = getattr(iterator, "raw_chunks", None)
+        self._raw_list = raw_list if isinstance(raw_list, list) else None
         self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator
 
@@ -554,20 +565,27 @@ class Session:
 
                 try:
                     args = orjson.loads(args) if args.strip() else {}
-                except orjson.JSONDecodeError:
-                    args = {"_raw": args}
-            self._notify(
-                "on_tool_call",
-                str(call.get("name", "")),
-                str(call.get("id", "")),
-                args if isinstance(args, dict) else {"value": args},
-            )
+                except orjson.JSONDecodeError as exc:
+                    raise ToolCallError(
+                        f"tool call {call.get('name')!r} (id {call.get('id')!r}) has arguments "
+                        f"that are not valid JSON ({exc}): {args[:200]!r}"
+                    ) from None
+            if not isinstance(args, dict):
+                raise ToolCallError(
+                    f"tool call {call.get('name')!r} (id {call.get('id')!r}) has arguments that "
+                    f"are not a JSON object: {args!r:.200}"
+                )
+            self._notify("on_tool_call", str(call.get("name", "")), str(call.get("id", "")), args)
             return item
         if kind is EventType.COMPLETE:
             if item.usage is not None:
                 state.usage = item.usage
             if isinstance(item.data, Mapping) and "finish_reason" in item.data:
                 state.finish_reason = item.data["finish_reason"]
+                if state.finish_reason == "length" and self._opts.retry_on_length:
+                    raise TruncatedError(
+                        "the answer stopped at the token limit (finish_reason='length')"
+                    )
             return None
         if kind is EventType.ERROR:
             error = item.error
@@ -621,6 +639,7 @@ class Session:
                         )
                     state._reset_attempt()
                     self._raw = []
+                    self._raw_list = None
                     self._last = 0.0
                     self._attempt_start = _now()
                     self._fired = None
@@ -928,6 +947,8 @@ class Session:
     @property
     def raw_chunks(self) -> list[Any]:
         """Provider chunks of the current attempt (adapters' ``Event.raw``, or str tokens)."""
+        if self._raw_list is not None:
+            return list(self._raw_list)
         if self._raw:
             return list(self._raw)
         return list(self.state._parts)

@@ -40,6 +40,8 @@ __all__ = [
     "L0PluginError",
     "RetryExhaustedError",
     "StreamTimeoutError",
+    "ToolCallError",
+    "TruncatedError",
     "ZeroOutputError",
     "categorize_error",
     "get_retry_after",
@@ -152,6 +154,25 @@ class DriftError(L0Error):
     code = "drift_detected"
     category = ErrorCategory.CONTENT
     hint = "Inspect the DRIFT_CHECK_RESULT events; lower the temperature or tighten the prompt."
+
+
+class ToolCallError(L0Error):
+    """A tool call arrived broken (arguments not a JSON object). Retried as a model error."""
+
+    code = "tool_call_invalid"
+    category = ErrorCategory.MODEL
+    hint = "The model produced malformed tool arguments; a retry usually fixes it."
+
+
+class TruncatedError(L0Error):
+    """The answer stopped at the token limit and ``retry_on_length`` asked for a retry.
+
+    Raised for ``finish_reason="length"``; counts toward ``Retry.attempts``.
+    """
+
+    code = "truncated"
+    category = ErrorCategory.MODEL
+    hint = "Raise max_tokens, or accept truncated answers (retry_on_length=False)."
 
 
 class AbortedError(L0Error):

@@ -331,7 +331,9 @@ async def test_abort_while_provider_is_silent(pm: L0PluginManager) -> None:
     seen: list[str] = []
 
     async def consume() -> None:
-        seen.extend([event.text or "" async for event in result if event.is_token])
+        async for event in result:
+            if event.is_token:
+                seen.append(event.text or "")  # noqa: PERF401 - must keep tokens seen before abort
 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.05)
