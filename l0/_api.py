@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequenc
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from l0._runtime import CALLBACK_NAMES, Session, _Options
-from l0.config import load_config, resolve_retry, resolve_timeout
+from l0._runtime import CALLBACK_NAMES, DEFAULT_INTERVALS, DEFAULT_MAX_OVERLAP, Session, _Options
+from l0.config import Settings, load_config, resolve_retry, resolve_timeout
 from l0.errors import L0PluginError
 from l0.plugins import L0PluginManager, default_plugin_manager
 from l0.retry import Retry
@@ -169,6 +169,13 @@ def run(
     session_id: str | None = None,
     seed: int | None = None,
     retry_on_length: bool = False,
+    guardrails: Any = None,
+    drift: Any = None,
+    check_intervals: Mapping[str, int] | None = None,
+    continue_from_last_good_token: bool = False,
+    build_continuation_prompt: Callable[[str], str] | None = None,
+    remove_overlap: bool = True,
+    max_overlap: int = DEFAULT_MAX_OVERLAP,
     on_start: Callable[..., Any] | None = None,
     on_complete: Callable[..., Any] | None = None,
     on_error: Callable[..., Any] | None = None,
@@ -205,6 +212,20 @@ def run(
         retry_on_length: Treat an answer cut at the token limit (``finish_reason="length"``)
             as a model error and retry it; by default it is accepted and visible in
             ``state.finish_reason`` and in the ``COMPLETE`` event's data.
+        guardrails: Rules checked while streaming and at the end: a list of
+            ``l0.GuardrailRule``, or a preset such as ``l0.Guardrails.recommended()``
+            (needs ``l0-guardrails``); default from config, else none.
+        drift: ``True``, or an ``l0.drift.DriftConfig``, to detect degrading output (needs
+            ``l0-drift``); default from config, else off.
+        check_intervals: Tokens between checks: ``{"guardrails": 5, "drift": 10,
+            "checkpoint": 10}`` are the defaults.
+        continue_from_last_good_token: On a retry or fallback, keep the text received so far
+            (validated by guardrails and drift first) and let the next attempt continue it,
+            instead of starting over; nothing already delivered is withdrawn.
+        build_continuation_prompt: ``(checkpoint) -> str``; its result reaches a one-argument
+            factory as ``ctx.continuation_prompt``.
+        remove_overlap: Cut the words a continuation repeats from the end of the checkpoint.
+        max_overlap: Most characters held back at the seam to decide the overlap.
         on_start: ``(attempt, is_retry, is_fallback)`` — an attempt begins.
         on_complete: ``(state)`` — the session succeeded.
         on_error: ``(error, will_retry, will_fallback)`` — an attempt failed.
@@ -249,6 +270,16 @@ def run(
         raise TypeError(f"plugins={plugins!r}: expected an l0 plugin manager")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed={seed!r}: expected an int or None")
+    intervals = _check_intervals(check_intervals)
+    for flag_name, flag in (
+        ("continue_from_last_good_token", continue_from_last_good_token),
+        ("remove_overlap", remove_overlap),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name}={flag!r}: expected True or False")
+    _check_callable("build_continuation_prompt", build_continuation_prompt)
+    if isinstance(max_overlap, bool) or not isinstance(max_overlap, int) or max_overlap < 2:
+        raise ValueError(f"max_overlap={max_overlap!r}: expected an int >= 2")
     if not isinstance(retry_on_length, bool):
         raise TypeError(f"retry_on_length={retry_on_length!r}: expected True or False")
     if session_id is not None and not isinstance(session_id, str):
@@ -288,8 +319,49 @@ def run(
         session_id=session_id,
         seed=seed,
         retry_on_length=retry_on_length,
+        guardrails=_resolve_guardrails(guardrails, pm, settings),
+        drift=_resolve_drift(drift, pm, settings),
+        intervals=intervals,
+        continuation=continue_from_last_good_token,
+        build_continuation_prompt=build_continuation_prompt,
+        remove_overlap=remove_overlap,
+        max_overlap=max_overlap,
     )
     return Result(Session(opts))
+
+
+def _check_intervals(value: Mapping[str, int] | None) -> dict[str, int]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"check_intervals={value!r}: expected a dict like {{'guardrails': 5}}")
+    out = {}
+    for key, interval in value.items():
+        if key not in DEFAULT_INTERVALS:
+            raise ValueError(
+                f"check_intervals[{key!r}]: unknown key; choose from "
+                + ", ".join(repr(k) for k in DEFAULT_INTERVALS)
+            )
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise ValueError(f"check_intervals[{key!r}]={interval!r}: expected an int >= 1")
+        out[key] = interval
+    return out
+
+
+def _resolve_guardrails(value: Any, pm: L0PluginManager, settings: Settings) -> Any:
+    if value is None and "guardrails" not in settings.values:
+        return None
+    from l0.guardrails import resolve_guardrails
+
+    return resolve_guardrails(value, pm, settings)
+
+
+def _resolve_drift(value: Any, pm: L0PluginManager, settings: Settings) -> Any:
+    if (value is None and "drift" not in settings.values) or value is False:
+        return None
+    from l0.drift import resolve_drift
+
+    return resolve_drift(value, pm, settings)
 
 
 _NO_RETRY = Retry(attempts=0, max_retries=0)

@@ -31,7 +31,9 @@ from l0.errors import (
     AbortedError,
     AdapterNotFoundError,
     AttemptError,
+    DriftError,
     ErrorContext,
+    GuardrailError,
     InitialTokenTimeoutError,
     InterTokenTimeoutError,
     InvalidStreamError,
@@ -55,6 +57,7 @@ from l0.types import (
     ErrorCategory,
     Event,
     EventType,
+    GuardrailViolation,
     RetryDecision,
     State,
 )
@@ -66,6 +69,12 @@ _OBS = ObservabilityEventType
 _TOKEN = EventType.TOKEN
 _INF = float("inf")
 _END: Any = object()
+DEFAULT_INTERVALS: dict[str, int] = {"guardrails": 5, "drift": 10, "checkpoint": 10}
+"""Tokens between guardrail checks, drift checks and checkpoints unless ``check_intervals``
+says otherwise. Checks look at the text added since the previous check, so their total cost
+grows linearly with the output whatever the interval."""
+DEFAULT_MAX_OVERLAP = 200
+"""Most characters held back at a continuation seam while deciding what the model repeated."""
 _CLOSE_GRACE = 2.0
 """Seconds allowed for closing an abandoned provider stream before L0 stops waiting on it."""
 
@@ -101,6 +110,25 @@ _HOOK_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _overlap(checkpoint: str, text: str, limit: int) -> int:
+    """Length of the longest checkpoint suffix that ``text`` starts with, on word boundaries.
+
+    At least two characters, not only whitespace, and the cut must not split a word on either
+    side ("the" + "he said" is not an overlap).
+    """
+    upper = min(len(checkpoint), len(text), limit)
+    for k in range(upper, 1, -1):
+        if not checkpoint.endswith(text[:k]):
+            continue
+        starts_clean = k == len(checkpoint) or not (
+            checkpoint[-k - 1].isalnum() and text[0].isalnum()
+        )
+        ends_clean = k == len(text) or not (text[k - 1].isalnum() and text[k].isalnum())
+        if starts_clean and ends_clean and text[:k].strip():
+            return k
+    return 0
+
+
 def _takes_context(factory: Callable[..., Any]) -> bool:
     """True when ``factory`` has a required positional parameter (it wants the attempt context).
 
@@ -122,11 +150,18 @@ class _Options:
 
     __slots__ = (
         "adapter",
+        "build_continuation_prompt",
         "callbacks",
         "context",
+        "continuation",
+        "drift",
         "factories",
+        "guardrails",
+        "intervals",
+        "max_overlap",
         "meta",
         "plugins",
+        "remove_overlap",
         "retry",
         "retry_on_length",
         "rng",
@@ -149,6 +184,13 @@ class _Options:
         session_id: str | None,
         seed: int | None,
         retry_on_length: bool = False,
+        guardrails: Any = None,
+        drift: Any = None,
+        intervals: Mapping[str, int] | None = None,
+        continuation: bool = False,
+        build_continuation_prompt: Callable[[str], str] | None = None,
+        remove_overlap: bool = True,
+        max_overlap: int = DEFAULT_MAX_OVERLAP,
     ) -> None:
         self.factories = tuple(factories)
         self.takes_ctx = tuple(_takes_context(f) for f in self.factories)
@@ -162,6 +204,13 @@ class _Options:
         self.session_id = session_id
         self.rng = random.Random(seed if seed is not None else retry.seed)
         self.retry_on_length = retry_on_length
+        self.guardrails = guardrails
+        self.drift = drift
+        self.intervals = {**DEFAULT_INTERVALS, **(intervals or {})}
+        self.continuation = continuation
+        self.build_continuation_prompt = build_continuation_prompt
+        self.remove_overlap = remove_overlap
+        self.max_overlap = max_overlap
 
 
 class _Abandon(Exception):
@@ -175,15 +224,23 @@ class Session:
         "_abort_requested",
         "_aborted_reported",
         "_attempt_start",
+        "_checked",
+        "_checks_on",
         "_closing",
+        "_drift_run",
         "_fired",
+        "_guard_run",
         "_handle",
+        "_interval",
         "_iterator",
         "_last",
         "_loop",
+        "_next_check",
+        "_next_checkpoint",
         "_notifier",
         "_observed",
         "_opts",
+        "_overlap_removed",
         "_parked",
         "_raw",
         "_raw_list",
@@ -191,6 +248,7 @@ class Session:
         "_started",
         "_table",
         "_task",
+        "_wants_checkpoints",
         "errors",
         "finished",
         "state",
@@ -221,6 +279,17 @@ class Session:
         self._raw: list[Any] = []
         self._raw_list: list[Any] | None = None
         self._started = False
+        self._guard_run: Any = None
+        self._drift_run: Any = None
+        self._checked = 0
+        self._checks_on = False
+        self._interval = 0
+        self._next_check = 1 << 62
+        self._next_checkpoint = 0
+        self._overlap_removed = 0
+        self._wants_checkpoints = (
+            "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
+        )
 
     # --- notifications -------------------------------------------------------------------------
 
@@ -612,6 +681,8 @@ class Session:
         state = self.state
         notify = self._notify
         n_streams = len(opts.factories)
+        resume: tuple[str, int] | None = None
+        network_failures = 0
         try:
             if self._abort_requested:
                 raise AbortedError("the session was aborted before it started")
@@ -624,11 +695,15 @@ class Session:
                     self._obs(_OBS.FALLBACK_MODEL_SELECTED, index=index)
                 while True:
                     state.attempt += 1
+                    checkpoint, checkpoint_tokens = resume or ("", 0)
+                    prompt = self._begin_resume(checkpoint, checkpoint_tokens) if resume else None
                     ctx = AttemptContext(
                         attempt=state.attempt,
                         fallback_index=index,
                         is_retry=retry_index > 0,
                         is_fallback=index > 0,
+                        checkpoint=checkpoint,
+                        continuation_prompt=prompt,
                     )
                     notify("on_start", state.attempt, retry_index > 0, index > 0)
                     if retry_index > 0:
@@ -637,12 +712,13 @@ class Session:
                             attempt=state.attempt,
                             max_attempts=opts.retry.max_retries + 1,
                         )
-                    state._reset_attempt()
+                    state._reset_attempt(checkpoint, checkpoint_tokens)
                     self._raw = []
                     self._raw_list = None
                     self._last = 0.0
                     self._attempt_start = _now()
                     self._fired = None
+                    self._checks_start()
                     delivered = False
                     try:
                         self._start_timer()
@@ -652,13 +728,23 @@ class Session:
                         self._parked = True
                         first = await anext(iterator, _END)
                         self._last = _now()
+                        pending: list[Any] = []
                         if first is not _END:
                             self._first_item()
-                            if type(first) is str:
-                                append(first)
-                                event: Event | None = Event(_TOKEN, first)
+                            if resume and opts.remove_overlap:
+                                pending = await self._trim_overlap(iterator, first)
                             else:
-                                event = self._item(first)
+                                pending = [first]
+                        for item in pending:
+                            if item is _END:
+                                break
+                            if type(item) is str:
+                                append(item)
+                                event: Event | None = Event(_TOKEN, item)
+                            else:
+                                event = self._item(item)
+                            if self._next_check <= len(parts):
+                                self._check()
                             if emit and event is not None:
                                 self._parked = False
                                 delivered = True
@@ -667,8 +753,28 @@ class Session:
                                     raise _Abandon
                                 self._last = _now()
                                 self._parked = True
-                            # The hot loops: keep them to a type check, an append and a clock read.
-                            if emit:
+                        if pending and pending[-1] is not _END:
+                            # The hot loops: a type check, an append and a clock read per token
+                            # (plus one comparison when guardrails, drift or checkpoints run).
+                            checked = self._checks_on
+                            if emit and checked:
+                                async for item in iterator:
+                                    self._parked = False
+                                    if type(item) is str:
+                                        append(item)
+                                        event = Event(_TOKEN, item)
+                                    else:
+                                        event = self._item(item)
+                                    if self._next_check <= len(parts):
+                                        self._check()
+                                    if event is not None:
+                                        delivered = True
+                                        yield event
+                                    if self._abort_requested:
+                                        raise _Abandon
+                                    self._last = _now()
+                                    self._parked = True
+                            elif emit:
                                 async for item in iterator:
                                     self._parked = False
                                     if type(item) is str:
@@ -684,6 +790,15 @@ class Session:
                                         raise _Abandon
                                     self._last = _now()
                                     self._parked = True
+                            elif checked:
+                                async for item in iterator:
+                                    if type(item) is str:
+                                        append(item)
+                                    else:
+                                        self._item(item)
+                                    if self._next_check <= len(parts):
+                                        self._check()
+                                    self._last = _now()
                             else:
                                 async for item in iterator:
                                     if type(item) is str:
@@ -694,6 +809,7 @@ class Session:
                         self._parked = False
                         self._stop_timer()
                         self._iterator = None
+                        self._finish_checks()
                         if not self._has_output():
                             raise ZeroOutputError(
                                 "the stream ended without output"
@@ -745,20 +861,34 @@ class Session:
                         state.completed = True
                         state.ended_at = _now()
                         self.finished = True
+                        duration_ms = int((state.ended_at - (state.started_at or 0.0)) * 1000)
+                        if resume:
+                            self._obs(
+                                _OBS.RESUME_END,
+                                checkpoint=checkpoint,
+                                duration_ms=int((state.ended_at - self._attempt_start) * 1000),
+                                success=True,
+                                overlap_chars=self._overlap_removed,
+                            )
+                        if network_failures:
+                            self._obs(
+                                _OBS.NETWORK_RECOVERY,
+                                attempt_count=state.attempt,
+                                duration_ms=duration_ms,
+                            )
+                            self._obs(_OBS.CONNECTION_RESTORED, duration_ms=duration_ms)
                         if retry_index > 0 or index > 0:
                             self._obs(
                                 _OBS.RETRY_END,
                                 attempt=state.attempt,
                                 success=True,
-                                duration_ms=int((state.ended_at - state.started_at) * 1000)
-                                if state.started_at is not None
-                                else 0,
+                                duration_ms=duration_ms,
                             )
                         if index > 0:
-                            self._obs(_OBS.FALLBACK_END, index=index)
+                            self._obs(_OBS.FALLBACK_END, index=index, duration_ms=duration_ms)
                         self._obs(_OBS.FINALIZATION_START)
                         notify("on_complete", state)
-                        self._obs(_OBS.FINALIZATION_END)
+                        self._obs(_OBS.FINALIZATION_END, duration_ms=0)
                         self._summary("success")
                         if emit:
                             yield Event(
@@ -771,8 +901,16 @@ class Session:
                     # --- failure: decide what happens next ---------------------------------
                     category = self._categorize(error)
                     self.errors.append(AttemptError(state.attempt, index, error, category))
-                    withdrawn = state.content
-                    withdrawn_tokens = len(state._parts)
+                    if resume:
+                        self._obs(
+                            _OBS.RESUME_END,
+                            checkpoint=checkpoint,
+                            duration_ms=int((_now() - self._attempt_start) * 1000),
+                            success=False,
+                            overlap_chars=self._overlap_removed,
+                        )
+                    delivered_text = state.content
+                    delivered_tokens = state.token_count
                     will_retry, counted, reason = self._will_retry(error, category)
                     will_fallback = (
                         not will_retry
@@ -780,15 +918,21 @@ class Session:
                         and index + 1 < n_streams
                     )
                     if category is ErrorCategory.NETWORK:
+                        network_failures += 1
+                        code = getattr(error, "code", None)
                         self._obs(
                             _OBS.NETWORK_ERROR,
                             error=repr(error),
-                            code=getattr(error, "code", None)
-                            if isinstance(getattr(error, "code", None), str | int)
-                            else None,
+                            code=code if isinstance(code, str | int) else None,
                             will_retry=will_retry,
                         )
+                        if delivered_tokens > checkpoint_tokens:
+                            self._obs(_OBS.CONNECTION_DROPPED, reason=repr(error))
                     notify("on_error", error, will_retry, will_fallback)
+                    resume = None
+                    if will_retry or will_fallback:
+                        resume = self._resume_point(error, category)
+                    kept = resume[0] if resume else ""
                     if emit:
                         yield Event(
                             EventType.ERROR,
@@ -800,17 +944,22 @@ class Session:
                                 "attempt": state.attempt,
                             },
                         )
-                        if delivered and (will_retry or will_fallback) and withdrawn:
+                        withdrawn = delivered_text[len(kept) :]
+                        if (
+                            (delivered or checkpoint)
+                            and (will_retry or will_fallback)
+                            and withdrawn
+                        ):
                             yield Event(
                                 EventType.RESET,
                                 data={
                                     "withdrawn": withdrawn,
-                                    "withdrawn_tokens": withdrawn_tokens,
-                                    "kept": 0,
+                                    "withdrawn_tokens": delivered_tokens - (resume or ("", 0))[1],
+                                    "kept": len(kept),
                                     "reason": reason,
                                 },
                             )
-                    state._reset_attempt()
+                    state._reset_attempt(kept, resume[1] if resume else 0)
                     if will_retry:
                         if counted:
                             state.model_retry_count += 1
@@ -867,6 +1016,194 @@ class Session:
             self._parked = False
             if self._iterator is not None or self._source is not None:
                 await self._close_stream()
+
+    # --- guardrails, drift, checkpoints (every few tokens, never per token) ----------------------
+
+    def _checks_start(self) -> None:
+        opts = self._opts
+        emit = self._emit_fn if self._observed else None
+        self._guard_run = opts.guardrails.start(emit) if opts.guardrails is not None else None
+        self._drift_run = opts.drift.start(emit) if opts.drift is not None else None
+        self._checked = 0
+        self._overlap_removed = 0
+        intervals = []
+        if self._guard_run is not None:
+            intervals.append(opts.intervals["guardrails"])
+        if self._drift_run is not None:
+            intervals.append(opts.intervals["drift"])
+        if opts.continuation:
+            intervals.append(opts.intervals["checkpoint"])
+        self._checks_on = bool(intervals)
+        self._interval = min(intervals) if intervals else 0
+        self._next_check = self._interval if intervals else 1 << 62
+        self._next_checkpoint = opts.intervals["checkpoint"]
+
+    def _emit_fn(self, kind: str, **fields: Any) -> None:
+        self._obs(ObservabilityEventType(kind), **fields)
+
+    def _check(self) -> None:
+        """Run guardrails/drift over the text since the last check; save a checkpoint."""
+        state = self.state
+        parts = state._parts
+        n = len(parts)
+        self._next_check = n + self._interval
+        delta = "".join(parts[self._checked :])
+        self._checked = n
+        if self._guard_run is not None:
+            violations = self._guard_run.feed(delta, state)
+            if violations:
+                self._handle_violations(violations)
+        if self._drift_run is not None:
+            result = self._drift_run.feed(delta)
+            if result is not None and result.detected:
+                self._handle_drift(result)
+        if self._opts.continuation and n >= self._next_checkpoint:
+            self._next_checkpoint = n + self._opts.intervals["checkpoint"]
+            state._checkpoint_at = n
+            if self._observed or self._wants_checkpoints:
+                text = state.checkpoint
+                self._obs(_OBS.CHECKPOINT_SAVED, checkpoint=text, token_count=state.token_count)
+                self._notify("on_checkpoint", text, state.token_count)
+
+    def _finish_checks(self) -> None:
+        if not self._checks_on:
+            return
+        state = self.state
+        if self._checked < len(state._parts):
+            self._next_check = 0
+            self._check()
+        if self._guard_run is not None:
+            violations = self._guard_run.finish(state)
+            if violations:
+                self._handle_violations(violations)
+        if self._drift_run is not None:
+            result = self._drift_run.finish(state.content)
+            if result is not None and result.detected:
+                self._handle_drift(result)
+
+    def _handle_violations(self, violations: Sequence[GuardrailViolation]) -> None:
+        state = self.state
+        worst = None
+        for violation in violations:
+            state.violations.append(violation)
+            self._notify("on_violation", violation)
+            if violation.severity == "fatal" or not violation.recoverable:
+                worst = "fatal"
+            elif violation.severity == "error" and worst is None:
+                worst = "error"
+        if worst is None:
+            return
+        blocking = [v for v in violations if v.severity != "warning" or not v.recoverable]
+        summary = "; ".join(f"{v.rule}: {v.message}" for v in blocking[:3])
+        raise GuardrailError(f"guardrail violation ({summary})", blocking, fatal=worst == "fatal")
+
+    def _handle_drift(self, result: Any) -> None:
+        self.state.drift_detected = True
+        types = list(result.types)
+        self._notify("on_drift", types, result.confidence)
+        raise DriftError(
+            f"drift detected: {', '.join(types)} (confidence {result.confidence:.2f})",
+            types=types,
+            confidence=result.confidence,
+        )
+
+    # --- continuation ----------------------------------------------------------------------------
+
+    def _resume_point(
+        self, error: BaseException, category: ErrorCategory
+    ) -> tuple[str, int] | None:
+        """The validated text the next attempt continues from, or None to start over."""
+        opts = self._opts
+        if not opts.continuation or category in (ErrorCategory.FATAL, ErrorCategory.INTERNAL):
+            return None
+        state = self.state
+        candidates: list[tuple[str, int]] = []
+        if category is not ErrorCategory.CONTENT:
+            # The tokens were received intact; only the transport failed, so keep them all.
+            candidates.append((state.content, state.token_count))
+        candidates.append((state.checkpoint, state._prefix_tokens + state._checkpoint_at))
+        for text, tokens in candidates:
+            if not text.strip():
+                continue
+            if self._checkpoint_is_valid(text):
+                return text, tokens
+        return None
+
+    def _checkpoint_is_valid(self, text: str) -> bool:
+        opts = self._opts
+        if opts.guardrails is not None:
+            for violation in opts.guardrails.validate(text):
+                if violation.severity != "warning" or not violation.recoverable:
+                    return False
+        if opts.drift is not None:
+            result = opts.drift.validate(text)
+            if result is not None and result.detected:
+                return False
+        return True
+
+    def _begin_resume(self, checkpoint: str, tokens: int) -> str | None:
+        state = self.state
+        state.resumed = True
+        state.resume_point = checkpoint
+        state.resume_from = len(checkpoint)
+        self._notify("on_resume", checkpoint, tokens)
+        if self._observed:
+            import hashlib
+
+            digest = hashlib.sha256(checkpoint.encode()).hexdigest()[:16]
+            self._obs(
+                _OBS.RESUME_START, checkpoint=checkpoint, state_hash=digest, token_count=tokens
+            )
+        builder = self._opts.build_continuation_prompt
+        if builder is None:
+            return None
+        prompt = builder(checkpoint)
+        if not isinstance(prompt, str):
+            raise TypeError(
+                f"build_continuation_prompt returned {type(prompt).__name__}; expected str"
+            )
+        return prompt
+
+    async def _trim_overlap(self, iterator: AsyncIterator[Any], first: Any) -> list[Any]:
+        """Hold the first tokens of a continuation until the repeated seam can be cut.
+
+        Models asked to continue often repeat the last words of the checkpoint. Tokens are
+        held while everything received so far still occurs in the checkpoint's tail (so the
+        repetition may go on), at most ``max_overlap`` characters; then the longest
+        checkpoint suffix that the new text starts with, aligned to word boundaries, is cut.
+        """
+        checkpoint = self.state._prefix
+        limit = self._opts.max_overlap
+        tail = checkpoint[-limit:]
+        held: list[str] = []
+        text = ""
+        item = first
+        while True:
+            if type(item) is not str:
+                return [*self._cut(held, text, checkpoint), item]
+            held.append(item)
+            text += item
+            if len(text) >= limit or text not in tail:
+                return self._cut(held, text, checkpoint)
+            item = await anext(iterator, _END)
+            self._last = _now()
+            if item is _END:
+                return [*self._cut(held, text, checkpoint), _END]
+
+    def _cut(self, held: list[str], text: str, checkpoint: str) -> list[Any]:
+        k = _overlap(checkpoint, text, self._opts.max_overlap)
+        self._overlap_removed = k
+        if not k:
+            return list(held)
+        out: list[Any] = []
+        drop = k
+        for token in held:
+            if drop >= len(token):
+                drop -= len(token)
+                continue
+            out.append(token[drop:])
+            drop = 0
+        return out
 
     def _will_retry(self, error: BaseException, category: ErrorCategory) -> tuple[bool, bool, str]:
         if self._abort_requested:
