@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -59,8 +60,14 @@ class Result:
     def __aiter__(self) -> AsyncIterator[Event]:
         if self._gen is not None:
             raise RuntimeError("this L0 result is already being consumed; iterate or read it once")
-        self._gen = self._session.run(emit=True)
+        self._gen = self._events(self._session.run(emit=True))
         return self._gen
+
+    def _events(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+        recording = self._session._recording
+        if recording is None:
+            return events
+        return _recorded(events, recording)
 
     async def read(self) -> str:
         """Run the session to the end and return the text of the answer.
@@ -72,7 +79,9 @@ class Result:
         """
         session = self._session
         if self._gen is None:
-            self._gen = session.run(emit=False)
+            # A recording needs the consumer events, so read() then produces them too.
+            emit = session._recording is not None
+            self._gen = self._events(session.run(emit=emit))
             async for _ in self._gen:
                 pass
         elif not session.finished:
@@ -112,6 +121,20 @@ class Result:
         if closing is not None:
             await closing
 
+    def tool_started(self, tool_call_id: str, tool_name: str) -> None:
+        """Report that your code started running a tool call (emits ``TOOL_START``)."""
+        self._session.tool_started(tool_call_id, tool_name)
+
+    def tool_finished(
+        self, tool_call_id: str, *, result: Any = None, error: BaseException | str | None = None
+    ) -> None:
+        """Report a tool call's outcome: ``TOOL_RESULT`` or ``TOOL_ERROR``, then ``TOOL_COMPLETED``.
+
+        L0 does not run tools; these two methods put your tool execution on the same event bus
+        (and the same exporters) as the stream that requested it.
+        """
+        self._session.tool_finished(tool_call_id, result=result, error=error)
+
     async def wait_callbacks(self) -> None:
         """Wait until every callback and ``l0_on_*`` hook queued by this session has run."""
         await self._session.wait_callbacks()
@@ -126,6 +149,21 @@ class Result:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _recorded(events: AsyncIterator[Event], recording: Any) -> AsyncIterator[Event]:
+    try:
+        async for event in events:
+            recording.stream(event)
+            yield event
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_callable(name: str, value: object) -> None:
@@ -176,6 +214,7 @@ def run(
     build_continuation_prompt: Callable[[str], str] | None = None,
     remove_overlap: bool = True,
     max_overlap: int = DEFAULT_MAX_OVERLAP,
+    record: str | os.PathLike[str] | None = None,
     on_start: Callable[..., Any] | None = None,
     on_complete: Callable[..., Any] | None = None,
     on_error: Callable[..., Any] | None = None,
@@ -226,6 +265,8 @@ def run(
             factory as ``ctx.continuation_prompt``.
         remove_overlap: Cut the words a continuation repeats from the end of the checkpoint.
         max_overlap: Most characters held back at the seam to decide the overlap.
+        record: Append this session (consumer events and observability events) to a JSON
+            lines file, for ``l0.replay(path)``; written by a background thread.
         on_start: ``(attempt, is_retry, is_fallback)`` — an attempt begins.
         on_complete: ``(state)`` — the session succeeded.
         on_error: ``(error, will_retry, will_fallback)`` — an attempt failed.
@@ -278,8 +319,10 @@ def run(
         if not isinstance(flag, bool):
             raise TypeError(f"{flag_name}={flag!r}: expected True or False")
     _check_callable("build_continuation_prompt", build_continuation_prompt)
-    if isinstance(max_overlap, bool) or not isinstance(max_overlap, int) or max_overlap < 2:
+    if not _is_int(max_overlap) or max_overlap < 2:
         raise ValueError(f"max_overlap={max_overlap!r}: expected an int >= 2")
+    if record is not None and not isinstance(record, str | os.PathLike):
+        raise TypeError(f"record={record!r}: expected a file path or None")
     if not isinstance(retry_on_length, bool):
         raise TypeError(f"retry_on_length={retry_on_length!r}: expected True or False")
     if session_id is not None and not isinstance(session_id, str):
@@ -326,6 +369,7 @@ def run(
         build_continuation_prompt=build_continuation_prompt,
         remove_overlap=remove_overlap,
         max_overlap=max_overlap,
+        record=None if record is None else os.fspath(record),
     )
     return Result(Session(opts))
 
@@ -342,7 +386,7 @@ def _check_intervals(value: Mapping[str, int] | None) -> dict[str, int]:
                 f"check_intervals[{key!r}]: unknown key; choose from "
                 + ", ".join(repr(k) for k in DEFAULT_INTERVALS)
             )
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        if not _is_int(interval) or interval < 1:
             raise ValueError(f"check_intervals[{key!r}]={interval!r}: expected an int >= 1")
         out[key] = interval
     return out

@@ -161,6 +161,7 @@ class _Options:
         "max_overlap",
         "meta",
         "plugins",
+        "record",
         "remove_overlap",
         "retry",
         "retry_on_length",
@@ -191,6 +192,7 @@ class _Options:
         build_continuation_prompt: Callable[[str], str] | None = None,
         remove_overlap: bool = True,
         max_overlap: int = DEFAULT_MAX_OVERLAP,
+        record: str | None = None,
     ) -> None:
         self.factories = tuple(factories)
         self.takes_ctx = tuple(_takes_context(f) for f in self.factories)
@@ -211,6 +213,7 @@ class _Options:
         self.build_continuation_prompt = build_continuation_prompt
         self.remove_overlap = remove_overlap
         self.max_overlap = max_overlap
+        self.record = record
 
 
 class _Abandon(Exception):
@@ -225,6 +228,7 @@ class Session:
         "_aborted_reported",
         "_attempt_start",
         "_checked",
+        "_checkpoints",
         "_checks_on",
         "_closing",
         "_drift_run",
@@ -244,10 +248,13 @@ class Session:
         "_parked",
         "_raw",
         "_raw_list",
+        "_recording",
         "_source",
+        "_start_ts",
         "_started",
         "_table",
         "_task",
+        "_tool_starts",
         "_wants_checkpoints",
         "errors",
         "finished",
@@ -262,7 +269,16 @@ class Session:
         self.stream_id = uuid7()
         self.finished = False
         self._table: HookTable = hook_table(opts.plugins)
-        self._observed = bool(self._table.export) or "on_event" in opts.callbacks
+        self._recording: Any = None
+        if opts.record is not None:
+            from l0.record import SessionRecording
+
+            self._recording = SessionRecording(
+                opts.record, self.stream_id, opts.session_id or self.stream_id
+            )
+        self._observed = (
+            bool(self._table.export) or "on_event" in opts.callbacks or self._recording is not None
+        )
         self._notifier = Notifier()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -287,6 +303,9 @@ class Session:
         self._next_check = 1 << 62
         self._next_checkpoint = 0
         self._overlap_removed = 0
+        self._tool_starts: dict[str, float] = {}
+        self._checkpoints = 0
+        self._start_ts = 0.0
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
@@ -327,6 +346,11 @@ class Session:
         on_event = opts.callbacks.get("on_event")
         if on_event is not None:
             self._notifier.call("on_event", on_event, (event,))
+        recording = self._recording
+        if recording is not None:
+            recording.obs(event)
+            if kind is _OBS.SESSION_END:
+                recording.end()
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -423,7 +447,7 @@ class Session:
         self.finished = True
         self._notify("on_abort", state.token_count, len(state.content))
         self._obs(_OBS.ABORT_COMPLETED, resources_freed=True, token_count=state.token_count)
-        self._obs(_OBS.SESSION_END, status="aborted")
+        self._summary("aborted")
 
     async def _close_stream(self) -> None:
         iterator, source = self._iterator, self._source
@@ -456,6 +480,7 @@ class Session:
         self._task = asyncio.current_task()
         state = self.state
         state.started_at = _now()
+        self._start_ts = time.time_ns() / 1_000_000
         opts = self._opts
         self._obs(
             _OBS.SESSION_START,
@@ -518,6 +543,31 @@ class Session:
             raise
         finally:
             self._parked = False
+
+    def tool_started(self, tool_call_id: str, tool_name: str) -> None:
+        """Report that the application started executing a tool call."""
+        self._tool_starts[tool_call_id] = _now()
+        self._obs(_OBS.TOOL_START, tool_call_id=tool_call_id, tool_name=tool_name)
+
+    def tool_finished(
+        self, tool_call_id: str, *, result: Any = None, error: BaseException | str | None = None
+    ) -> None:
+        """Report the outcome of a tool call the application executed."""
+        started = self._tool_starts.pop(tool_call_id, None)
+        duration_ms = int((_now() - started) * 1000) if started is not None else None
+        if error is None:
+            self._obs(
+                _OBS.TOOL_RESULT, tool_call_id=tool_call_id, result=result, duration_ms=duration_ms
+            )
+        else:
+            self._obs(
+                _OBS.TOOL_ERROR,
+                tool_call_id=tool_call_id,
+                error=error if isinstance(error, str) else repr(error),
+                duration_ms=duration_ms,
+            )
+        status = "success" if error is None else "error"
+        self._obs(_OBS.TOOL_COMPLETED, tool_call_id=tool_call_id, status=status)
 
     def _cancel_is_ours(self) -> bool:
         """True when a CancelledError came from our timer or from abort()."""
@@ -644,7 +694,9 @@ class Session:
                     f"tool call {call.get('name')!r} (id {call.get('id')!r}) has arguments that "
                     f"are not a JSON object: {args!r:.200}"
                 )
-            self._notify("on_tool_call", str(call.get("name", "")), str(call.get("id", "")), args)
+            name, call_id = str(call.get("name", "")), str(call.get("id", ""))
+            self._obs(_OBS.TOOL_REQUESTED, tool_name=name, tool_call_id=call_id, arguments=args)
+            self._notify("on_tool_call", name, call_id, args)
             return item
         if kind is EventType.COMPLETE:
             if item.usage is not None:
@@ -1060,6 +1112,7 @@ class Session:
         if self._opts.continuation and n >= self._next_checkpoint:
             self._next_checkpoint = n + self._opts.intervals["checkpoint"]
             state._checkpoint_at = n
+            self._checkpoints += 1
             if self._observed or self._wants_checkpoints:
                 text = state.checkpoint
                 self._obs(_OBS.CHECKPOINT_SAVED, checkpoint=text, token_count=state.token_count)
@@ -1239,12 +1292,14 @@ class Session:
             _OBS.SESSION_SUMMARY,
             status=status,
             token_count=state.token_count,
+            start_ts=self._start_ts,
+            end_ts=time.time_ns() / 1_000_000,
             duration_ms=int((state.duration or 0.0) * 1000),
             drift_detected=state.drift_detected,
             guardrail_violations=len(state.violations),
             fallback_depth=state.fallback_index,
             retry_count=state.total_retries,
-            checkpoints_created=0,
+            checkpoints_created=self._checkpoints,
         )
         self._obs(_OBS.SESSION_END, status=status)
 
@@ -1275,8 +1330,10 @@ class Session:
         ) from error
 
     async def wait_callbacks(self) -> None:
-        """Wait for queued callbacks of this session to finish."""
+        """Wait for queued callbacks of this session to finish (and its record to be on disk)."""
         await self._notifier.wait()
+        if self._recording is not None:
+            await asyncio.to_thread(self._recording.flush)
         closing = self._closing
         if closing is not None:
             await closing

@@ -165,3 +165,192 @@ def uuid7() -> str:
     value |= 0b10 << 62
     value |= rand
     return str(uuid.UUID(int=value))
+
+
+_F = tuple[str, ...]
+
+EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
+    ObservabilityEventType.SESSION_START: (
+        "a session begins",
+        ("attempt", "is_retry", "is_fallback", "stream_count"),
+    ),
+    ObservabilityEventType.STREAM_INIT: (
+        "an attempt is about to call its stream factory",
+        ("attempt", "fallback_index"),
+    ),
+    ObservabilityEventType.ADAPTER_WRAP_START: (
+        "the factory returned; an adapter was chosen",
+        ("stream_type", "adapter_id"),
+    ),
+    ObservabilityEventType.ADAPTER_DETECTED: ("the adapter in use", ("adapter_id",)),
+    ObservabilityEventType.ADAPTER_WRAP_END: ("the adapter wraps the stream", ("adapter_id",)),
+    ObservabilityEventType.TIMEOUT_START: (
+        "the first-token timer starts",
+        ("timeout_type", "configured_ms"),
+    ),
+    ObservabilityEventType.STREAM_READY: ("the first item arrived", ("attempt", "ttft_ms")),
+    ObservabilityEventType.TIMEOUT_RESET: (
+        "the timer switches to the inter-token limit",
+        ("timeout_type", "configured_ms", "token_index"),
+    ),
+    ObservabilityEventType.TIMEOUT_TRIGGERED: (
+        "a timeout fired",
+        ("timeout_type", "elapsed_ms", "configured_ms"),
+    ),
+    ObservabilityEventType.RETRY_ATTEMPT: (
+        "a failed attempt will be retried (before the backoff)",
+        (
+            "index",
+            "attempt",
+            "reason",
+            "counts_toward_limit",
+            "is_network",
+            "is_model_issue",
+            "delay_ms",
+        ),
+    ),
+    ObservabilityEventType.RETRY_START: (
+        "a retry attempt starts (after the backoff)",
+        ("attempt", "max_attempts"),
+    ),
+    ObservabilityEventType.RETRY_END: (
+        "a session that needed retries or fallbacks succeeded",
+        ("attempt", "success", "duration_ms"),
+    ),
+    ObservabilityEventType.RETRY_GIVE_UP: (
+        "no retry and no fallback left: the session fails",
+        ("attempts", "last_error", "category", "reason"),
+    ),
+    ObservabilityEventType.FALLBACK_START: (
+        "moving to the next fallback stream",
+        ("from_index", "to_index", "reason"),
+    ),
+    ObservabilityEventType.FALLBACK_MODEL_SELECTED: ("a fallback stream is in use", ("index",)),
+    ObservabilityEventType.FALLBACK_END: (
+        "a fallback stream succeeded",
+        ("index", "duration_ms"),
+    ),
+    ObservabilityEventType.GUARDRAIL_PHASE_START: (
+        "a guardrail check begins",
+        ("phase", "rule_count"),
+    ),
+    ObservabilityEventType.GUARDRAIL_RULE_START: (
+        "one rule is checked",
+        ("index", "rule_id", "callback_id"),
+    ),
+    ObservabilityEventType.GUARDRAIL_RULE_RESULT: (
+        "one rule's verdict",
+        ("index", "rule_id", "passed", "violation"),
+    ),
+    ObservabilityEventType.GUARDRAIL_RULE_END: (
+        "one rule finished",
+        ("index", "rule_id", "passed", "callback_id", "duration_ms"),
+    ),
+    ObservabilityEventType.GUARDRAIL_PHASE_END: (
+        "a guardrail check ends",
+        ("phase", "passed", "violations", "duration_ms"),
+    ),
+    ObservabilityEventType.GUARDRAIL_CALLBACK_START: (
+        "a deferred (slow-path) rule check starts",
+        ("callback_id", "index", "rule_id"),
+    ),
+    ObservabilityEventType.GUARDRAIL_CALLBACK_END: (
+        "a deferred rule check ends",
+        ("callback_id", "index", "rule_id", "duration_ms", "success", "error"),
+    ),
+    ObservabilityEventType.NETWORK_ERROR: (
+        "an attempt failed with a network error",
+        ("error", "code", "will_retry"),
+    ),
+    ObservabilityEventType.CONNECTION_DROPPED: (
+        "the connection broke after tokens had arrived",
+        ("reason",),
+    ),
+    ObservabilityEventType.NETWORK_RECOVERY: (
+        "a session that had network errors succeeded",
+        ("attempt_count", "duration_ms"),
+    ),
+    ObservabilityEventType.CONNECTION_RESTORED: (
+        "a stream works again after network errors",
+        ("duration_ms",),
+    ),
+    ObservabilityEventType.CHECKPOINT_SAVED: (
+        "a checkpoint was saved (continuation on)",
+        ("checkpoint", "token_count"),
+    ),
+    ObservabilityEventType.RESUME_START: (
+        "the next attempt continues from a checkpoint",
+        ("checkpoint", "state_hash", "token_count"),
+    ),
+    ObservabilityEventType.RESUME_END: (
+        "the continuing attempt ended",
+        ("checkpoint", "duration_ms", "success", "overlap_chars"),
+    ),
+    ObservabilityEventType.TOOL_REQUESTED: (
+        "the model requested a tool call (whole arguments)",
+        ("tool_name", "tool_call_id", "arguments"),
+    ),
+    ObservabilityEventType.TOOL_START: (
+        "the application started the tool (`result.tool_started`)",
+        ("tool_call_id", "tool_name"),
+    ),
+    ObservabilityEventType.TOOL_RESULT: (
+        "the tool returned (`result.tool_finished`)",
+        ("tool_call_id", "result", "duration_ms"),
+    ),
+    ObservabilityEventType.TOOL_ERROR: (
+        "the tool failed (`result.tool_finished(error=...)`)",
+        ("tool_call_id", "error", "duration_ms"),
+    ),
+    ObservabilityEventType.TOOL_COMPLETED: ("the tool call is settled", ("tool_call_id", "status")),
+    ObservabilityEventType.DRIFT_CHECK_START: (
+        "a drift check begins",
+        ("checkpoint", "token_count", "strategy"),
+    ),
+    ObservabilityEventType.DRIFT_CHECK_RESULT: (
+        "a drift check's verdict",
+        ("detected", "score", "metrics", "threshold"),
+    ),
+    ObservabilityEventType.DRIFT_CHECK_END: ("a drift check ends", ("duration_ms",)),
+    ObservabilityEventType.DRIFT_CHECK_SKIPPED: ("a drift check was skipped", ("reason",)),
+    ObservabilityEventType.FINALIZATION_START: ("the stream ended well; closing up", ()),
+    ObservabilityEventType.FINALIZATION_END: ("closing up is done", ("duration_ms",)),
+    ObservabilityEventType.SESSION_SUMMARY: (
+        "the session's totals, before SESSION_END",
+        (
+            "status",
+            "token_count",
+            "start_ts",
+            "end_ts",
+            "duration_ms",
+            "drift_detected",
+            "guardrail_violations",
+            "fallback_depth",
+            "retry_count",
+            "checkpoints_created",
+        ),
+    ),
+    ObservabilityEventType.SESSION_END: ("the last event of a session", ("status",)),
+    ObservabilityEventType.ABORT_REQUESTED: (
+        "abort(), cancellation, or the consumer stopped early",
+        ("source",),
+    ),
+    ObservabilityEventType.ABORT_COMPLETED: (
+        "the provider stream is closed after an abort",
+        ("resources_freed", "token_count"),
+    ),
+}
+"""For each event type: when it is emitted and its own fields (besides the common ones)."""
+
+
+def event_reference_markdown() -> str:
+    """The event reference table of the docs, generated from :data:`EVENT_DOCS`."""
+    lines = [
+        "| type | emitted when | fields |",
+        "| --- | --- | --- |",
+    ]
+    for kind in ObservabilityEventType:
+        when, names = EVENT_DOCS[kind]
+        shown = ", ".join(f"`{name}`" for name in names) or "(none)"
+        lines.append(f"| `{kind.value}` | {when} | {shown} |")
+    return "\n".join(lines) + "\n"

@@ -137,7 +137,7 @@ async def test_without_continuation_retries_start_over(pm: L0PluginManager) -> N
     factory, seen = dropping_then(list(FULL.split(" ")))
     result = l0.run(factory, plugins=pm, retry=FAST)
     events = await collect(result)
-    assert [e for e in events if e.is_reset][0].data["withdrawn"] == "The quick brown fox jumps"
+    assert next(e for e in events if e.is_reset).data["withdrawn"] == "The quick brown fox jumps"
     assert seen[1].checkpoint == ""
     assert not result.state.resumed
 
