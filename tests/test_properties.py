@@ -116,7 +116,8 @@ async def traced_run(seed: int) -> list[Any]:
     )
 
     def on_event(event: ObservabilityEvent) -> None:
-        data = {k: v for k, v in event.data.items() if not k.endswith("_ms") or k == "delay_ms"}
+        timing = ("_ms", "_ts")
+        data = {k: v for k, v in event.data.items() if not k.endswith(timing) or k == "delay_ms"}
         trace.append(("event", event.type.value, sorted(data.items(), key=lambda kv: kv[0])))
 
     result = l0.run(
