@@ -604,7 +604,6 @@ class Session:
         """Call the factory, await it, pick an adapter; all under the initial-token timer."""
         opts = self._opts
         factory = opts.factories[index]
-        self._obs(_OBS.STREAM_INIT, attempt=ctx.attempt, fallback_index=index)
         try:
             source = factory(ctx) if opts.takes_ctx[index] else factory()
         except Exception as exc:
@@ -757,13 +756,13 @@ class Session:
                         checkpoint=checkpoint,
                         continuation_prompt=prompt,
                     )
-                    notify("on_start", state.attempt, retry_index > 0, index > 0)
                     if retry_index > 0:
                         self._obs(
                             _OBS.RETRY_START,
                             attempt=state.attempt,
                             max_attempts=opts.retry.max_retries + 1,
                         )
+                    notify("on_start", state.attempt, retry_index > 0, index > 0)
                     state._reset_attempt(checkpoint, checkpoint_tokens)
                     self._raw = []
                     self._raw_list = None
@@ -773,6 +772,7 @@ class Session:
                     self._checks_start()
                     delivered = False
                     try:
+                        self._obs(_OBS.STREAM_INIT, attempt=ctx.attempt, fallback_index=index)
                         self._start_timer()
                         iterator = await self._open(index, ctx)
                         parts = state._parts
@@ -1199,7 +1199,6 @@ class Session:
         state.resumed = True
         state.resume_point = checkpoint
         state.resume_from = len(checkpoint)
-        self._notify("on_resume", checkpoint, tokens)
         if self._observed:
             import hashlib
 
@@ -1207,6 +1206,7 @@ class Session:
             self._obs(
                 _OBS.RESUME_START, checkpoint=checkpoint, state_hash=digest, token_count=tokens
             )
+        self._notify("on_resume", checkpoint, tokens)
         builder = self._opts.build_continuation_prompt
         if builder is None:
             return None

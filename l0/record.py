@@ -66,6 +66,8 @@ class RecordedError(Exception):
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, RecordedError):
+        return {"__error__": value.type_name, "message": str(value)}
     if isinstance(value, BaseException):
         return {"__error__": type(value).__name__, "message": str(value)}
     if isinstance(value, Mapping):

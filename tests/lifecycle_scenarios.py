@@ -1,0 +1,176 @@
+"""Scenarios whose event/callback sequences are pinned by golden files in tests/golden/."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import l0
+from l0.events import ObservabilityEvent
+from tests.runtime_helpers import TOKENS, Fault, Script
+
+# Fields worth pinning per event type: stable across runs (no times, ids or reprs of objects).
+KEY_FIELDS = {
+    "RETRY_ATTEMPT": ("attempt", "reason", "counts_toward_limit"),
+    "FALLBACK_START": ("from_index", "to_index"),
+    "TIMEOUT_TRIGGERED": ("timeout_type",),
+    "NETWORK_ERROR": ("will_retry",),
+    "RESUME_START": ("checkpoint", "token_count"),
+    "RESUME_END": ("success", "overlap_chars"),
+    "TOOL_REQUESTED": ("tool_name", "arguments"),
+    "TOOL_COMPLETED": ("status",),
+    "SESSION_SUMMARY": ("status", "token_count", "retry_count", "fallback_depth"),
+    "SESSION_END": ("status",),
+    "ABORT_REQUESTED": ("source",),
+    "RETRY_GIVE_UP": ("attempts", "category"),
+    "GUARDRAIL_PHASE_END": ("phase", "passed"),
+    "DRIFT_CHECK_RESULT": ("detected",),
+}
+
+FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
+QUICK = l0.Timeout(initial_token=0.1, inter_token=0.1)
+
+
+class Trace:
+    """One ordered list of observability events and callbacks."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+        self.events: list[ObservabilityEvent] = []
+
+    def on_event(self, event: ObservabilityEvent) -> None:
+        self.events.append(event)
+        keys = KEY_FIELDS.get(event.type.value, ())
+        detail = ",".join(f"{k}={event.get(k)!r}" for k in keys)
+        self.items.append(f"{event.type.value}({detail})" if detail else event.type.value)
+
+    def callbacks(self) -> dict[str, Any]:
+        def make(name: str) -> Callable[..., None]:
+            def record(*args: Any) -> None:
+                shown = [a for a in args if isinstance(a, bool | int | str)]
+                if name == "on_error":
+                    shown = [type(args[0]).__name__, *args[1:]]
+                if name == "on_complete":
+                    shown = [args[0].content]
+                self.items.append(f"{name}({', '.join(map(repr, shown))})")
+
+            return record
+
+        names = ["on_start", "on_complete", "on_error", "on_retry", "on_fallback", "on_timeout"]
+        names += ["on_abort", "on_tool_call", "on_resume", "on_checkpoint", "on_violation"]
+        names += ["on_drift"]
+        return {"on_event": self.on_event, **{n: make(n) for n in names}}
+
+
+async def tokens(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+async def _run(trace: Trace, factory: Any, **kwargs: Any) -> l0.Result:
+    pm = l0.build_plugin_manager(entry_points=False)
+    result = l0.run(factory, plugins=pm, **{"retry": FAST, **kwargs}, **trace.callbacks())
+    with contextlib.suppress(l0.RetryExhaustedError, l0.AbortedError):
+        await result.read()
+    await result.wait_callbacks()
+    return result
+
+
+async def success(trace: Trace) -> None:
+    await _run(trace, lambda: tokens(TOKENS))
+
+
+async def network_retry(trace: Trace) -> None:
+    script = Script([Fault("raise", 2, ConnectionResetError("connection reset"))])
+    await _run(trace, script.factory)
+
+
+async def fallback(trace: Trace) -> None:
+    primary = Script([Fault("status", status=503)] * 5)
+    await _run(
+        trace,
+        primary.factory,
+        fallbacks=[lambda: tokens(TOKENS)],
+        retry=l0.Retry(max_retries=1, base_delay=0),
+    )
+
+
+async def initial_timeout(trace: Trace) -> None:
+    script = Script([Fault("stall", 0)])
+    await _run(trace, script.factory, timeout=QUICK)
+
+
+async def inter_timeout(trace: Trace) -> None:
+    script = Script([Fault("stall", 3)])
+    await _run(trace, script.factory, timeout=QUICK)
+
+
+async def abort(trace: Trace) -> None:
+    pm = l0.build_plugin_manager(entry_points=False)
+    script = Script([Fault("stall", 2)])
+    result = l0.run(script.factory, plugins=pm, **trace.callbacks())
+    task = asyncio.create_task(result.read())
+    await asyncio.sleep(0.05)
+    result.abort()
+    with contextlib.suppress(l0.AbortedError):
+        await task
+    await result.wait_callbacks()
+
+
+async def resume(trace: Trace) -> None:
+    async def stream(ctx: l0.AttemptContext) -> AsyncIterator[str]:
+        if ctx.attempt == 1:
+            for token in TOKENS[:4]:
+                yield token
+            raise ConnectionResetError("connection reset")
+        for token in [" fox", *TOKENS[4:]]:
+            yield token
+
+    await _run(
+        trace,
+        stream,
+        continue_from_last_good_token=True,
+        check_intervals={"checkpoint": 2},
+    )
+
+
+async def tool_call(trace: Trace) -> None:
+    calls = [
+        l0.Event(
+            l0.EventType.TOOL_CALL,
+            data={"id": "c1", "name": "weather", "arguments": '{"city": "Oslo"}'},
+        ),
+        l0.Event(l0.EventType.TOOL_CALL, data={"id": "c2", "name": "clock", "arguments": {}}),
+    ]
+    result = await _run(trace, lambda: tokens(calls))
+    result.tool_started("c1", "weather")
+    result.tool_finished("c1", result={"temp": 3})
+    result.tool_started("c2", "clock")
+    result.tool_finished("c2", error=TimeoutError("clock unreachable"))
+    await result.wait_callbacks()
+
+
+async def give_up(trace: Trace) -> None:
+    script = Script([Fault("raise", 0, RuntimeError("model error"))] * 5)
+    await _run(trace, script.factory, retry=l0.Retry(attempts=1, base_delay=0))
+
+
+SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
+    "success": success,
+    "network_retry": network_retry,
+    "fallback": fallback,
+    "initial_timeout": initial_timeout,
+    "inter_timeout": inter_timeout,
+    "abort": abort,
+    "resume": resume,
+    "tool_call": tool_call,
+    "give_up": give_up,
+}
+
+
+def run_scenario(name: str) -> Trace:
+    trace = Trace()
+    asyncio.run(SCENARIOS[name](trace))
+    return trace
