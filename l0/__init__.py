@@ -8,7 +8,7 @@ stream or an SDK client. Behaviour is extended by plugins (``@l0.hookimpl``) loa
 
 from __future__ import annotations
 
-from l0 import errors
+from l0 import errors, record
 from l0._api import Result, run, wrap
 from l0.adapters import Adapters
 from l0.errors import (
@@ -26,6 +26,7 @@ from l0.plugins import (
     hookimpl,
     reset_default_plugin_manager,
 )
+from l0.record import replay
 from l0.retry import Retry
 from l0.timeout import Timeout
 from l0.types import (
@@ -70,7 +71,9 @@ __all__ = [
     "categorize_error",
     "default_plugin_manager",
     "errors",
+    "record",
     "hookimpl",
+    "replay",
     "reset_default_plugin_manager",
     "run",
     "wrap",
