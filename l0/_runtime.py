@@ -75,6 +75,7 @@ says otherwise. Checks look at the text added since the previous check, so their
 grows linearly with the output whatever the interval."""
 DEFAULT_MAX_OVERLAP = 200
 """Most characters held back at a continuation seam while deciding what the model repeated."""
+_CHECKPOINT_TEXT_LIMIT = 65536
 _CLOSE_GRACE = 2.0
 """Seconds allowed for closing an abandoned provider stream before L0 stops waiting on it."""
 
@@ -242,6 +243,7 @@ class Session:
         "_next_check",
         "_next_checkpoint",
         "_notifier",
+        "_notify_after",
         "_observed",
         "_opts",
         "_overlap_removed",
@@ -305,6 +307,7 @@ class Session:
         self._overlap_removed = 0
         self._tool_starts: dict[str, float] = {}
         self._checkpoints = 0
+        self._notify_after = 0
         self._start_ts = 0.0
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
@@ -1089,6 +1092,7 @@ class Session:
         self._interval = min(intervals) if intervals else 0
         self._next_check = self._interval if intervals else 1 << 62
         self._next_checkpoint = opts.intervals["checkpoint"]
+        self._notify_after = 0
 
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)
@@ -1099,7 +1103,8 @@ class Session:
         parts = state._parts
         n = len(parts)
         self._next_check = n + self._interval
-        delta = "".join(parts[self._checked :])
+        if self._guard_run is not None or self._drift_run is not None:
+            delta = "".join(parts[self._checked :])
         self._checked = n
         if self._guard_run is not None:
             violations = self._guard_run.feed(delta, state)
@@ -1113,8 +1118,12 @@ class Session:
             self._next_checkpoint = n + self._opts.intervals["checkpoint"]
             state._checkpoint_at = n
             self._checkpoints += 1
-            if self._observed or self._wants_checkpoints:
+            if (self._observed or self._wants_checkpoints) and n >= self._notify_after:
                 text = state.checkpoint
+                # Each notification copies the whole checkpoint; past 64 KB they are thinned to
+                # one per 50% growth so a very long answer still costs linear time overall.
+                if len(text) > _CHECKPOINT_TEXT_LIMIT:
+                    self._notify_after = n + n // 2
                 self._obs(_OBS.CHECKPOINT_SAVED, checkpoint=text, token_count=state.token_count)
                 self._notify("on_checkpoint", text, state.token_count)
 
