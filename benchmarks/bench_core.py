@@ -52,6 +52,11 @@ async def l0_iterate(n: int) -> str:
     return "".join(parts)
 
 
+async def l0_checkpoints(n: int) -> str:
+    result = l0.run(lambda: source(n), continue_from_last_good_token=True)
+    return await result.read()
+
+
 async def timed(fn: Callable[[int], Awaitable[str]], n: int) -> tuple[float, str]:
     gc.collect()
     start = time.perf_counter()
@@ -64,6 +69,7 @@ async def measure(sizes: list[int], runs: int) -> dict[str, object]:
         "raw": raw,
         "l0_read": l0_read,
         "l0_iterate": l0_iterate,
+        "l0_checkpoints": l0_checkpoints,
     }
     await l0_read(100)  # build the plugin manager and config cache outside the timings
     results: dict[str, object] = {}
@@ -97,19 +103,19 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     results = asyncio.run(measure(sizes, args.runs))
     print(
-        f"{'tokens':>8} {'contender':>11} {'median ms':>10} {'tok/s':>12} {'µs/token over raw':>18}"
+        f"{'tokens':>8} {'contender':>14} {'median ms':>10} {'tok/s':>12} {'µs/token over raw':>18}"
     )
     for row in results.values():
         assert isinstance(row, dict)
-        for name in ("raw", "l0_read", "l0_iterate"):
+        for name in ("raw", "l0_read", "l0_iterate", "l0_checkpoints"):
             cell = row[name]
             print(
-                f"{row['tokens']:>8} {name:>11} {cell['median_s'] * 1e3:>10.2f} "
+                f"{row['tokens']:>8} {name:>14} {cell['median_s'] * 1e3:>10.2f} "
                 f"{cell['tokens_per_s']:>12,.0f} {cell['overhead_us_per_token']:>18.3f}"
             )
     if len(sizes) >= 2:
         big, small = sizes[-1], sizes[-2]
-        for name in ("raw", "l0_read", "l0_iterate"):
+        for name in ("raw", "l0_read", "l0_iterate", "l0_checkpoints"):
             a = results[str(big)][name]["median_s"]  # type: ignore[index]
             b = results[str(small)][name]["median_s"]  # type: ignore[index]
             print(f"growth {name} {big}/{small}: {a / b:.2f}x")
