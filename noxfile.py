@@ -20,7 +20,7 @@ def _group(name: str) -> list[str]:
     return list(nox.project.dependency_groups(PYPROJECT, name))
 
 
-@nox.session(python="3.11")
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (kernel, testing server, sample plugin integration)."""
     session.install("-e", ".[testing]", *_group("test"))
@@ -28,7 +28,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-q", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session
 def lint(session: nox.Session) -> None:
     """Ruff lint and format check."""
     session.install(*_group("lint"))
@@ -36,7 +36,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python="3.11")
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the kernel, tests and examples."""
     session.install("-e", ".[testing]", *_group("typecheck"))
@@ -44,14 +44,14 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session
 def bench(session: nox.Session) -> None:
     """Per-token overhead of l0.run against raw iteration; writes bench-results/core.json."""
     session.install("-e", ".")
     session.run("python", "benchmarks/bench_core.py", *session.posargs)
 
 
-@nox.session(python="3.11")
+@nox.session
 def demo(session: nox.Session) -> None:
     """Run the demo: a retry and a fallback over a local flaky stream, no API key needed."""
     session.install("-e", ".")
