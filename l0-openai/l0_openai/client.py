@@ -1,0 +1,229 @@
+"""``l0.wrap(AsyncOpenAI(...), **options)``: a client whose streaming calls return ``l0.Result``.
+
+Only two calls change: ``chat.completions.create(..., stream=True)`` and
+``responses.create(..., stream=True)`` return an :class:`l0.Result` that re-issues the request
+on every retry. Everything else (non-streaming calls, ``embeddings``, ``models``, ``beta``,
+``with_raw_response`` …) is the wrapped client's own attribute, unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from functools import cache
+from types import TracebackType
+from typing import Any
+
+import l0
+from l0.types import AttemptContext
+
+__all__ = ["L0AsyncOpenAI", "wrap_client"]
+
+_L0_KEYS = frozenset({"fallback_models"})
+"""Options the wrapper understands besides those of ``l0.run``."""
+
+
+@cache
+def _run_options() -> frozenset[str]:
+    return frozenset(inspect.signature(l0.run).parameters) - {"stream"}
+
+
+def _check_options(options: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{where}={options!r}: expected a dict of l0.run options")
+    allowed = _run_options() | _L0_KEYS
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(
+            f"{where}: unknown L0 option(s) {', '.join(map(repr, unknown))}; choose from "
+            + ", ".join(sorted(allowed))
+        )
+    models = options.get("fallback_models")
+    if models is not None and (
+        isinstance(models, str) or not all(isinstance(m, str) for m in models)
+    ):
+        raise TypeError(f"{where}: fallback_models={models!r}: expected a list of model names")
+    return dict(options)
+
+
+def _with_prompt(kwargs: dict[str, Any], key: str, prompt: str) -> dict[str, Any]:
+    """``kwargs`` with the continuation prompt appended as a user message."""
+    message = {"role": "user", "content": prompt}
+    current = kwargs.get(key)
+    if isinstance(current, str):
+        messages: list[Any] = [{"role": "user", "content": current}, message]
+    else:
+        messages = [*(current or ()), message]
+    return {**kwargs, key: messages}
+
+
+class _StreamingCall:
+    """One resource's ``create``: streams through ``l0.run``, everything else passes through."""
+
+    __slots__ = ("_messages_key", "_owner", "_path")
+
+    def __init__(self, owner: L0AsyncOpenAI, path: tuple[str, ...], messages_key: str) -> None:
+        self._owner = owner
+        self._path = path
+        self._messages_key = messages_key
+
+    def _resource(self, client: Any) -> Any:
+        for name in self._path:
+            client = getattr(client, name)
+        return client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resource(self._owner.l0_client), name)
+
+    def create(self, **kwargs: Any) -> Any:
+        """Like the SDK's ``create``; with ``stream=True`` it returns an :class:`l0.Result`.
+
+        ``l0_options={...}`` (streaming calls only) overrides the options given to
+        ``l0.wrap`` for this call; ``fallback_models=[...]`` repeats the same request with
+        each of those models once the primary model's retries are used up.
+
+        Raises:
+            TypeError: ``l0_options`` on a non-streaming call, or an unknown option.
+        """
+        per_call = kwargs.pop("l0_options", None)
+        if kwargs.get("stream") is not True:
+            if per_call is not None:
+                raise TypeError("l0_options applies to streaming calls (stream=True) only")
+            return self._resource(self._owner.l0_client).create(**kwargs)
+        options = {**self._owner.l0_options, **_check_options(per_call, "l0_options")}
+        models = list(options.pop("fallback_models", None) or ())
+        fallbacks = list(options.pop("fallbacks", None) or ())
+        # The SDK's own retries are off for these requests (see L0AsyncOpenAI): L0 owns them.
+        create = self._resource(self._owner.l0_streaming_client).create
+        key = self._messages_key
+
+        def factory_for(params: dict[str, Any]) -> Callable[[AttemptContext], Any]:
+            def factory(ctx: AttemptContext) -> Any:
+                if ctx.continuation_prompt:
+                    return create(**_with_prompt(params, key, ctx.continuation_prompt))
+                return create(**params)
+
+            return factory
+
+        primary = factory_for(dict(kwargs))
+        model_fallbacks = [factory_for({**kwargs, "model": model}) for model in models]
+        return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
+
+
+class _Namespace:
+    """``client.chat``: ``completions`` is wrapped, other attributes pass through."""
+
+    __slots__ = ("_owner", "_path", "completions")
+
+    def __init__(self, owner: L0AsyncOpenAI, path: tuple[str, ...]) -> None:
+        self._owner = owner
+        self._path = path
+        self.completions = _StreamingCall(owner, (*path, "completions"), "messages")
+
+    def __getattr__(self, name: str) -> Any:
+        resource = self._owner.l0_client
+        for part in self._path:
+            resource = getattr(resource, part)
+        return getattr(resource, name)
+
+
+class L0AsyncOpenAI:
+    """An ``openai.AsyncOpenAI`` client whose streaming calls run through L0.
+
+    ``chat.completions.create(..., stream=True)`` and ``responses.create(..., stream=True)``
+    return an :class:`l0.Result` built with ``l0.run`` and ``options``; the request is issued
+    again for every retry and fallback. Every other attribute is the wrapped client's.
+
+    Retries: these streaming requests are sent through ``client.with_options(max_retries=0)``,
+    so L0's ``Retry`` policy is the only one and retries never multiply. Other calls keep the
+    client's own ``max_retries``.
+
+    Args:
+        client: The ``openai.AsyncOpenAI`` (or ``AsyncAzureOpenAI``) client to wrap.
+        options: Keyword arguments of ``l0.run`` applied to every streaming call, plus
+            ``fallback_models`` (model names tried in order with the same request).
+
+    Raises:
+        TypeError: ``client`` is not an async OpenAI client, or an option is unknown.
+    """
+
+    def __init__(self, client: Any, options: Mapping[str, Any] | None = None) -> None:
+        import openai
+
+        if not isinstance(client, openai.AsyncOpenAI):
+            raise TypeError(
+                f"L0AsyncOpenAI({type(client).__qualname__}): expected openai.AsyncOpenAI"
+            )
+        self._l0_client = client
+        self._l0_options = _check_options(options, "l0.wrap options")
+        self._l0_streaming = client.with_options(max_retries=0)
+        self.chat = _Namespace(self, ("chat",))
+        self.responses = _StreamingCall(self, ("responses",), "input")
+
+    @property
+    def l0_client(self) -> Any:
+        """The wrapped ``openai.AsyncOpenAI`` client."""
+        return self._l0_client
+
+    @property
+    def l0_streaming_client(self) -> Any:
+        """The copy of the client (``max_retries=0``) that streaming calls go through."""
+        return self._l0_streaming
+
+    @property
+    def l0_options(self) -> dict[str, Any]:
+        """A copy of the ``l0.run`` options applied to every streaming call."""
+        return dict(self._l0_options)
+
+    def with_options(self, **kwargs: Any) -> L0AsyncOpenAI:
+        """The SDK's ``with_options``/``copy``, wrapped again with the same L0 options."""
+        return L0AsyncOpenAI(self._l0_client.with_options(**kwargs), self._l0_options)
+
+    copy = with_options
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_l0"):  # not set yet (a failed __init__, copy.copy): no recursion
+            raise AttributeError(name)
+        return getattr(self._l0_client, name)
+
+    def __repr__(self) -> str:
+        return f"<L0AsyncOpenAI wrapping {self._l0_client!r}>"
+
+    async def __aenter__(self) -> L0AsyncOpenAI:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._l0_client.close()
+
+
+def wrap_client(client: Any, options: Mapping[str, Any]) -> L0AsyncOpenAI | None:
+    """Wrap ``client`` if it is an OpenAI client; ``None`` for anything else.
+
+    An :class:`L0AsyncOpenAI` is wrapped again around the same client, with ``options``
+    added to its own.
+
+    Raises:
+        TypeError: ``client`` is the synchronous ``openai.OpenAI``.
+    """
+    if isinstance(client, L0AsyncOpenAI):
+        return L0AsyncOpenAI(client.l0_client, {**client.l0_options, **options})
+    openai = sys.modules.get("openai")
+    if openai is None:
+        return None
+    if isinstance(client, openai.AsyncOpenAI):
+        return L0AsyncOpenAI(client, options)
+    if isinstance(client, openai.OpenAI):
+        raise TypeError(
+            f"l0.wrap({type(client).__module__}.{type(client).__qualname__}): L0 streams are "
+            "async; create the client with openai.AsyncOpenAI(...) (same arguments) and wrap "
+            "that"
+        )
+    return None

@@ -1,0 +1,214 @@
+"""The ``l0-openai`` distribution as installed: entry point, lazy imports, helpful errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import deque
+from typing import Any
+
+import openai
+import pytest
+from l0_openai import OpenAIAdapter
+from openai.types.chat import ChatCompletionChunk
+
+import l0
+from l0.errors import AdapterNotFoundError, ToolCallError
+from l0.tool_calls import ChatChunkReader, IncompleteStreamError, ToolCallAssembler
+from l0.types import Event
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_entry_point_registers_the_plugin() -> None:
+    pm = l0.build_plugin_manager()
+    infos = {info.name: info for info in pm.list_plugins()}
+    assert infos["openai"].origin == "l0-openai"
+    assert not infos["openai"].builtin
+    assert set(infos["openai"].hooks) == {
+        "l0_categorize_error",
+        "l0_detect_adapter",
+        "l0_wrap_client",
+    }
+
+
+def test_loading_the_plugins_imports_no_sdk() -> None:
+    done = run_python(
+        "import sys, l0\n"
+        "pm = l0.build_plugin_manager()\n"
+        "assert {'openai', 'litellm'} <= {i.name for i in pm.list_plugins()}\n"
+        "print(sorted(m for m in ('openai', 'litellm') if m in sys.modules))\n"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_missing_openai_names_what_to_install() -> None:
+    done = run_python(
+        "import sys\n"
+        "sys.modules['openai'] = None\n"
+        "try:\n"
+        "    import l0_openai\n"
+        "except ImportError as exc:\n"
+        "    print('import:', exc)\n"
+        "import l0\n"
+        "try:\n"
+        "    l0.build_plugin_manager()\n"
+        "except l0.errors.L0PluginError as exc:\n"
+        "    print('plugins:', exc)\n"
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first.startswith("import: l0-openai needs the OpenAI SDK")
+    assert "pip install 'openai>=1.30'" in first
+    assert second.startswith("plugins: plugin 'openai' from l0-openai failed to import")
+    assert "L0_DISABLE_PLUGINS=openai" in second
+
+
+async def test_unknown_stream_lists_the_adapters_tried() -> None:
+    with pytest.raises(AdapterNotFoundError) as caught:
+        await l0.run(object, retry=l0.Retry(max_retries=0)).read()
+    message = str(caught.value)
+    assert "openai (plugin)" in message
+    assert "litellm (plugin)" in message
+    assert "builtins.object" in message
+
+
+async def test_sync_stream_is_refused_with_advice() -> None:
+    from l0.testing import ChaosServer
+
+    async with ChaosServer() as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+        stream = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(TypeError, match="AsyncOpenAI"):
+            await l0.run(lambda: stream).read()
+        client.close()
+
+
+def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> Any:
+    """A real SDK chunk object, validated by the SDK's own model."""
+    return ChatCompletionChunk.model_validate(
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            **extra,
+        }
+    )
+
+
+def read_all(chunks: list[Any], reader: ChatChunkReader | None = None) -> list[Event | str]:
+    reader = reader or ChatChunkReader()
+    out: deque[Event] = deque()
+    items: list[Event | str] = []
+    for item in chunks:
+        text = reader.feed(item, out)
+        if text is not None:
+            items.append(text)
+        items.extend(out)
+        out.clear()
+    reader.end(out)
+    items.extend(out)
+    return items
+
+
+def test_reader_on_sdk_chunks_text_tools_usage() -> None:
+    def tool(index: int, **fields: Any) -> dict[str, Any]:
+        return {"tool_calls": [{"index": index, **fields}]}
+
+    chunks = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "Let me check. "}),
+        chunk(tool(0, id="call_a", type="function", function={"name": "f", "arguments": ""})),
+        chunk(tool(1, id="call_b", type="function", function={"name": "g", "arguments": '{"b"'})),
+        chunk(tool(0, function={"arguments": '{"a": [1,'})),
+        chunk(tool(1, function={"arguments": ": true}"})),
+        chunk(tool(0, function={"arguments": " 2]}"})),
+        chunk({}, "tool_calls"),
+        {"id": "c", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}},
+    ]
+    items = read_all(chunks)
+    assert items[0] == "Let me check. "
+    calls = [i.data for i in items if isinstance(i, Event) and i.is_tool_call]
+    assert calls == [
+        {"id": "call_a", "name": "f", "arguments": {"a": [1, 2]}},
+        {"id": "call_b", "name": "g", "arguments": {"b": True}},
+    ]
+    complete = items[-1]
+    assert isinstance(complete, Event)
+    assert complete.is_complete
+    assert complete.usage == {"prompt_tokens": 3, "completion_tokens": 4}
+    assert complete.data == {"finish_reason": "tool_calls"}
+
+
+def test_reader_emits_pending_calls_at_end_and_reads_only_the_first_choice() -> None:
+    second_choice = {
+        "id": "c",
+        "choices": [
+            {"index": 0, "delta": {"content": "A"}},
+            {"index": 1, "delta": {"content": "B"}},
+        ],
+    }
+    legacy = {
+        "choices": [{"index": 0, "delta": {"function_call": {"name": "old", "arguments": "{}"}}}]
+    }
+    items = read_all(
+        [second_choice, legacy, {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+    )
+    assert items[0] == "A"
+    assert [i.data["name"] for i in items if isinstance(i, Event) and i.is_tool_call] == ["old"]
+
+
+def test_reader_on_legacy_completion_chunks() -> None:
+    def piece(text: str, finish_reason: str | None = None) -> dict[str, Any]:
+        # As the legacy completions API streams them (the SDK does not validate chunks).
+        choice = {"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}
+        return {"id": "c", "object": "text_completion", "choices": [choice]}
+
+    items = read_all([piece("Once"), piece(" upon"), piece("", "length")])
+    assert items[:2] == ["Once", " upon"]
+    assert isinstance(items[-1], Event)
+    assert items[-1].data == {"finish_reason": "length"}
+
+
+def test_reader_requires_a_finish_reason_unless_told_otherwise() -> None:
+    with pytest.raises(IncompleteStreamError):
+        read_all([chunk({"content": "cut"})])
+    items = read_all([chunk({"content": "ok"})], ChatChunkReader(require_finish_reason=False))
+    assert items[0] == "ok"
+    assert isinstance(items[-1], Event)
+    assert items[-1].data == {"finish_reason": None}
+
+
+def test_assembler_errors_and_edge_cases() -> None:
+    calls = ToolCallAssembler()
+    calls.add(0, "call_1", "empty_args", None)
+    calls.add(None, None, None, "")  # continues the latest call
+    calls.add(None, "call_2", "no_index", '{"k": "v"}')  # a new id starts a new call
+    assert bool(calls.pending)
+    assert calls.finish() == [
+        {"id": "call_1", "name": "empty_args", "arguments": {}},
+        {"id": "call_2", "name": "no_index", "arguments": {"k": "v"}},
+    ]
+    assert not calls.pending
+    calls.add(0, "call_3", "listy", "[1, 2]")
+    with pytest.raises(ToolCallError, match=r"'listy'.*not a JSON object"):
+        calls.finish()
+
+
+async def test_adapter_claims_only_openai_streams() -> None:
+    adapter = OpenAIAdapter()
+
+    async def plain() -> Any:
+        yield "x"
+
+    assert not adapter.detect(plain())
+    assert not adapter.detect(object())
