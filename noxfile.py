@@ -6,6 +6,8 @@ from the project's own files, so a machine with only Python and pip can run them
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -13,7 +15,25 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-SAMPLE_PLUGIN = "./tests/fixtures/l0-sample-plugin"
+ROOT = Path(__file__).parent
+# Every distribution of the workspace, editable, so tests and mypy see the working tree.
+DISTRIBUTIONS = [
+    "./l0-openai",
+    "./l0-litellm",
+    *sorted(f"./{p.parent.relative_to(ROOT)}" for p in ROOT.glob("plugins/l0-*/pyproject.toml")),
+]
+# Tiny third-party plugins the tests install as real distributions (not editable: their entry
+# points must come from real installed metadata, as a user's plugin would).
+FIXTURE_PLUGINS = sorted(
+    f"./{p.parent.relative_to(ROOT)}" for p in ROOT.glob("tests/fixtures/*/pyproject.toml")
+)
+
+
+def _install_workspace(session: nox.Session, *extra: str) -> None:
+    editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", dist)]
+    session.install("-e", ".[testing]", *editable, *extra)
+    if FIXTURE_PLUGINS:
+        session.install("--no-deps", *FIXTURE_PLUGINS)
 
 
 def _group(name: str) -> list[str]:
@@ -22,9 +42,8 @@ def _group(name: str) -> list[str]:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite (kernel, testing server, sample plugin integration)."""
-    session.install("-e", ".[testing]", *_group("test"))
-    session.install(SAMPLE_PLUGIN)
+    """Run the whole test suite: kernel, plugins, real SDKs against the local chaos server."""
+    _install_workspace(session, *_group("test"))
     session.run("pytest", "-q", *session.posargs)
 
 
@@ -39,16 +58,16 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the kernel, tests and examples."""
-    session.install("-e", ".[testing]", *_group("typecheck"))
-    session.install(SAMPLE_PLUGIN)
+    _install_workspace(session, *_group("typecheck"))
     session.run("mypy", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Per-token overhead of l0.run against raw iteration; writes bench-results/core.json."""
-    session.install("-e", ".")
-    session.run("python", "benchmarks/bench_core.py", *session.posargs)
+    """Per-token overhead against raw iteration; writes bench-results/*.json."""
+    _install_workspace(session)
+    for script in sorted(ROOT.glob("benchmarks/bench_*.py")):
+        session.run("python", str(script.relative_to(ROOT)), *session.posargs)
 
 
 @nox.session

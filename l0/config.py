@@ -17,6 +17,13 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     plugins.disable        list of plugin names (env: comma-separated)
     plugins.load           allowlist of entry-point plugins (env: comma-separated)
     plugins.trace          bool: log every hook call
+    guardrails.preset      name of a registered guardrail preset ("recommended", "strict", …)
+    guardrails.rules       list of registered rule names, added to the preset
+    guardrails.severity    table rule name -> "warning" | "error" | "fatal" (env: "rule=sev,…")
+    drift.enabled          bool: detect drift
+    drift.detectors        list of registered detector names (default: all)
+    drift.window           int >= 1: tokens in the sliding window
+    drift.threshold        number in [0, 1]: confidence needed to report drift
 
 A bad key or value raises :class:`~l0.errors.ConfigError` naming the source, the key, the value
 and what is allowed.
@@ -92,7 +99,53 @@ def _names(value: object) -> list[str]:
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return [v.strip() for v in value if v.strip()]
-    raise ValueError("a list of plugin names")
+    raise ValueError("a list of names (env: comma-separated)")
+
+
+_SEVERITIES: Final = ("warning", "error", "fatal")
+
+
+def _severity_map(value: object) -> dict[str, str]:
+    expected = 'a table of rule name -> "warning" | "error" | "fatal"'
+    if isinstance(value, str):
+        pairs: dict[str, object] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            rule, sep, sev = part.partition("=")
+            if not sep or not rule.strip():
+                raise ValueError(expected + ' (env form: "rule=severity,…")')
+            pairs[rule.strip()] = sev.strip()
+        value = pairs
+    if not isinstance(value, Mapping):
+        raise ValueError(expected)
+    out = {}
+    for rule, sev in value.items():
+        if not isinstance(rule, str) or sev not in _SEVERITIES:
+            raise ValueError(f"{expected}; {rule!r} = {sev!r} is not one of those")
+        out[rule] = sev
+    return out
+
+
+def _unit_interval(value: object) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("a number between 0 and 1") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError("a number between 0 and 1")
+    return float(value)
+
+
+def _int_ge1(value: object) -> int:
+    try:
+        parsed = _int_ge0(value)
+    except ValueError:
+        parsed = 0
+    if parsed < 1:
+        raise ValueError("an integer >= 1")
+    return parsed
 
 
 def _bool(value: object) -> bool:
@@ -118,6 +171,13 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
     },
     "timeout": {"initial_token": _timeout_seconds, "inter_token": _timeout_seconds},
     "plugins": {"disable": _names, "load": _names, "trace": _bool},
+    "guardrails": {"preset": _name, "rules": _names, "severity": _severity_map},
+    "drift": {
+        "enabled": _bool,
+        "detectors": _names,
+        "window": _int_ge1,
+        "threshold": _unit_interval,
+    },
 }
 
 
