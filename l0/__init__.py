@@ -11,6 +11,7 @@ from __future__ import annotations
 from l0 import errors, record
 from l0._api import Result, run, wrap
 from l0.adapters import Adapters
+from l0.drift import DriftConfig, DriftResult
 from l0.errors import (
     AbortedError,
     ConfigError,
@@ -19,6 +20,19 @@ from l0.errors import (
     categorize_error,
 )
 from l0.events import ObservabilityEvent, ObservabilityEventType
+from l0.guardrails import (
+    GuardrailContext,
+    GuardrailRule,
+    Guardrails,
+    custom_pattern_rule,
+    json_rule,
+    markdown_rule,
+    pattern_rule,
+    repetition_rule,
+    stall_rule,
+    strict_json_rule,
+    zero_output_rule,
+)
 from l0.plugins import (
     L0PluginManager,
     build_plugin_manager,
@@ -51,10 +65,15 @@ __all__ = [
     "AttemptContext",
     "BackoffStrategy",
     "ConfigError",
+    "DriftConfig",
+    "DriftResult",
     "ErrorCategory",
     "Event",
     "EventType",
+    "GuardrailContext",
+    "GuardrailRule",
     "GuardrailViolation",
+    "Guardrails",
     "L0Error",
     "L0PluginManager",
     "ObservabilityEvent",
@@ -69,12 +88,20 @@ __all__ = [
     "__version__",
     "build_plugin_manager",
     "categorize_error",
+    "custom_pattern_rule",
     "default_plugin_manager",
     "errors",
     "hookimpl",
+    "json_rule",
+    "markdown_rule",
+    "pattern_rule",
     "record",
+    "repetition_rule",
     "replay",
     "reset_default_plugin_manager",
     "run",
+    "stall_rule",
+    "strict_json_rule",
     "wrap",
+    "zero_output_rule",
 ]

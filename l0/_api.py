@@ -11,7 +11,7 @@ from typing import Any
 
 from l0._runtime import CALLBACK_NAMES, DEFAULT_INTERVALS, DEFAULT_MAX_OVERLAP, Session, _Options
 from l0.config import Settings, load_config, resolve_retry, resolve_timeout
-from l0.errors import L0PluginError
+from l0.errors import InvalidStreamError, L0PluginError
 from l0.plugins import L0PluginManager, default_plugin_manager
 from l0.retry import Retry
 from l0.timeout import Timeout
@@ -394,7 +394,11 @@ def _check_intervals(value: Mapping[str, int] | None) -> dict[str, int]:
 
 def _resolve_guardrails(value: Any, pm: L0PluginManager, settings: Settings) -> Any:
     if value is None and "guardrails" not in settings.values:
-        return None
+        # Plugins implementing l0_guardrail_check run even without configured rules.
+        from l0._dispatch import hook_table
+
+        if not hook_table(pm).guardrail_check:
+            return None
     from l0.guardrails import resolve_guardrails
 
     return resolve_guardrails(value, pm, settings)
@@ -440,7 +444,12 @@ def wrap(target: Any, **options: Any) -> Any:
     pm = plugins if isinstance(plugins, L0PluginManager) else default_plugin_manager()
     try:
         wrapped = pm.hooks.wrap_client(target, dict(options))
-    except L0PluginError:
+    except L0PluginError as exc:
+        # The hook facade reports every exception as a plugin bug; a plugin that refuses the
+        # client on purpose (the sync openai.OpenAI) raises InvalidStreamError, whose advice
+        # is for the caller, so hand that over as it is.
+        if isinstance(exc.__cause__, InvalidStreamError):
+            raise exc.__cause__ from None
         raise
     if wrapped is not None:
         return wrapped
@@ -450,8 +459,13 @@ def wrap(target: Any, **options: Any) -> Any:
             "l0.wrap(coroutine): await the call first (l0.wrap(await client.create(...))), or "
             "use l0.run(stream=lambda: client.create(...)) to get retries"
         )
+    from l0.adapters import ADAPTER_DISTRIBUTIONS, install_hint
+
+    if type(target).__module__.partition(".")[0] in ADAPTER_DISTRIBUTIONS:
+        advice = install_hint(target)
+    else:
+        advice = "for any stream factory use l0.run(stream=...)"
     raise TypeError(
         f"l0.wrap({type(target).__module__}.{type(target).__qualname__}): not an async stream, "
-        "and no installed plugin wraps this client. For OpenAI clients install l0-openai; for "
-        "any stream factory use l0.run(stream=...)."
+        f"and no installed plugin wraps this client; {advice}."
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 from l0._callbacks import Notifier
 from l0._dispatch import HookTable, hook_table
+from l0.adapters import install_hint
 from l0.errors import (
     AbortedError,
     AdapterNotFoundError,
@@ -511,8 +512,11 @@ class Session:
             if isinstance(answer, RetryDecision):
                 return answer
             log.warning("l0: retry decision plugins returned %r; not retrying", answer)
-        except Exception:
+        except Exception as exc:
+            # A plugin bug must not look like a provider failure: name it in the reason that
+            # on_error, RETRY_GIVE_UP and RetryExhaustedError carry.
             log.exception("l0: a retry decision plugin raised; not retrying")
+            return RetryDecision(retry=False, reason=f"not retrying: {exc}")
         return RetryDecision(retry=False, reason="no valid retry decision")
 
     def _backoff(self, retry_index: int, error: BaseException) -> float:
@@ -651,9 +655,7 @@ class Session:
         tried = ", ".join(Adapters.names(opts.plugins)) or "none"
         raise AdapterNotFoundError(
             f"the stream factory returned {type(source).__module__}.{type(source).__qualname__}, "
-            f"which no adapter can read (tried: {tried}). Return an async iterator of str, "
-            "install the adapter for your SDK (pip install l0-openai / l0-litellm), pass "
-            "adapter=..., or register one with l0.Adapters.register(MyAdapter())."
+            f"which no adapter can read (tried: {tried}); {install_hint(source)}."
         )
 
     def _item(self, obj: Any) -> Event | None:
@@ -665,8 +667,7 @@ class Session:
             else:
                 raise InvalidStreamError(
                     f"the stream yielded {type(item).__module__}.{type(item).__qualname__}; "
-                    "L0 accepts str tokens and l0.Event items. Install the adapter for your SDK "
-                    "(l0-openai, l0-litellm) or pass adapter=..."
+                    f"L0 accepts str tokens and l0.Event items: {install_hint(item)}."
                 )
         if item.raw is not None:
             self._raw.append(item.raw)

@@ -3,14 +3,52 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from l0.types import Adapter
 
 if TYPE_CHECKING:
     from l0.plugins import L0PluginManager
 
-__all__ = ["Adapters"]
+__all__ = ["ADAPTER_DISTRIBUTIONS", "Adapters", "install_hint"]
+
+ADAPTER_DISTRIBUTIONS: Final = {
+    "openai": ("l0-openai", "openai"),
+    "litellm": ("l0-litellm", "litellm"),
+}
+"""Top-level SDK package -> (distribution that adapts it, its plugin name), for error messages."""
+
+
+def install_hint(obj: object) -> str:
+    """Say what to install (or enable) so L0 can read ``obj``, an SDK stream, chunk or client.
+
+    For an object of a known SDK (``openai``, ``litellm``) this names the adapter distribution
+    (``pip install l0-openai``) and, when that distribution is installed, says its plugin is
+    not loaded; for anything else it lists the ways to add an adapter.
+    """
+    package = type(obj).__module__.partition(".")[0]
+    known = ADAPTER_DISTRIBUTIONS.get(package)
+    if known is None:
+        return (
+            "return an async iterator of str tokens, install the adapter distribution for your "
+            "SDK (pip install l0-openai / l0-litellm), pass adapter=..., or register one with "
+            "l0.Adapters.register(MyAdapter())"
+        )
+    distribution, plugin = known
+    hint = (
+        f"L0 reads {package} objects through the {distribution} plugin: pip install {distribution}"
+    )
+    try:
+        metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return hint
+    # Installed but not loaded: the user blocked it, allow-listed others, or built a manager
+    # without entry points; reinstalling would not help, so say where to look instead.
+    return (
+        f"{hint}. {distribution} is installed here, but its plugin {plugin!r} is not loaded: "
+        f"check L0_DISABLE_PLUGINS, L0_LOAD_PLUGINS and the plugins= manager"
+    )
 
 
 class Adapters:

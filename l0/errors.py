@@ -33,15 +33,19 @@ __all__ = [
     "DriftError",
     "ErrorContext",
     "GuardrailError",
+    "IncompleteStreamError",
     "InitialTokenTimeoutError",
     "InterTokenTimeoutError",
     "InvalidStreamError",
     "L0Error",
     "L0PluginError",
+    "MalformedChunkError",
+    "RefusalError",
     "RetryExhaustedError",
     "StreamTimeoutError",
     "ToolCallError",
     "TruncatedError",
+    "UnsupportedClientError",
     "ZeroOutputError",
     "categorize_error",
     "get_retry_after",
@@ -97,6 +101,13 @@ class AdapterNotFoundError(InvalidStreamError):
         "Install the adapter distribution for your SDK (l0-openai, l0-litellm), pass "
         "adapter=..., or register one with l0.Adapters.register()."
     )
+
+
+class UnsupportedClientError(InvalidStreamError):
+    """``l0.wrap`` got an SDK client L0 cannot drive, such as the synchronous ``openai.OpenAI``."""
+
+    code = "unsupported_client"
+    hint = "L0 streams are async: wrap the SDK's async client (openai.AsyncOpenAI) instead."
 
 
 class StreamTimeoutError(L0Error, TimeoutError):
@@ -162,6 +173,54 @@ class ToolCallError(L0Error):
     code = "tool_call_invalid"
     category = ErrorCategory.MODEL
     hint = "The model produced malformed tool arguments; a retry usually fixes it."
+
+
+class MalformedChunkError(L0Error):
+    """The provider sent a stream chunk that is not valid JSON.
+
+    A garbled chunk is a glitch of the server or of a proxy on the way, not of the request, so
+    it is retried like a rate limit (``TRANSIENT``: ``Retry.max_retries`` only).
+    """
+
+    code = "malformed_chunk"
+    category = ErrorCategory.TRANSIENT
+    hint = "The provider (or a proxy) sent a broken stream chunk; a retry usually fixes it."
+
+
+class IncompleteStreamError(L0Error):
+    """The stream ended before the provider said why it stopped (no ``finish_reason``).
+
+    OpenAI-compatible servers always end an answer with a ``finish_reason``; a stream that just
+    stops was cut on the way (a proxy or load balancer closed the connection cleanly), so its
+    text is incomplete. Retried as a ``NETWORK`` failure.
+    """
+
+    code = "incomplete_stream"
+    category = ErrorCategory.NETWORK
+    hint = "The connection closed before the answer finished; a retry usually fixes it."
+
+
+class RefusalError(L0Error):
+    """The model declined to answer (OpenAI's ``refusal`` instead of content).
+
+    A refusal is the model's answer, not a transport glitch: it is a ``MODEL`` error, retried
+    within ``Retry.attempts`` (models are not deterministic) and then handed to the fallbacks,
+    which may use a model that answers.
+
+    Attributes:
+        refusal: The whole refusal text the model sent.
+    """
+
+    code = "refusal"
+    category = ErrorCategory.MODEL
+    hint = (
+        "The model refused the request; rephrase the prompt or add a fallback model. The "
+        "refusal text is in .refusal (RetryExhaustedError.last_error.refusal)."
+    )
+
+    def __init__(self, message: str, *, refusal: str) -> None:
+        super().__init__(message, refusal=refusal)
+        self.refusal = refusal
 
 
 class TruncatedError(L0Error):

@@ -91,28 +91,73 @@ def _csv_env(name: str) -> list[str] | None:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+def _culprit(caller: pluggy.HookCaller, exc: BaseException) -> str | None:
+    """The name of the plugin whose implementation of ``caller`` raised ``exc``, if known."""
+    codes: dict[object, str] = {}
+    for impl in caller.get_hookimpls():
+        code = getattr(impl.function, "__code__", None)
+        if code is not None:
+            codes[code] = impl.plugin_name
+    tb = exc.__traceback__
+    while tb is not None:
+        name = codes.get(tb.tb_frame.f_code)
+        if name is not None:
+            return name
+        tb = tb.tb_next
+    return None
+
+
+def _plugin_error(
+    caller: pluggy.HookCaller, exc: Exception, culprit: str | None = None
+) -> L0PluginError:
+    culprit = culprit or _culprit(caller, exc)
+    who = f"plugin {culprit!r}" if culprit is not None else "a plugin"
+    return L0PluginError(
+        f"{who} raised in {caller.name}: {type(exc).__name__}: {exc}. Fix it, or disable it "
+        f"with L0_DISABLE_PLUGINS={culprit or '<name>'}.",
+        plugin=culprit,
+        hook=caller.name,
+    )
+
+
 class Hooks:
-    """Typed facade over ``pm.hook``: one method per decision and registration hook."""
+    """Typed facade over ``pm.hook``: one method per decision and registration hook.
+
+    An exception raised inside a plugin's decision or registration hook comes out as
+    :class:`~l0.errors.L0PluginError` naming the plugin and the hook (``__cause__`` is the
+    original), so a plugin bug is never mistaken for a provider failure and retried.
+    ``l0_wrap_client`` is the exception: it runs for the caller of ``l0.wrap``, and its errors
+    are messages to that caller.
+    """
 
     def __init__(self, pm: L0PluginManager) -> None:
         self._hook = pm.hook
 
+    def _call(self, name: str, **kwargs: Any) -> Any:
+        caller: pluggy.HookCaller = getattr(self._hook, name)
+        try:
+            return caller(**kwargs)
+        except L0PluginError:
+            raise
+        except Exception as exc:
+            raise _plugin_error(caller, exc) from exc
+
     def detect_adapter(self, stream: Any) -> Adapter | None:
         """Ask ``l0_detect_adapter``."""
-        result: Adapter | None = self._hook.l0_detect_adapter(stream=stream)
+        result: Adapter | None = self._call("l0_detect_adapter", stream=stream)
         return result
 
     def categorize_error(self, error: BaseException) -> ErrorCategory | None:
         """Ask ``l0_categorize_error``."""
-        result: ErrorCategory | None = self._hook.l0_categorize_error(error=error)
+        result: ErrorCategory | None = self._call("l0_categorize_error", error=error)
         return result
 
     def retry_decision(
         self, error: BaseException, category: ErrorCategory, state: State
     ) -> RetryDecision | None:
         """Ask ``l0_retry_decision``."""
-        result: RetryDecision | None = self._hook.l0_retry_decision(
-            error=error, category=category, state=state
+        result: RetryDecision | None = self._call(
+            "l0_retry_decision", error=error, category=category, state=state
         )
         return result
 
@@ -120,18 +165,22 @@ class Hooks:
         self, attempt: int, policy: Any, error: BaseException, rng: random.Random
     ) -> float | None:
         """Ask ``l0_backoff_delay``."""
-        result: float | None = self._hook.l0_backoff_delay(
-            attempt=attempt, policy=policy, error=error, rng=rng
+        result: float | None = self._call(
+            "l0_backoff_delay", attempt=attempt, policy=policy, error=error, rng=rng
         )
         return result
 
     def wrap_client(self, client: Any, options: dict[str, Any]) -> Any | None:
-        """Ask ``l0_wrap_client``."""
+        """Ask ``l0_wrap_client``.
+
+        Exceptions pass through unchanged: raising ``TypeError``/``ValueError`` is how an
+        adapter plugin tells the caller of ``l0.wrap`` what is wrong with their client.
+        """
         return self._hook.l0_wrap_client(client=client, options=options)
 
     def register_retry_policies(self) -> list[Iterable[RetryPolicySpec]]:
         """Collect ``l0_register_retry_policies``."""
-        result: list[Iterable[RetryPolicySpec]] = self._hook.l0_register_retry_policies()
+        result: list[Iterable[RetryPolicySpec]] = self._call("l0_register_retry_policies")
         return result
 
 
@@ -228,6 +277,23 @@ class L0PluginManager(pluggy.PluginManager):
             self.unregister(name=name)
         self.set_blocked(name)
 
+    def check_pending(self) -> None:
+        """Fail if a plugin implements a hook that no spec declares (usually a typo).
+
+        Raises:
+            L0PluginError: naming the plugin, where it came from and the unknown hook.
+        """
+        try:
+            super().check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.get_name(exc.plugin) or repr(exc.plugin)
+            origin = self._origins.get(name, ("in-process", None))[0]
+            raise L0PluginError(
+                f"plugin {name!r} from {origin}: {exc}. Hooks are: "
+                f"{', '.join(sorted(n for n in dir(hookspecs) if n.startswith('l0_')))}",
+                plugin=name,
+            ) from exc
+
     # --- inspection ------------------------------------------------------------------------------
 
     def list_plugins(self) -> list[PluginInfo]:
@@ -272,8 +338,12 @@ class L0PluginManager(pluggy.PluginManager):
         found: dict[str, tuple[RetryPolicySpec, str]] = {}
         caller = self.hook.l0_register_retry_policies
         for impl in caller.get_hookimpls():
-            specs: Any = impl.function()
-            for spec in specs or ():
+            try:
+                produced: Any = impl.function()
+                specs: list[Any] = list(produced or ())
+            except Exception as exc:
+                raise _plugin_error(caller, exc, impl.plugin_name) from exc
+            for spec in specs:
                 if not isinstance(spec, RetryPolicySpec):
                     raise L0PluginError(
                         f"plugin {impl.plugin_name!r}: l0_register_retry_policies yielded "

@@ -27,8 +27,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from l0.errors import L0Error, ToolCallError
-from l0.types import ErrorCategory, Event, EventType
+# MalformedChunkError and IncompleteStreamError live in l0.errors with the other L0 errors;
+# they are re-exported here, where adapters have always imported them from.
+from l0.errors import IncompleteStreamError, MalformedChunkError, RefusalError, ToolCallError
+from l0.types import Event, EventType
 
 __all__ = [
     "ChatChunkReader",
@@ -39,37 +41,13 @@ __all__ = [
     "ToolCallAssembler",
     "get_field",
     "parse_arguments",
+    "refusal_error",
     "usage_to_dict",
 ]
 
 _TOOL_CALL = EventType.TOOL_CALL
 _COMPLETE = EventType.COMPLETE
 _MISSING: Any = object()
-
-
-class MalformedChunkError(L0Error):
-    """The provider sent a stream chunk that is not valid JSON.
-
-    A garbled chunk is a glitch of the server or of a proxy on the way, not of the request, so
-    it is retried like a rate limit (``TRANSIENT``: ``Retry.max_retries`` only).
-    """
-
-    code = "malformed_chunk"
-    category = ErrorCategory.TRANSIENT
-    hint = "The provider (or a proxy) sent a broken stream chunk; a retry usually fixes it."
-
-
-class IncompleteStreamError(L0Error):
-    """The stream ended before the provider said why it stopped (no ``finish_reason``).
-
-    OpenAI-compatible servers always end an answer with a ``finish_reason``; a stream that just
-    stops was cut on the way (a proxy or load balancer closed the connection cleanly), so its
-    text is incomplete. Retried as a ``NETWORK`` failure.
-    """
-
-    code = "incomplete_stream"
-    category = ErrorCategory.NETWORK
-    hint = "The connection closed before the answer finished; a retry usually fixes it."
 
 
 def get_field(obj: Any, name: str) -> Any:
@@ -154,6 +132,12 @@ def parse_arguments(arguments: Any, *, name: str, call_id: str) -> dict[str, Any
             tool_call_id=call_id,
         )
     return value
+
+
+def refusal_error(refusal: str) -> RefusalError:
+    """The :class:`~l0.errors.RefusalError` for a model's whole refusal text."""
+    preview = refusal if len(refusal) <= 200 else refusal[:200] + "..."
+    return RefusalError(f"the model refused to answer: {preview!r}", refusal=refusal)
 
 
 @dataclass(slots=True)
@@ -271,8 +255,10 @@ class ChatChunkReader:
 
     * Text is ``choices[0].delta.content`` (``choices[0].text`` for the legacy completions API)
       exactly as sent; empty and role-only deltas give no token. Only the first choice is read
-      (requests with ``n > 1`` keep the others in ``result.raw()``). A ``refusal`` delta is not
-      text: it stays in ``result.raw()``.
+      (requests with ``n > 1`` keep the others in ``result.raw()``).
+    * ``delta.refusal`` (the model declined to answer) is not text: its pieces are joined and,
+      when the stream ends, raised as :class:`~l0.errors.RefusalError` (a ``MODEL`` error, so
+      L0 retries within ``Retry.attempts`` and then tries the fallbacks).
     * Tool calls (``delta.tool_calls``, and the legacy ``delta.function_call``) are assembled
       and emitted once each as a ``TOOL_CALL`` event when the choice reports its
       ``finish_reason``, or when the stream ends.
@@ -290,13 +276,19 @@ class ChatChunkReader:
         tools: The assembler holding tool calls not emitted yet.
     """
 
-    __slots__ = ("finish_reason", "require_finish_reason", "tools", "usage")
+    __slots__ = ("_refusal", "finish_reason", "require_finish_reason", "tools", "usage")
 
     def __init__(self, *, require_finish_reason: bool = True) -> None:
         self.require_finish_reason = require_finish_reason
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
         self.tools = ToolCallAssembler()
+        self._refusal: list[str] = []
+
+    @property
+    def refusal(self) -> str | None:
+        """The refusal text received so far, ``None`` when the model has not refused."""
+        return "".join(self._refusal) if self._refusal else None
 
     def feed(self, chunk: Any, out: deque[Event]) -> str | None:
         """Read one chunk; return its text, append tool-call events to ``out``."""
@@ -315,6 +307,9 @@ class ChatChunkReader:
                 content = get_field(delta, "content")
                 if content and isinstance(content, str):
                     text = content if text is None else text + content
+                refusal = get_field(delta, "refusal")
+                if refusal and isinstance(refusal, str):
+                    self._refusal.append(refusal)
                 calls = get_field(delta, "tool_calls")
                 if calls:
                     add = self.tools.add
@@ -353,6 +348,7 @@ class ChatChunkReader:
 
         Raises:
             IncompleteStreamError: no ``finish_reason`` arrived and ``require_finish_reason``.
+            RefusalError: the model sent a ``refusal``.
         """
         self.flush_tool_calls(out)
         if self.finish_reason is None and self.require_finish_reason:
@@ -360,6 +356,9 @@ class ChatChunkReader:
                 "the stream ended before the provider sent a finish_reason; the connection "
                 "was probably cut and the answer is incomplete"
             )
+        refusal = self.refusal
+        if refusal is not None:
+            raise refusal_error(refusal)
         out.append(Event(_COMPLETE, usage=self.usage, data={"finish_reason": self.finish_reason}))
 
 

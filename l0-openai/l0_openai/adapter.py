@@ -15,6 +15,7 @@ from l0.tool_calls import (
     IncompleteStreamError,
     get_field,
     parse_arguments,
+    refusal_error,
     usage_to_dict,
 )
 from l0.types import Event, EventType
@@ -45,6 +46,9 @@ class ResponsesReader:
     * ``response.failed`` and ``error`` events raise ``openai.APIError`` with the event's
       ``code`` (L0 retries ``server_error``/``rate_limit_exceeded``/unknown codes and stops on
       the others; see ``l0_openai.categorize_openai_error``).
+    * A refusal (``response.refusal.delta``/``.done`` events, or a ``refusal`` part in the
+      final response) is not text: once the response finishes it is raised as
+      :class:`~l0.errors.RefusalError`, exactly as for chat completions.
 
     Args:
         stream: The SDK stream, whose HTTP request is attached to the errors raised.
@@ -55,6 +59,7 @@ class ResponsesReader:
     __slots__ = (
         "_emitted",
         "_ended",
+        "_refusal",
         "_stream",
         "finish_reason",
         "require_completion",
@@ -68,6 +73,9 @@ class ResponsesReader:
         self.finish_reason: str | None = None
         self._emitted: set[str] = set()
         self._ended = False
+        # Pieces of the refusal, keyed by (output item, content part) so the ``.done`` event's
+        # whole text replaces its deltas instead of doubling them.
+        self._refusal: dict[tuple[Any, Any], str] = {}
 
     def feed(self, chunk: Any, out: deque[Event]) -> str | None:
         """Read one event; return its text, append tool-call events to ``out``."""
@@ -75,7 +83,13 @@ class ResponsesReader:
         if kind == "response.output_text.delta":
             delta = get_field(chunk, "delta")
             return delta if isinstance(delta, str) and delta else None
-        if kind == "response.output_item.done":
+        if kind == "response.refusal.delta":
+            key = (get_field(chunk, "item_id"), get_field(chunk, "content_index"))
+            self._refusal[key] = self._refusal.get(key, "") + str(get_field(chunk, "delta") or "")
+        elif kind == "response.refusal.done":
+            key = (get_field(chunk, "item_id"), get_field(chunk, "content_index"))
+            self._refusal[key] = str(get_field(chunk, "refusal") or self._refusal.get(key, ""))
+        elif kind == "response.output_item.done":
             self._emit(get_field(chunk, "item"), out)
         elif kind == "response.completed":
             response = get_field(chunk, "response")
@@ -109,7 +123,19 @@ class ResponsesReader:
         return None
 
     def _emit(self, item: Any, out: deque[Event]) -> None:
-        if item is None or get_field(item, "type") != "function_call":
+        if item is None:
+            return
+        kind = get_field(item, "type")
+        if kind == "message":
+            # Servers that skip the refusal events still put the refusal in the message.
+            item_id = get_field(item, "id")
+            for index, part in enumerate(get_field(item, "content") or ()):
+                if get_field(part, "type") == "refusal":
+                    self._refusal.setdefault(
+                        (item_id, index), str(get_field(part, "refusal") or "")
+                    )
+            return
+        if kind != "function_call":
             return
         call_id = str(get_field(item, "call_id") or get_field(item, "id") or "")
         if call_id in self._emitted:
@@ -133,12 +159,16 @@ class ResponsesReader:
 
         Raises:
             IncompleteStreamError: the stream stopped before the response finished.
+            RefusalError: the model refused.
         """
         if not self._ended and self.require_completion:
             raise IncompleteStreamError(
                 "the Responses stream ended before response.completed; the connection was "
                 "probably cut and the answer is incomplete"
             )
+        refusal = "".join(self._refusal.values())
+        if refusal:
+            raise refusal_error(refusal)
         out.append(Event(_COMPLETE, usage=self.usage, data={"finish_reason": self.finish_reason}))
 
 

@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import l0
+from l0.errors import UnsupportedClientError
 from l0.types import AttemptContext
 
 __all__ = ["L0AsyncOpenAI", "wrap_client"]
@@ -211,7 +212,8 @@ def wrap_client(client: Any, options: Mapping[str, Any]) -> L0AsyncOpenAI | None
     added to its own.
 
     Raises:
-        TypeError: ``client`` is the synchronous ``openai.OpenAI``.
+        UnsupportedClientError: ``client`` is the synchronous ``openai.OpenAI`` (a
+            ``TypeError``).
     """
     if isinstance(client, L0AsyncOpenAI):
         return L0AsyncOpenAI(client.l0_client, {**client.l0_options, **options})
@@ -221,7 +223,7 @@ def wrap_client(client: Any, options: Mapping[str, Any]) -> L0AsyncOpenAI | None
     if isinstance(client, openai.AsyncOpenAI):
         return L0AsyncOpenAI(client, options)
     if isinstance(client, openai.OpenAI):
-        raise TypeError(
+        raise UnsupportedClientError(
             f"l0.wrap({type(client).__module__}.{type(client).__qualname__}): L0 streams are "
             "async; create the client with openai.AsyncOpenAI(...) (same arguments) and wrap "
             "that"

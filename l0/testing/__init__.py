@@ -2,7 +2,8 @@
 
 :class:`ChaosServer` answers chat completions requests on ``127.0.0.1`` with a scripted
 sequence of :class:`Fault` s (rate limits, dropped connections, stalls, malformed events, tool
-calls, ...), so retry and timeout behaviour can be tested against the real ``openai`` SDK::
+calls, refusals, ...), so retry and timeout behaviour can be tested against the real ``openai``
+SDK::
 
     async with ChaosServer(script=[Fault.status(429), Fault.ok()], text="Hi") as server:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test")
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from l0.testing.server import (
+        DEFAULT_REFUSAL,
         DEFAULT_TEXT,
         ChaosServer,
         Fault,
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "DEFAULT_REFUSAL",
     "DEFAULT_TEXT",
     "ChaosServer",
     "Fault",

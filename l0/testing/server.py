@@ -41,6 +41,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("l0.testing needs starlette and uvicorn: pip install 'l0[testing]'") from exc
 
 __all__ = [
+    "DEFAULT_REFUSAL",
     "DEFAULT_TEXT",
     "ChaosServer",
     "Fault",
@@ -52,6 +53,9 @@ __all__ = [
 DEFAULT_TEXT: Final = "Hello from the chaos server."
 """What every successful answer says when neither the server nor the fault sets a text."""
 
+DEFAULT_REFUSAL: Final = "I'm sorry, but I can't help with that."
+"""What :meth:`Fault.refusal` says unless given a text."""
+
 FaultKind = Literal[
     "ok",
     "status",
@@ -62,6 +66,7 @@ FaultKind = Literal[
     "zero_output",
     "malformed_sse",
     "tool_calls",
+    "refusal",
 ]
 """The behaviours a :class:`Fault` can script."""
 
@@ -398,6 +403,24 @@ class Fault:
             raise ValueError("tool_calls needs at least one call")
         return Fault("tool_calls", calls=encoded, split=_check_count("split", split))
 
+    @staticmethod
+    def refusal(text: str = DEFAULT_REFUSAL, *, tokens: Sequence[str] | None = None) -> Fault:
+        """The model declines: ``refusal`` instead of ``content``, as OpenAI sends it.
+
+        Streaming: a role delta with ``"content": null, "refusal": ""``, one ``{"refusal":
+        token}`` delta per token, ``finish_reason`` ``"stop"``. Non-streaming: the message has
+        ``content`` null and the whole ``refusal``.
+
+        Args:
+            text: The refusal, split with :func:`split_words`.
+            tokens: Exact token split of the refusal; wins over ``text``.
+
+        Returns:
+            The fault.
+        """
+        given = _token_tuple(tokens)
+        return Fault("refusal", text=None if given is not None else text, tokens=given)
+
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
@@ -591,14 +614,19 @@ def _text_stream(fault: Fault, tokens: Sequence[str], chunks: _Chunks) -> tuple[
     steps: list[_Step] = []
     if kind == "slow_first_token":
         steps.append(_Pause(fault.seconds))
-    steps.append(chunks.choice({"role": "assistant", "content": ""}))
+    # A refusal streams in ``refusal`` deltas; ``content`` stays null throughout.
+    field = "refusal" if kind == "refusal" else "content"
+    if kind == "refusal":
+        steps.append(chunks.choice({"role": "assistant", "content": None, "refusal": ""}))
+    else:
+        steps.append(chunks.choice({"role": "assistant", "content": ""}))
     content = () if kind == "zero_output" else tokens
     for position, token in enumerate(content):
         if position == strike:
             steps.extend(strike_steps)
         if fault.delay:
             steps.append(_Pause(fault.delay))
-        steps.append(chunks.choice({"content": token}))
+        steps.append(chunks.choice({field: token}))
     if strike is not None and strike >= len(content):
         steps.extend(strike_steps)
     steps.append(chunks.choice({}, fault.finish_reason))
@@ -642,6 +670,10 @@ def _completion_body(fault: Fault, tokens: Sequence[str], record: RecordedReques
         ]
         message = {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None}
         finish_reason, completion = "tool_calls", sum(fault.split for _ in calls)
+    elif fault.kind == "refusal":
+        message = {"role": "assistant", "content": None, "refusal": "".join(tokens)}
+        message["annotations"] = []
+        finish_reason, completion = fault.finish_reason, len(tokens)
     else:
         content = () if fault.kind == "zero_output" else tokens
         message = {"role": "assistant", "content": "".join(content), "refusal": None}

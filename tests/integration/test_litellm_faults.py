@@ -207,3 +207,16 @@ async def test_fallback_to_a_second_model() -> None:
         assert shown == TEXT
         assert [r.model for r in server.requests] == ["model-a", "model-a", "model-b"]
         assert result.state.fallback_index == 1
+
+
+async def test_refusal_text_is_dropped_by_litellm_so_it_reads_as_zero_output() -> None:
+    # LiteLLM's stream wrapper (1.110) forwards only the role chunk of a refusal: the refusal
+    # deltas never reach L0, which sees an empty answer and retries it as zero output. Pinned
+    # here so a LiteLLM release that forwards them (and turns this into RefusalError) is noticed.
+    script = [Fault.refusal("I can't help with that."), Fault.ok()]
+    async with ChaosServer(script=script, text=TEXT) as server:
+        result = l0.run(factory(server), retry=FAST)
+        shown, _ = await consume(result)
+        assert shown == TEXT
+        assert [type(attempt.error) for attempt in result.errors] == [l0.errors.ZeroOutputError]
+        assert len(server.requests) == 2

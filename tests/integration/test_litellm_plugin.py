@@ -30,6 +30,7 @@ from litellm.exceptions import (
 from litellm.types.utils import ModelResponseStream
 
 import l0
+from l0.errors import InvalidStreamError
 from l0.tool_calls import ChatChunkReader
 from l0.types import Event
 
@@ -67,6 +68,35 @@ def test_missing_litellm_names_what_to_install() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("l0-litellm needs LiteLLM, which is not installed")
     assert "pip install 'litellm>=1.40'" in done.stdout
+
+
+async def test_litellm_stream_without_the_plugin_says_what_to_install() -> None:
+    import litellm
+
+    from l0.testing import ChaosServer
+
+    pm = l0.build_plugin_manager(blocked=["litellm"])
+    async with ChaosServer() as server:
+        result = l0.run(
+            lambda: litellm.acompletion(
+                model="openai/chaos-1",
+                api_base=server.base_url,
+                api_key="test",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,
+                num_retries=0,
+                max_retries=0,
+            ),
+            plugins=pm,
+            retry=l0.Retry(max_retries=3, base_delay=0, max_delay=0),
+        )
+        with pytest.raises(InvalidStreamError) as caught:
+            await result.read()
+    message = str(caught.value)
+    assert "litellm." in message
+    assert "pip install l0-litellm" in message
+    assert "plugin 'litellm' is not loaded" in message
+    assert len(server.requests) == 1
 
 
 def test_categories_of_litellm_exceptions() -> None:

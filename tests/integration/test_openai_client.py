@@ -133,8 +133,12 @@ async def test_continuation_prompt_reaches_the_wrapped_request() -> None:
 
 
 async def test_wrap_errors_are_clear() -> None:
-    with pytest.raises(TypeError, match="AsyncOpenAI"):
-        l0.wrap(openai.OpenAI(api_key="test"))
+    sync = openai.OpenAI(api_key="test")
+    with pytest.raises(l0.errors.UnsupportedClientError, match="AsyncOpenAI") as caught:
+        l0.wrap(sync)
+    assert isinstance(caught.value, TypeError)
+    assert "plugin" not in str(caught.value)  # the caller's mistake, not a plugin bug
+    sync.close()
     raw = openai.AsyncOpenAI(api_key="test", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(TypeError, match="retyr"):
         l0.wrap(raw, retyr=FAST)

@@ -220,10 +220,20 @@ async def test_tool_calls_fire_once_each_with_whole_arguments() -> None:
 async def test_finish_reason_length_is_reported() -> None:
     async with ChaosServer(script=[Fault.ok(finish_reason="length")], text=TEXT) as server:
         client = client_for(server)
-        result = l0.run(factory(client), retry=FAST)
-        _, events = await consume(result)
+        completed: list[str | None] = []
+        result = l0.run(
+            factory(client),
+            retry=FAST,
+            on_complete=lambda state: completed.append(state.finish_reason),
+        )
+        shown, events = await consume(result)
+        await result.wait_callbacks()
+        # Accepted by default: the truncated text is the answer, and says it was truncated.
+        assert shown == TEXT
         assert result.state.finish_reason == "length"
         assert events[-1].data == {"finish_reason": "length"}
+        assert completed == ["length"]
+        assert result.errors == []
         assert len(server.requests) == 1
         await client.close()
 
@@ -233,10 +243,19 @@ async def test_retry_on_length_retries_a_truncated_answer() -> None:
     async with ChaosServer(script=script, text=TEXT) as server:
         client = client_for(server)
         result = l0.run(factory(client), retry=FAST, retry_on_length=True)
-        shown, _ = await consume(result)
+        shown, events = await consume(result)
         assert shown == TEXT
         assert result.state.finish_reason == "stop"
         assert [type(e.error).__name__ for e in result.errors] == ["TruncatedError"]
+        assert result.errors[0].category is l0.ErrorCategory.MODEL
+        # The consumer sees why: an error event for the truncated attempt, then its withdrawal.
+        kinds = [e.type for e in events if not e.is_token]
+        assert kinds == [l0.EventType.ERROR, l0.EventType.RESET, l0.EventType.COMPLETE]
+        error = next(e for e in events if e.is_error)
+        assert isinstance(error.error, l0.errors.TruncatedError)
+        assert "finish_reason='length'" in str(error.error)
+        assert error.data["will_retry"] is True
+        assert events[-1].data == {"finish_reason": "stop"}
         assert len(server.requests) == 2
         await client.close()
 
@@ -327,3 +346,37 @@ async def test_no_token_lost_or_doubled_across_fault_schedules(
     assert len(chaos_server.requests) == len(schedule) + 1
     assert sum(1 for e in events if e.is_error) == len(schedule)
     await client.close()
+
+
+async def test_refusal_is_retried_as_a_model_error_then_falls_back() -> None:
+    # A refusal is the model's answer, not zero output: MODEL errors use Retry.attempts, and the
+    # fallback model gets the request once they are used up.
+    scripts = {"strict": [Fault.refusal("I can't help with that.")] * 5, "lenient": [Fault.ok()]}
+    async with ChaosServer(model_scripts=scripts, text=TEXT) as server:
+        client = client_for(server)
+        result = l0.run(
+            factory(client, "strict"),
+            fallbacks=[factory(client, "lenient")],
+            retry=l0.Retry(attempts=1, base_delay=0.0, max_delay=0.0),
+        )
+        shown, _ = await consume(result)
+        assert shown == TEXT
+        assert [r.model for r in server.requests] == ["strict", "strict", "lenient"]
+        errors = [attempt.error for attempt in result.errors]
+        assert [type(e) for e in errors] == [l0.errors.RefusalError] * 2
+        assert [attempt.category for attempt in result.errors] == [l0.ErrorCategory.MODEL] * 2
+        await client.close()
+
+
+async def test_a_refusal_that_persists_is_raised_with_its_text() -> None:
+    async with ChaosServer(default=Fault.refusal(tokens=["Sorry", ", no."])) as server:
+        client = client_for(server)
+        result = l0.run(factory(client), retry=l0.Retry(attempts=0, base_delay=0, max_delay=0))
+        with pytest.raises(l0.RetryExhaustedError) as caught:
+            await result.read()
+        last = caught.value.last_error
+        assert isinstance(last, l0.errors.RefusalError)
+        assert last.refusal == "Sorry, no."
+        assert result.state.content == ""
+        assert len(server.requests) == 1
+        await client.close()

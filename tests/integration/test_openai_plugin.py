@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import deque
+from importlib import metadata
 from typing import Any
 
 import openai
@@ -13,7 +15,8 @@ from l0_openai import OpenAIAdapter
 from openai.types.chat import ChatCompletionChunk
 
 import l0
-from l0.errors import AdapterNotFoundError, ToolCallError
+from l0 import adapters
+from l0.errors import AdapterNotFoundError, InvalidStreamError, ToolCallError
 from l0.tool_calls import ChatChunkReader, IncompleteStreamError, ToolCallAssembler
 from l0.types import Event
 
@@ -70,12 +73,92 @@ def test_missing_openai_names_what_to_install() -> None:
 
 
 async def test_unknown_stream_lists_the_adapters_tried() -> None:
+    started = time.monotonic()
     with pytest.raises(AdapterNotFoundError) as caught:
-        await l0.run(object, retry=l0.Retry(max_retries=0)).read()
+        await l0.run(stream=object, retry=l0.Retry(max_retries=3)).read()
+    assert time.monotonic() - started < 1.0  # a programming error: raised at once, not retried
     message = str(caught.value)
-    assert "openai (plugin)" in message
-    assert "litellm (plugin)" in message
     assert "builtins.object" in message
+    assert "tried: " in message
+    for tried in ("openai (plugin)", "litellm (plugin)", "iter_adapter (plugin)"):
+        assert tried in message
+    assert "l0.Adapters.register(" in message
+    assert "adapter=" in message
+
+
+async def test_unknown_sdk_like_stream_names_its_type_and_how_to_add_an_adapter() -> None:
+    class VendorStream:
+        """Looks like an SDK stream, but is not async-iterable: no adapter can read it."""
+
+        def __iter__(self) -> Any:
+            return iter(["sync", "chunks"])
+
+    l0.Adapters.register(OpenAIAdapter())  # in-process adapters are listed first
+    try:
+        with pytest.raises(AdapterNotFoundError) as caught:
+            await l0.run(VendorStream, retry=l0.Retry(max_retries=0)).read()
+    finally:
+        l0.Adapters.unregister("openai")
+    message = str(caught.value)
+    assert "VendorStream" in message
+    assert "tried: openai, " in message
+    assert "pip install l0-openai / l0-litellm" in message
+    assert "l0.Adapters.register(" in message
+
+
+def test_install_hint_names_the_distribution_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = openai.AsyncOpenAI(api_key="test", base_url="http://127.0.0.1:9/v1")
+
+    def not_installed(name: str) -> Any:
+        raise metadata.PackageNotFoundError(name)
+
+    # l0.adapters looks the distribution up through importlib.metadata at call time.
+    monkeypatch.setattr(metadata, "distribution", not_installed)
+    hint = adapters.install_hint(client)
+    assert "pip install l0-openai" in hint
+    assert "installed here" not in hint
+    monkeypatch.undo()
+    # l0-openai is installed in this environment: then the advice is to load its plugin.
+    hint = adapters.install_hint(client)
+    assert "pip install l0-openai" in hint
+    assert "plugin 'openai' is not loaded" in hint
+    assert "L0_DISABLE_PLUGINS" in hint
+
+
+async def test_wrap_without_the_openai_plugin_says_what_to_install() -> None:
+    pm = l0.build_plugin_manager(blocked=["openai"])
+    raw = openai.AsyncOpenAI(api_key="test", base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(TypeError) as caught:
+        l0.wrap(raw, plugins=pm)
+    message = str(caught.value)
+    assert message.startswith("l0.wrap(openai.AsyncOpenAI)")
+    assert "pip install l0-openai" in message
+    assert "plugin 'openai' is not loaded" in message
+    with pytest.raises(TypeError, match=r"l0\.run\(stream=\.\.\.\)"):
+        l0.wrap(object(), plugins=pm)
+    await raw.close()
+
+
+async def test_openai_stream_without_the_plugin_says_what_to_install() -> None:
+    from l0.testing import ChaosServer
+
+    pm = l0.build_plugin_manager(blocked=["openai"])
+    async with ChaosServer() as server:
+        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+        result = l0.run(
+            lambda: client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+            ),
+            plugins=pm,
+            retry=l0.Retry(max_retries=3, base_delay=0, max_delay=0),
+        )
+        with pytest.raises(InvalidStreamError) as caught:
+            await result.read()
+        message = str(caught.value)
+        assert "ChatCompletionChunk" in message
+        assert "pip install l0-openai" in message
+        assert len(server.requests) == 1  # not retried: no attempt could ever succeed
+        await client.close()
 
 
 async def test_sync_stream_is_refused_with_advice() -> None:

@@ -19,7 +19,7 @@ from l0_openai import categorize_openai_error
 from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 import l0
-from l0.errors import ToolCallError
+from l0.errors import RefusalError, ToolCallError
 
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
 
@@ -442,3 +442,51 @@ def test_categories_of_sdk_exceptions() -> None:
         assert categorize_openai_error(error) is expected, error
         if expected is not None:
             assert l0.categorize_error(error) is expected, error
+
+
+def refusal_events(pieces: Sequence[str], *, with_deltas: bool = True) -> list[dict[str, Any]]:
+    """A refusal as OpenAI streams it: deltas, ``.done``, and the message in the response."""
+    whole = "".join(pieces)
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    message = {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "refusal", "refusal": whole}],
+    }
+    streamed: list[dict[str, Any]] = []
+    if with_deltas:
+        streamed = [
+            *({"type": "response.refusal.delta", **where, "delta": p} for p in pieces),
+            {"type": "response.refusal.done", **where, "refusal": whole},
+        ]
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": response()},
+        *streamed,
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+        {
+            "type": "response.completed",
+            "response": response("completed", output=[message], usage=USAGE),
+        },
+    ]
+    return [{**e, "sequence_number": n} for n, e in enumerate(events)]
+
+
+async def test_responses_refusal_is_a_model_error_with_the_whole_text() -> None:
+    refused = refusal_events(["I can't", " do that."])
+    # The second refusal comes only inside the final response (no refusal events at all).
+    quiet = refusal_events(["No."], with_deltas=False)
+    transport = ScriptedTransport([refused, quiet, text_events(["Fine", "."])])
+    client = transport.client()
+    result = l0.run(responses_factory(client), retry=FAST)
+    assert await result.read() == "Fine."
+    errors = [attempt.error for attempt in result.errors]
+    assert all(isinstance(error, RefusalError) for error in errors)
+    assert [error.refusal for error in errors if isinstance(error, RefusalError)] == [
+        "I can't do that.",
+        "No.",
+    ]
+    assert {attempt.category for attempt in result.errors} == {l0.ErrorCategory.MODEL}
+    assert len(transport.requests) == 3
+    await client.close()

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 import l0
 from l0.testing import ChaosServer, Fault
@@ -26,11 +27,15 @@ async def test_dropped_connection_continues_without_gap_or_doubled_words() -> No
         client = client_for(server)
 
         def request(ctx: l0.AttemptContext) -> Any:
-            messages = [{"role": "user", "content": "Write the sentence."}]
+            messages: list[ChatCompletionMessageParam] = [
+                {"role": "user", "content": "Write the sentence."}
+            ]
             if ctx.continuation_prompt:
                 messages.append({"role": "user", "content": ctx.continuation_prompt})
             return client.chat.completions.create(
-                model="chaos-1", messages=messages, stream=True  # type: ignore[arg-type]
+                model="chaos-1",
+                messages=messages,
+                stream=True,
             )
 
         result = l0.run(

@@ -17,7 +17,14 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from l0.testing import DEFAULT_TEXT, ChaosServer, Fault, RecordedRequest, split_words
+from l0.testing import (
+    DEFAULT_REFUSAL,
+    DEFAULT_TEXT,
+    ChaosServer,
+    Fault,
+    RecordedRequest,
+    split_words,
+)
 
 MESSAGES: Any = [{"role": "user", "content": "Say hello to the world"}]
 TOKENS = ["The", " quick", " brown", " fox."]
@@ -427,6 +434,38 @@ async def test_tool_calls_non_streaming(server: ChaosServer) -> None:
     assert call.type == "function"
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == CALLS[0][1]
+
+
+# Refusals.
+
+
+async def test_refusal_streams_refusal_deltas_and_no_content(server: ChaosServer) -> None:
+    server.set_script([Fault.refusal(), Fault.refusal(tokens=["No", " way."])])
+    async with client_for(server) as client:
+        chunks = await collect(await open_stream(client))
+        custom = await collect(await open_stream(client))
+    assert content_of(chunks) == []
+    first = chunks[0].choices[0].delta
+    assert (first.role, first.content, first.refusal) == ("assistant", None, "")
+    refusal = "".join(c.choices[0].delta.refusal or "" for c in chunks if c.choices)
+    assert refusal == DEFAULT_REFUSAL
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert [c.choices[0].delta.refusal for c in custom[1:-1]] == ["No", " way."]
+
+
+async def test_refusal_on_the_wire_and_non_streaming(server: ChaosServer) -> None:
+    server.set_script([Fault.refusal("Sorry."), Fault.refusal("Sorry, no.")])
+    _, events = await raw_events(server, {"model": "m", "messages": MESSAGES, "stream": True})
+    first = json.loads(events[0].removeprefix("data: "))["choices"][0]["delta"]
+    assert first == {"role": "assistant", "content": None, "refusal": ""}
+    second = json.loads(events[1].removeprefix("data: "))["choices"][0]["delta"]
+    assert second == {"refusal": "Sorry."}
+    assert events[-1] == "data: [DONE]"
+    async with client_for(server) as client:
+        completion = await client.chat.completions.create(model="m", messages=MESSAGES)
+    message = completion.choices[0].message
+    assert (message.content, message.refusal) == (None, "Sorry, no.")
+    assert completion.choices[0].finish_reason == "stop"
 
 
 # Non-streaming answers.

@@ -1,0 +1,608 @@
+"""Text rules: Markdown fences, meta/refusal patterns, zero output, stalls, repetition.
+
+Every rule keeps incremental state per attempt and touches each character a bounded number of
+times: Markdown looks at the first few characters of each line, patterns rescan only a short
+tail of the previous text, repetition probes a bounded window.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from typing import Any, Final
+
+from l0.guardrails import GuardrailContext, GuardrailRule
+from l0.types import GuardrailViolation, Severity, State
+
+__all__ = [
+    "DEFAULT_PATTERNS",
+    "custom_pattern_rule",
+    "markdown_rule",
+    "pattern_rule",
+    "repetition_rule",
+    "stall_rule",
+    "zero_output_rule",
+]
+
+
+def _is_int(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+# --- markdown --------------------------------------------------------------------------------
+
+_LINE_HEAD: Final = 16
+_FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})")
+
+
+class MarkdownSession:
+    """Tracks code fences line by line, reading at most the first 16 characters of a line."""
+
+    __slots__ = ("_fence", "_fence_at", "_head", "_offset", "_rule")
+
+    def __init__(self, rule: GuardrailRule) -> None:
+        self._rule = rule
+        self._head = ""
+        self._fence: str | None = None
+        self._fence_at = 0
+        self._offset = 0
+
+    def _line(self, head: str, start: int) -> None:
+        match = _FENCE.match(head)
+        if match is None:
+            return
+        marker = match.group(1)
+        fence = self._fence
+        if fence is None:
+            self._fence = marker
+            self._fence_at = start
+        # A closing fence uses the same character, at least as many times, and nothing else.
+        elif (
+            marker[0] == fence[0] and len(marker) >= len(fence) and not head[match.end() :].strip()
+        ):
+            self._fence = None
+
+    def feed(self, delta: str, state: State | None) -> None:
+        """Advance over ``delta``; fences may legitimately be open mid-stream."""
+        newline = delta.find("\n")
+        if newline < 0:
+            if len(self._head) < _LINE_HEAD:
+                self._head += delta[: _LINE_HEAD - len(self._head)]
+            self._offset += len(delta)
+            return
+        base = self._offset
+        line_start = base - len(self._head) if self._head else base
+        self._line(self._head + delta[: min(newline, _LINE_HEAD)], line_start)
+        start = newline + 1
+        while True:
+            newline = delta.find("\n", start)
+            if newline < 0:
+                break
+            if delta[start : start + 4].lstrip(" ")[:1] in ("`", "~"):
+                self._line(delta[start : min(newline, start + _LINE_HEAD)], base + start)
+            start = newline + 1
+        self._head = delta[start : start + _LINE_HEAD]
+        self._offset = base + len(delta)
+
+    def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
+        """An open fence at the end means the answer was cut off."""
+        if self._head:
+            self._line(self._head, self._offset - len(self._head))
+            self._head = ""
+        if self._fence is None:
+            return None
+        return [
+            self._rule.violation(
+                f"code fence {self._fence!r} opened here is never closed",
+                position=self._fence_at,
+            )
+        ]
+
+
+def markdown_rule(*, severity: Severity = "error", recoverable: bool = True) -> GuardrailRule:
+    """Markdown whose code fences (```` ``` ```` / ``~~~``) are all closed at the end."""
+    return GuardrailRule(
+        "markdown",
+        streaming=True,
+        severity=severity,
+        recoverable=recoverable,
+        description="code fences are closed by the end of the output",
+        session=MarkdownSession,
+    )
+
+
+# --- patterns --------------------------------------------------------------------------------
+
+_Q = "['\u2019]"
+DEFAULT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
+    (r"\bas an ai(?: language model| assistant| model)?\b", "meta statement: 'As an AI…'"),
+    (
+        rf"\bi(?:{_Q}m| am) (?:just |only )?an? (?:ai|language model|artificial intelligence)\b",
+        "meta statement: 'I'm just an AI'",
+    ),
+    (
+        rf"\bi (?:cannot|can{_Q}t|can not|won{_Q}t|am unable to|{_Q}m unable to|am not able to) "
+        r"(?:help|assist)(?: you)? with (?:that|this|your request)\b",
+        "refusal: 'I cannot help with that'",
+    ),
+    (
+        rf"\bi(?:{_Q}m| am) sorry,? but i (?:cannot|can{_Q}t|can not|won{_Q}t|am unable to)\b",
+        "refusal: 'I'm sorry, but I cannot'",
+    ),
+)
+# The default patterns all start with "as" or "i": a lookahead on those letters lets the regex
+# engine skip every other position in C (about 4x faster on ordinary prose).
+_DEFAULT_PREFILTER: Final = "(?=[aAiI])"
+# Every default pattern contains one of these (lowercased); a batch without any skips the regex.
+# Substring search runs at memchr speed, a few times faster than the regex (issue 4/8 bench).
+_DEFAULT_NEEDLES: Final = ("an ai", "a language model", "an artificial", "help", "assist", "sorry")
+
+
+def _compile(
+    rule_name: str, patterns: Sequence[Any], default_message: str, flags: int
+) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One alternation with a named group per pattern, plus each group's message."""
+    if isinstance(patterns, str | bytes) or not isinstance(patterns, Sequence):
+        raise TypeError(
+            f"guardrail rule {rule_name!r}: patterns={patterns!r}: expected a list of regular "
+            "expressions (str or (regex, message) pairs)"
+        )
+    if not patterns:
+        raise ValueError(f"guardrail rule {rule_name!r}: patterns is empty")
+    parts, messages = [], {}
+    for index, item in enumerate(patterns):
+        if isinstance(item, tuple) and len(item) == 2:
+            source, message = item
+        else:
+            source, message = item, default_message or f"matched {item!r}"
+        if isinstance(source, re.Pattern):
+            source = source.pattern
+        if not isinstance(source, str) or not isinstance(message, str):
+            raise TypeError(
+                f"guardrail rule {rule_name!r}: pattern {item!r} is not a regex string or a "
+                "(regex, message) pair"
+            )
+        try:
+            re.compile(source, flags)
+        except re.error as exc:
+            raise ValueError(
+                f"guardrail rule {rule_name!r}: pattern {source!r} is not a valid regular "
+                f"expression: {exc}"
+            ) from None
+        group = f"p{index}"
+        parts.append(f"(?P<{group}>{source})")
+        messages[group] = message
+    prefix = _DEFAULT_PREFILTER if list(patterns) == list(DEFAULT_PATTERNS) else ""
+    try:
+        combined = re.compile(prefix + "(?:" + "|".join(parts) + ")", flags)
+    except re.error as exc:  # e.g. inline global flags that only work at the very start
+        raise ValueError(
+            f"guardrail rule {rule_name!r}: the patterns cannot be combined ({exc}); "
+            "use (?i:...) scoped flags instead of leading (?i)"
+        ) from None
+    return combined, messages
+
+
+class PatternSession:
+    """Scans new text plus a bounded tail of the old, so matches across deltas are found.
+
+    The first ``eager`` characters are scanned at every check (meta statements come first);
+    after that, text is scanned in batches of ``batch`` characters, which keeps regex start-up
+    costs off the per-check path. Every match is reported once.
+    """
+
+    __slots__ = (
+        "_batch",
+        "_eager",
+        "_messages",
+        "_needles",
+        "_next",
+        "_pending",
+        "_pending_len",
+        "_regex",
+        "_rule",
+        "_seen",
+        "_tail",
+        "_tail_len",
+    )
+
+    def __init__(
+        self,
+        rule: GuardrailRule,
+        regex: re.Pattern[str],
+        messages: dict[str, str],
+        tail: int,
+        batch: int,
+        eager: int,
+        needles: tuple[str, ...] | None = None,
+    ) -> None:
+        self._rule = rule
+        self._needles = needles
+        self._regex = regex
+        self._messages = messages
+        self._tail_len = tail
+        self._batch = batch
+        self._eager = eager
+        self._tail = ""
+        self._pending: list[str] = []
+        self._pending_len = 0
+        self._seen = 0
+        self._next = 0
+
+    def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
+        """Queue ``delta``; scan when the batch is full (or while in the eager prefix)."""
+        self._pending.append(delta)
+        self._pending_len += len(delta)
+        if self._pending_len < self._batch and self._seen >= self._eager:
+            return None
+        return self._scan()
+
+    def _scan(self) -> list[GuardrailViolation] | None:
+        tail = self._tail
+        text = tail + "".join(self._pending) if len(self._pending) != 1 else tail + self._pending[0]
+        base = self._seen - len(tail)
+        self._seen += self._pending_len
+        self._pending = []
+        self._pending_len = 0
+        self._tail = text[-self._tail_len :]
+        found = None
+        needles = self._needles
+        if needles is not None:
+            lowered = text.lower()
+            if not any(needle in lowered for needle in needles):
+                return None
+        old = len(tail)
+        for match in self._regex.finditer(text):
+            if match.end() <= old or base + match.start() < self._next:
+                continue
+            self._next = base + match.end()
+            message = self._messages.get(match.lastgroup or "", "matched a forbidden pattern")
+            if found is None:
+                found = []
+            found.append(
+                self._rule.violation(f"{message}: {match.group()!r}", position=base + match.start())
+            )
+        return found
+
+    def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
+        """Scan whatever is still queued."""
+        return self._scan() if self._pending else None
+
+
+def _pattern_rule(
+    name: str,
+    patterns: Sequence[Any],
+    *,
+    message: str,
+    severity: Severity,
+    recoverable: bool,
+    ignore_case: bool,
+    tail: int,
+    batch: int,
+    eager: int,
+    description: str,
+) -> GuardrailRule:
+    flags = re.IGNORECASE if ignore_case else 0
+    regex, messages = _compile(name, patterns, message, flags)
+    default = ignore_case and list(patterns) == list(DEFAULT_PATTERNS)
+    needles = _DEFAULT_NEEDLES if default else None
+    for option, value in (("tail", tail), ("batch", batch), ("eager", eager)):
+        if not _is_int(value, 0):
+            raise ValueError(f"guardrail rule {name!r}: {option}={value!r}: expected an int >= 0")
+    tail = max(tail, 1)
+    return GuardrailRule(
+        name,
+        streaming=True,
+        severity=severity,
+        recoverable=recoverable,
+        description=description,
+        session=lambda rule: PatternSession(
+            rule, regex, messages, tail, max(batch, 1), eager, needles
+        ),
+    )
+
+
+def pattern_rule(
+    patterns: Sequence[Any] | None = None,
+    *,
+    severity: Severity = "error",
+    recoverable: bool = True,
+    ignore_case: bool = True,
+    tail: int = 96,
+    batch: int = 256,
+    eager: int = 512,
+) -> GuardrailRule:
+    """Meta statements and refusals ("As an AI language model", "I cannot help with that").
+
+    Args:
+        patterns: Regular expressions, or ``(regex, message)`` pairs; defaults to
+            :data:`DEFAULT_PATTERNS`.
+        severity: Severity of a match (``error``: the attempt is retried).
+        recoverable: Whether a retry may fix it.
+        ignore_case: Match case-insensitively.
+        tail: Characters of earlier text rescanned with new text, the longest match that can
+            straddle two checks.
+        batch: After the first ``eager`` characters, scan once this many new characters came.
+        eager: Characters at the start that are scanned at every check.
+    """
+    return _pattern_rule(
+        "pattern",
+        DEFAULT_PATTERNS if patterns is None else patterns,
+        message="",
+        severity=severity,
+        recoverable=recoverable,
+        ignore_case=ignore_case,
+        tail=tail,
+        batch=batch,
+        eager=eager,
+        description="meta statements and refusals",
+    )
+
+
+def custom_pattern_rule(
+    patterns: Sequence[Any],
+    *,
+    message: str = "",
+    severity: Severity = "error",
+    recoverable: bool = True,
+    name: str = "custom_pattern",
+    ignore_case: bool = True,
+    tail: int = 96,
+    batch: int = 256,
+    eager: int = 512,
+) -> GuardrailRule:
+    """Your own forbidden regular expressions; ``message`` describes a match."""
+    return _pattern_rule(
+        name,
+        patterns,
+        message=message,
+        severity=severity,
+        recoverable=recoverable,
+        ignore_case=ignore_case,
+        tail=tail,
+        batch=batch,
+        eager=eager,
+        description="custom forbidden patterns",
+    )
+
+
+# --- zero output -----------------------------------------------------------------------------
+
+
+class ZeroOutputSession:
+    """Only looks at the end: empty or whitespace-only text with no tool call."""
+
+    __slots__ = ("_rule",)
+
+    def __init__(self, rule: GuardrailRule) -> None:
+        self._rule = rule
+
+    def feed(self, delta: str, state: State | None) -> None:
+        """Nothing to do while streaming."""
+
+    def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
+        """Fail when nothing visible came and no tool was called."""
+        if context.tool_calls:
+            return None
+        content = context.content
+        if content and not content.isspace():
+            return None
+        what = "whitespace only" if content else "no output at all"
+        return [self._rule.violation(f"the model produced {what}", position=0)]
+
+
+def zero_output_rule(*, severity: Severity = "error", recoverable: bool = True) -> GuardrailRule:
+    """Empty or whitespace-only output; a completion carrying only tool calls passes."""
+    return GuardrailRule(
+        "zero_output",
+        streaming=False,
+        severity=severity,
+        recoverable=recoverable,
+        description="empty or whitespace-only output",
+        session=ZeroOutputSession,
+    )
+
+
+# --- stall -----------------------------------------------------------------------------------
+
+
+class StallSession:
+    """Tokens keep coming but none is visible (whitespace or empty chunks)."""
+
+    __slots__ = ("_at_time", "_at_tokens", "_max_seconds", "_max_tokens", "_reported", "_rule")
+
+    def __init__(self, rule: GuardrailRule, max_tokens: int, max_seconds: float | None) -> None:
+        self._rule = rule
+        self._max_tokens = max_tokens
+        self._max_seconds = max_seconds
+        self._at_tokens = -1
+        self._at_time = 0.0
+        self._reported = False
+
+    def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
+        """Note when the idle stretch began; report once it is too long."""
+        if delta and not delta.isspace():
+            # The common case costs one isspace(): no clock read, no token count.
+            self._at_tokens = -1
+            return None
+        if self._reported or state is None:
+            return None
+        tokens = state.token_count
+        now = time.monotonic()
+        if self._at_tokens < 0:
+            # Idle since the previous check at the latest; counted from this check's first
+            # token, so the count may run short by up to one check interval.
+            self._at_tokens = tokens - 1
+            self._at_time = now
+        idle_tokens = tokens - self._at_tokens
+        too_long = self._max_seconds is not None and now - self._at_time >= self._max_seconds
+        if idle_tokens >= self._max_tokens or too_long:
+            self._reported = True
+            return [
+                self._rule.violation(
+                    f"no visible text for {idle_tokens} tokens "
+                    f"({now - self._at_time:.1f}s): the stream is stalled"
+                )
+            ]
+        return None
+
+    def finish(self, context: GuardrailContext) -> None:
+        """Nothing more to say at the end."""
+
+
+def stall_rule(
+    *,
+    max_idle_tokens: int = 64,
+    max_idle_seconds: float | None = 10.0,
+    severity: Severity = "error",
+    recoverable: bool = True,
+) -> GuardrailRule:
+    """A stream that keeps sending tokens without visible text (whitespace, empty chunks).
+
+    A provider that sends nothing at all is caught by ``Timeout``; this rule catches the one
+    that keeps the connection busy without making progress.
+
+    Args:
+        max_idle_tokens: Tokens in a row without visible text before it is a stall.
+        max_idle_seconds: Seconds without visible text, while tokens arrive, before it is one.
+        severity: Severity of a stall.
+        recoverable: Whether a retry may fix it.
+    """
+    if not _is_int(max_idle_tokens, 1):
+        raise ValueError(f"stall rule: max_idle_tokens={max_idle_tokens!r}: expected an int >= 1")
+    seconds: object = max_idle_seconds
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+    ):
+        raise ValueError(
+            f"stall rule: max_idle_seconds={max_idle_seconds!r}: expected seconds > 0 or None"
+        )
+    return GuardrailRule(
+        "stall",
+        streaming=True,
+        severity=severity,
+        recoverable=recoverable,
+        description="tokens arrive without visible text",
+        session=lambda rule: StallSession(rule, max_idle_tokens, max_idle_seconds),
+    )
+
+
+# --- repetition ------------------------------------------------------------------------------
+
+
+class RepetitionSession:
+    """Looping detection with a probe: does the newest text already occur often just before?
+
+    Every ``stride`` new characters, the last ``probe`` characters are counted in a window of
+    the last ``window`` characters (``str.count``, in C). A looping model repeats a block of
+    some period ``p``; once ``max_repeats`` periods are in the window, any probe falls inside
+    the repeated block and is counted that often. Natural prose almost never repeats the same
+    ``probe``-character run that many times in a few kilobytes. Cost: O(window) per ``stride``
+    characters, i.e. linear in the output.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_max_repeats",
+        "_pending",
+        "_pending_len",
+        "_probe",
+        "_reported",
+        "_rule",
+        "_seen",
+        "_stride",
+        "_window",
+    )
+
+    def __init__(
+        self, rule: GuardrailRule, probe: int, max_repeats: int, window: int, stride: int
+    ) -> None:
+        self._rule = rule
+        self._probe = probe
+        self._max_repeats = max_repeats
+        self._window = window
+        self._stride = stride
+        self._buffer = ""
+        self._pending: list[str] = []
+        self._pending_len = 0
+        self._seen = 0
+        self._reported = False
+
+    def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
+        """Queue ``delta``; probe every ``stride`` characters."""
+        self._pending.append(delta)
+        self._pending_len += len(delta)
+        if self._pending_len < self._stride or self._reported:
+            return None
+        return self._probe_now()
+
+    def _probe_now(self) -> list[GuardrailViolation] | None:
+        self._seen += self._pending_len
+        buffer = (self._buffer + "".join(self._pending))[-self._window :]
+        self._pending = []
+        self._pending_len = 0
+        self._buffer = buffer
+        probe = buffer[-self._probe :]
+        if len(probe) < self._probe or len(buffer) < self._probe * self._max_repeats:
+            return None
+        # The probe's own occurrence is included in the count.
+        if probe.isspace() or buffer.count(probe) < self._max_repeats:
+            return None
+        self._reported = True
+        return [
+            self._rule.violation(
+                f"the output repeats itself: {probe.strip()[:60]!r} occurs "
+                f"{buffer.count(probe)} times in the last {len(buffer)} characters",
+                position=self._seen - len(probe),
+            )
+        ]
+
+    def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
+        """Probe the last queued text."""
+        if self._pending and not self._reported:
+            return self._probe_now()
+        return None
+
+
+def repetition_rule(
+    *,
+    probe: int = 48,
+    max_repeats: int = 4,
+    window: int = 2048,
+    stride: int = 128,
+    severity: Severity = "error",
+    recoverable: bool = True,
+) -> GuardrailRule:
+    """A model stuck in a loop: the same text keeps coming back; cut it off early.
+
+    Args:
+        probe: Length of the newest text looked for in the window.
+        max_repeats: Occurrences of the probe in the window that make a loop.
+        window: Characters of recent output searched; loops with a period up to
+            ``window / max_repeats`` are found.
+        stride: Characters between probes.
+        severity: Severity of a loop.
+        recoverable: Whether a retry may fix it.
+    """
+    for option, value, low in (
+        ("probe", probe, 8),
+        ("max_repeats", max_repeats, 2),
+        ("window", window, 64),
+        ("stride", stride, 1),
+    ):
+        if not _is_int(value, low):
+            raise ValueError(f"repetition rule: {option}={value!r}: expected an int >= {low}")
+    if probe * max_repeats > window:
+        raise ValueError(
+            f"repetition rule: probe * max_repeats = {probe * max_repeats} exceeds "
+            f"window={window}; no loop could ever be found"
+        )
+    return GuardrailRule(
+        "repetition",
+        streaming=True,
+        severity=severity,
+        recoverable=recoverable,
+        description="looping output (the same text over and over)",
+        session=lambda rule: RepetitionSession(rule, probe, max_repeats, window, stride),
+    )
