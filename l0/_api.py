@@ -11,7 +11,6 @@ from typing import Any
 
 from l0._runtime import CALLBACK_NAMES, DEFAULT_INTERVALS, DEFAULT_MAX_OVERLAP, Session, _Options
 from l0.config import Settings, load_config, resolve_retry, resolve_timeout
-from l0.errors import InvalidStreamError, L0PluginError
 from l0.plugins import L0PluginManager, default_plugin_manager
 from l0.retry import Retry
 from l0.timeout import Timeout
@@ -442,15 +441,9 @@ def wrap(target: Any, **options: Any) -> Any:
         return run(once, **options)
     plugins = options.get("plugins")
     pm = plugins if isinstance(plugins, L0PluginManager) else default_plugin_manager()
-    try:
-        wrapped = pm.hooks.wrap_client(target, dict(options))
-    except L0PluginError as exc:
-        # The hook facade reports every exception as a plugin bug; a plugin that refuses the
-        # client on purpose (the sync openai.OpenAI) raises InvalidStreamError, whose advice
-        # is for the caller, so hand that over as it is.
-        if isinstance(exc.__cause__, InvalidStreamError):
-            raise exc.__cause__ from None
-        raise
+    # A plugin that refuses a client on purpose (the sync openai.OpenAI) raises an L0Error,
+    # which the hook facade passes through as is.
+    wrapped = pm.hooks.wrap_client(target, dict(options))
     if wrapped is not None:
         return wrapped
     if asyncio.iscoroutine(target):

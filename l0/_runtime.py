@@ -800,7 +800,7 @@ class Session:
                             else:
                                 event = self._item(item)
                             if self._next_check <= len(parts):
-                                self._check()
+                                self._check_before(event if emit else None)
                             if emit and event is not None:
                                 self._parked = False
                                 delivered = True
@@ -822,7 +822,7 @@ class Session:
                                     else:
                                         event = self._item(item)
                                     if self._next_check <= len(parts):
-                                        self._check()
+                                        self._check_before(event)
                                     if event is not None:
                                         delivered = True
                                         yield event
@@ -1127,6 +1127,20 @@ class Session:
                     self._notify_after = n + n // 2
                 self._obs(_OBS.CHECKPOINT_SAVED, checkpoint=text, token_count=state.token_count)
                 self._notify("on_checkpoint", text, state.token_count)
+
+    def _check_before(self, event: Event | None) -> None:
+        """``_check`` while ``event`` is not yet delivered to the consumer.
+
+        If a guardrail or drift check rejects the output here, the token that triggered the
+        check is dropped from this attempt's text, so that the RESET event withdraws exactly
+        what the consumer was shown.
+        """
+        try:
+            self._check()
+        except Exception:
+            if event is not None and event.type is _TOKEN and event.text:
+                self.state._parts.pop()
+            raise
 
     def _finish_checks(self) -> None:
         if not self._checks_on:

@@ -546,7 +546,7 @@ class Guardrails:
 
     @staticmethod
     def json_only(*, plugins: L0PluginManager | None = None) -> GuardrailPreset:
-        """One complete JSON document: ``json`` + ``strict_json`` + ``zero_output``."""
+        """One complete JSON document: ``strict_json`` + ``zero_output``."""
         return _build_preset("json_only", _manager(plugins))
 
     @staticmethod

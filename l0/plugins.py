@@ -28,7 +28,7 @@ from typing import Any, Final
 import pluggy
 
 from l0 import hookspecs
-from l0.errors import ConfigError, L0PluginError
+from l0.errors import ConfigError, L0Error, L0PluginError
 from l0.types import Adapter, ErrorCategory, RetryDecision, RetryPolicySpec, State
 
 __all__ = [
@@ -137,7 +137,9 @@ class Hooks:
         caller: pluggy.HookCaller = getattr(self._hook, name)
         try:
             return caller(**kwargs)
-        except L0PluginError:
+        except L0Error:
+            # A deliberate, typed refusal (e.g. "this client is not supported") is meant for the
+            # caller as is; only unexpected exceptions are a plugin bug.
             raise
         except Exception as exc:
             raise _plugin_error(caller, exc) from exc

@@ -54,6 +54,9 @@ class Trace:
                     shown = [type(args[0]).__name__, *args[1:]]
                 if name == "on_complete":
                     shown = [args[0].content]
+                if name == "on_timeout":
+                    # elapsed_ms is wall-clock; timeouts fire within 50 ms, so round to 100 ms.
+                    shown = [args[0], round(args[1], -2)]
                 self.items.append(f"{name}({', '.join(map(repr, shown))})")
 
             return record

@@ -75,7 +75,7 @@ def test_presets_resolve_through_the_registry() -> None:
         "repetition",
         "stall",
     ]
-    assert rules_named(l0.Guardrails.json_only()) == ["json", "strict_json", "zero_output"]
+    assert rules_named(l0.Guardrails.json_only()) == ["strict_json", "zero_output"]
     assert rules_named(l0.Guardrails.markdown_only()) == ["markdown", "zero_output"]
     assert rules_named(l0.Guardrails.none()) == []
     assert isinstance(l0.Guardrails.recommended(), GuardrailPreset)
@@ -562,3 +562,17 @@ def test_resolve_guardrails_shapes() -> None:
     single = resolve_guardrails(l0.json_rule(), pm, settings)
     assert single is not None
     assert [r.name for r in single.rules] == ["json"]
+
+
+async def test_reset_withdraws_exactly_what_the_consumer_was_shown() -> None:
+    factory = Scripted(["Well, ", "as ", "an ", "AI, ", "I ", "would ", "say ", "no."], GOOD)
+    shown = ""
+    result = l0.run(factory, guardrails=[l0.pattern_rule()], retry=FAST)
+    async for event in result:
+        if event.is_token:
+            shown += event.text or ""
+        elif event.is_reset:
+            assert shown.endswith(event.data["withdrawn"])
+            shown = shown[: len(shown) - len(event.data["withdrawn"])]
+    assert shown == GOOD
+    assert [v.rule for v in result.state.violations] == ["pattern"]

@@ -41,7 +41,7 @@ def l0_register_guardrails() -> Iterator[RuleSpec | PresetSpec]:
         description="recommended + strict_json, repetition, stall",
     )
     yield PresetSpec(
-        "json_only", factory=presets.json_only, description="json, strict_json, zero_output"
+        "json_only", factory=presets.json_only, description="strict_json, zero_output"
     )
     yield PresetSpec(
         "markdown_only", factory=presets.markdown_only, description="markdown, zero_output"

@@ -1,11 +1,14 @@
 """The standard presets, built from this package's rules.
 
+``strict_json`` runs the same streaming checks as ``json``, so no preset holds both (one
+mistake would be reported twice).
+
 ========================  ==================================================================
 ``minimal``               ``json``, ``zero_output``
 ``recommended``           ``json``, ``markdown``, ``zero_output``, ``pattern``
 ``strict``                recommended with ``strict_json`` (only when the output is JSON)
                           in place of ``json``, + ``repetition``, ``stall``
-``json_only``             ``json``, ``strict_json`` (the output must be JSON), ``zero_output``
+``json_only``             ``strict_json`` (the output must be JSON), ``zero_output``
 ``markdown_only``         ``markdown``, ``zero_output``
 ``none``                  nothing (provided by the kernel, needs no plugin)
 ========================  ==================================================================
@@ -51,7 +54,7 @@ def strict() -> list[GuardrailRule]:
 
 def json_only() -> list[GuardrailRule]:
     """The answer must be one complete JSON document."""
-    return [json_rule(), strict_json_rule(require_json=True), zero_output_rule()]
+    return [strict_json_rule(require_json=True), zero_output_rule()]
 
 
 def markdown_only() -> list[GuardrailRule]:
