@@ -54,6 +54,10 @@ class Trace:
                     shown = [type(args[0]).__name__, *args[1:]]
                 if name == "on_complete":
                     shown = [args[0].content]
+                if name == "on_drift":
+                    shown = [sorted(args[0])]
+                if name == "on_violation":
+                    shown = [args[0].rule, args[0].severity]
                 if name == "on_timeout":
                     # elapsed_ms is wall-clock; timeouts fire within 50 ms, so round to 100 ms.
                     shown = [args[0], round(args[1], -2)]
@@ -73,7 +77,9 @@ async def tokens(items: list[Any]) -> AsyncIterator[Any]:
 
 
 async def _run(trace: Trace, factory: Any, **kwargs: Any) -> l0.Result:
-    pm = l0.build_plugin_manager(entry_points=False)
+    # Only the first-party guardrail and drift plugins: third-party ones in the environment
+    # must not change the pinned sequences.
+    pm = l0.build_plugin_manager(allow=["guardrails", "drift"])
     result = l0.run(factory, plugins=pm, **{"retry": FAST, **kwargs}, **trace.callbacks())
     with contextlib.suppress(l0.RetryExhaustedError, l0.AbortedError):
         await result.read()
@@ -160,6 +166,15 @@ async def give_up(trace: Trace) -> None:
     await _run(trace, script.factory, retry=l0.Retry(attempts=1, base_delay=0))
 
 
+LOOP = ["I will say this again. "] * 60
+
+
+async def drift_retry(trace: Trace) -> None:
+    # The first answer loops; the second is too short for drift to judge (DRIFT_CHECK_SKIPPED).
+    answers = [LOOP, TOKENS]
+    await _run(trace, lambda: tokens(answers.pop(0)), drift=True, retry=FAST)
+
+
 SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "success": success,
     "network_retry": network_retry,
@@ -170,6 +185,7 @@ SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "resume": resume,
     "tool_call": tool_call,
     "give_up": give_up,
+    "drift_retry": drift_retry,
 }
 
 

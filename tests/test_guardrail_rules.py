@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -9,9 +10,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from l0.guardrails import GuardrailRule, create_guardrail_engine
-from l0.types import GuardrailViolation, State
 from l0_guardrails import (
     custom_pattern_rule,
     json_rule,
@@ -22,6 +20,9 @@ from l0_guardrails import (
     strict_json_rule,
     zero_output_rule,
 )
+
+from l0.guardrails import GuardrailRule, create_guardrail_engine
+from l0.types import GuardrailViolation, State
 
 
 def stream(
@@ -39,14 +40,16 @@ def stream(
             found.extend(got)
             if tripped is None:
                 tripped = index
-    state.tool_calls.extend({"id": str(i), "name": "f", "arguments": "{}"} for i in range(tool_calls))
+    state.tool_calls.extend(
+        {"id": str(i), "name": "f", "arguments": "{}"} for i in range(tool_calls)
+    )
     found.extend(run.finish(state) or ())
     return found, tripped
 
 
 def split_at(text: str, cuts: Sequence[int]) -> list[str]:
     points = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
-    return [text[a:b] for a, b in zip(points, points[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 # --- json ------------------------------------------------------------------------------------
@@ -58,8 +61,12 @@ json_values = st.recursive(
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
     | st.sampled_from(['"', "\\", '\\"', "}{", "][", '"}', "\\\\", "{[", "\n\t"]),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=6) | st.sampled_from(['"', "}", "\\", "]"]), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(
+            st.text(max_size=6) | st.sampled_from(['"', "}", "\\", "]"]), children, max_size=5
+        )
+    ),
     max_leaves=30,
 )
 dumps_options = st.sampled_from(
@@ -85,7 +92,8 @@ def test_any_json_split_anywhere_passes_json_and_strict_json(
 
 
 containers = st.one_of(
-    st.lists(json_values, min_size=0, max_size=5), st.dictionaries(st.text(max_size=5), json_values, max_size=5)
+    st.lists(json_values, min_size=0, max_size=5),
+    st.dictionaries(st.text(max_size=5), json_values, max_size=5),
 )
 
 
@@ -106,7 +114,11 @@ def test_truncated_json_fails(value: Any, cut: int, cuts: list[int]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(value=containers, pick=st.integers(0, 10_000), cuts=st.lists(st.integers(0, 10_000), max_size=10))
+@given(
+    value=containers,
+    pick=st.integers(0, 10_000),
+    cuts=st.lists(st.integers(0, 10_000), max_size=10),
+)
 def test_mis_nested_json_fails(value: Any, pick: int, cuts: list[int]) -> None:
     text = json.dumps(value, separators=(",", ":"))
     # Swap one structural closer (outside strings) for the other kind.
@@ -207,7 +219,7 @@ def test_markdown_open_fence_at_the_end_is_a_violation() -> None:
         "I'm just an AI, so",
         "I am only a language model.",
         "I cannot help with that.",
-        "Sorry, I can’t assist with this request",
+        "Sorry, I can\u2019t assist with this request",
         "I'm sorry, but I can't do that.",
     ],
 )
@@ -233,17 +245,23 @@ def test_pattern_match_across_chunk_boundaries_found_once() -> None:
 
 def test_pattern_rule_scans_late_text_in_batches_and_at_the_end() -> None:
     text = "x" * 2000 + " as an ai "
-    found, tripped = stream(pattern_rule(batch=256), [text[i : i + 5] for i in range(0, len(text), 5)])
+    found, tripped = stream(
+        pattern_rule(batch=256), [text[i : i + 5] for i in range(0, len(text), 5)]
+    )
     assert len(found) == 1
     assert tripped is None  # the last batch was not full: found by finish()
 
 
 def test_custom_patterns_messages_and_bad_regex() -> None:
-    rule = custom_pattern_rule([r"\bTODO\b", (r"lorem ipsum", "placeholder text")], severity="warning")
+    rule = custom_pattern_rule(
+        [r"\bTODO\b", (r"lorem ipsum", "placeholder text")], severity="warning"
+    )
     found, _ = stream(rule, ["first TODO then Lorem", " Ipsum"])
     assert [(v.rule, v.severity) for v in found] == [("custom_pattern", "warning")] * 2
     assert found[1].message.startswith("placeholder text")
-    with pytest.raises(ValueError, match=r"custom_pattern.*'\(unclosed'.*not a valid regular expression"):
+    with pytest.raises(
+        ValueError, match=r"custom_pattern.*'\(unclosed'.*not a valid regular expression"
+    ):
         custom_pattern_rule(["(unclosed"])
     with pytest.raises(TypeError, match="expected a list"):
         custom_pattern_rule("single string")  # type: ignore[arg-type]
@@ -288,8 +306,11 @@ def test_repetition_rule_does_not_flag_varied_text() -> None:
     import random
 
     rng = random.Random(3)
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
     text = " ".join(rng.choice(words) for _ in range(5000))
-    assert stream(repetition_rule(), [text[i : i + 17] for i in range(0, len(text), 17)]) == ([], None)
+    assert stream(repetition_rule(), [text[i : i + 17] for i in range(0, len(text), 17)]) == (
+        [],
+        None,
+    )
     with pytest.raises(ValueError, match="exceeds window"):
         repetition_rule(probe=64, max_repeats=10, window=256)

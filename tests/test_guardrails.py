@@ -66,7 +66,12 @@ def rules_named(value: Any) -> list[str]:
 
 def test_presets_resolve_through_the_registry() -> None:
     assert rules_named(l0.Guardrails.minimal()) == ["json", "zero_output"]
-    assert rules_named(l0.Guardrails.recommended()) == ["json", "markdown", "zero_output", "pattern"]
+    assert rules_named(l0.Guardrails.recommended()) == [
+        "json",
+        "markdown",
+        "zero_output",
+        "pattern",
+    ]
     assert rules_named(l0.Guardrails.strict()) == [
         "strict_json",
         "markdown",
@@ -119,9 +124,15 @@ def test_missing_plugin_says_what_to_install() -> None:
 
 
 def test_unknown_names_list_the_choices() -> None:
-    with pytest.raises(ConfigError, match=r"guardrails='recomended': no such guardrail preset or rule; presets: .*recommended \(l0-guardrails 0\.1\.0\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"guardrails='recomended': no such guardrail preset or rule; presets: "
+        r".*recommended \(l0-guardrails 0\.1\.0\)",
+    ):
         l0.run(Scripted(GOOD), guardrails="recomended")
-    with pytest.raises(ConfigError, match=r"no such guardrail rule 'jsn'; choose one of: custom_pattern .*json"):
+    with pytest.raises(
+        ConfigError, match=r"no such guardrail rule 'jsn'; choose one of: custom_pattern .*json"
+    ):
         l0.Guardrails.rule("jsn")
     with pytest.raises(ConfigError, match="no such guardrail preset 'loose'"):
         l0.Guardrails.preset("loose")
@@ -132,9 +143,11 @@ def test_unknown_names_list_the_choices() -> None:
 
 
 def test_rule_validation() -> None:
-    with pytest.raises(ValueError, match="severity='loud' is not allowed; choose one of warning, error, fatal"):
+    with pytest.raises(
+        ValueError, match="severity='loud' is not allowed; choose one of warning, error, fatal"
+    ):
         l0.GuardrailRule("r", check=lambda ctx: None, severity="loud")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="give check=... or session=..."):
+    with pytest.raises(ValueError, match=r"give check=\.\.\. or session=\.\.\."):
         l0.GuardrailRule("r")
     with pytest.raises(ValueError, match="non-empty name"):
         l0.GuardrailRule("", check=lambda ctx: None)
@@ -166,7 +179,7 @@ def test_a_plugin_offering_a_taken_name_fails_loudly() -> None:
 
     pm = l0.build_plugin_manager(entry_points=False)
     pm.register(Wrong(), name="wrong")
-    with pytest.raises(L0PluginError, match="expected l0.guardrails.RuleSpec or PresetSpec"):
+    with pytest.raises(L0PluginError, match=r"expected l0\.guardrails\.RuleSpec or PresetSpec"):
         l0.Guardrails.names(plugins=pm)
 
 
@@ -207,7 +220,9 @@ async def test_error_violation_is_retried_and_recorded() -> None:
 async def test_error_violations_count_toward_attempts() -> None:
     factory = Scripted('{"a": [1}')
     result = l0.run(
-        factory, guardrails=[l0.json_rule()], retry=l0.Retry(attempts=2, max_retries=9, base_delay=0.0)
+        factory,
+        guardrails=[l0.json_rule()],
+        retry=l0.Retry(attempts=2, max_retries=9, base_delay=0.0),
     )
     with pytest.raises(l0.RetryExhaustedError, match=r"Retry.attempts=2 used up") as info:
         await result.read()
@@ -322,7 +337,10 @@ async def test_events_have_the_documented_fields() -> None:
     events: list[l0.ObservabilityEvent] = []
     factory = Scripted('{"a": [1}', '{"a": [1]}')
     result = l0.run(
-        factory, guardrails=[l0.json_rule(), l0.zero_output_rule()], retry=FAST, on_event=events.append
+        factory,
+        guardrails=[l0.json_rule(), l0.zero_output_rule()],
+        retry=FAST,
+        on_event=events.append,
     )
     assert await result.read() == '{"a": [1]}'
     await result.wait_callbacks()
@@ -381,7 +399,11 @@ class FullScan:
     def __call__(self, ctx: GuardrailContext) -> list[GuardrailViolation]:
         text = ctx.content
         self.lengths.append(len(text))
-        return [GuardrailViolation("full_scan", "BAD found", position=text.index("BAD"))] if "BAD" in text else []
+        return (
+            [GuardrailViolation("full_scan", "BAD found", position=text.index("BAD"))]
+            if "BAD" in text
+            else []
+        )
 
 
 async def test_slow_path_defers_full_content_checks_off_the_stream() -> None:
@@ -442,7 +464,9 @@ async def test_deferred_check_that_raises_is_reraised_at_the_next_check() -> Non
             raise RuntimeError("rule bug")
         return []
 
-    run = create_guardrail_engine([l0.GuardrailRule("b", check=broken, streaming=True)], fast_limit=5).start()
+    run = create_guardrail_engine(
+        [l0.GuardrailRule("b", check=broken, streaming=True)], fast_limit=5
+    ).start()
     state = State()
     state._parts.append("0123456")
     run.feed("0123456", state)  # reads content (7 chars): now a full-content rule
@@ -467,7 +491,12 @@ async def test_run_async_guardrail_check_fast_and_slow() -> None:
 
     big = '{"a": [' + "1, " * 3000 + "1}"
     got: list[GuardrailResult] = []
-    assert run_async_guardrail_check(engine, GuardrailContext(big, delta="1, 1}", completed=True), got.append) is None
+    assert (
+        run_async_guardrail_check(
+            engine, GuardrailContext(big, delta="1, 1}", completed=True), got.append
+        )
+        is None
+    )
     assert got == []
     await asyncio.sleep(0)
     assert len(got) == 1
@@ -533,23 +562,32 @@ async def test_third_party_preset_from_l0_toml(in_dir: Callable[[str, str], None
 
 def test_bad_config_names_the_key_and_value(in_dir: Callable[[str, str], None]) -> None:
     in_dir("l0.toml", '[guardrails]\npreset = "strictest"\n')
-    with pytest.raises(ConfigError, match=r"l0\.toml: guardrails\.preset = 'strictest': no such guardrail preset 'strictest'; choose one of: .*strict \(l0-guardrails"):
+    with pytest.raises(
+        ConfigError,
+        match=r"l0\.toml: guardrails\.preset = 'strictest': no such guardrail preset 'strictest'; choose one of: .*strict \(l0-guardrails",
+    ):
         l0.run(Scripted(GOOD))
     in_dir("l0.toml", '[guardrails]\nrules = ["json", "nope"]\n')
     with pytest.raises(ConfigError, match=r"guardrails\.rules: no such guardrail rule 'nope'"):
         l0.run(Scripted(GOOD))
     in_dir("l0.toml", '[guardrails]\nrules = ["json"]\nseverity = {jsn = "warning"}\n')
-    with pytest.raises(ConfigError, match=r"guardrails\.severity names 'jsn' = 'warning', which is no rule"):
+    with pytest.raises(
+        ConfigError, match=r"guardrails\.severity names 'jsn' = 'warning', which is no rule"
+    ):
         l0.run(Scripted(GOOD))
     in_dir("l0.toml", '[guardrails]\nseverity = {json = "loud"}\n')
-    with pytest.raises(ConfigError, match=r"guardrails\.severity = .*'json' = 'loud' is not one of those"):
+    with pytest.raises(
+        ConfigError, match=r"guardrails\.severity = .*'json' = 'loud' is not one of those"
+    ):
         l0.run(Scripted(GOOD))
 
 
 def test_resolve_guardrails_shapes() -> None:
     pm = l0.default_plugin_manager()
     settings = l0.config.load_config()
-    engine = resolve_guardrails(["json", l0.Guardrails.markdown_only(), l0.pattern_rule()], pm, settings)
+    engine = resolve_guardrails(
+        ["json", l0.Guardrails.markdown_only(), l0.pattern_rule()], pm, settings
+    )
     assert isinstance(engine, GuardrailEngine)
     assert [r.name for r in engine.rules] == ["json", "markdown", "zero_output", "pattern"]
     assert resolve_guardrails(engine, pm, settings) is engine

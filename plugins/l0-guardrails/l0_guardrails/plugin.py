@@ -40,9 +40,7 @@ def l0_register_guardrails() -> Iterator[RuleSpec | PresetSpec]:
         factory=presets.strict,
         description="recommended + strict_json, repetition, stall",
     )
-    yield PresetSpec(
-        "json_only", factory=presets.json_only, description="strict_json, zero_output"
-    )
+    yield PresetSpec("json_only", factory=presets.json_only, description="strict_json, zero_output")
     yield PresetSpec(
         "markdown_only", factory=presets.markdown_only, description="markdown, zero_output"
     )
