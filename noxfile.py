@@ -72,6 +72,6 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the demo: a retry and a fallback over a local flaky stream, no API key needed."""
-    session.install("-e", ".")
+    """Run the demo: the real OpenAI SDK against the local chaos server, no API key needed."""
+    _install_workspace(session)
     session.run("python", "examples/demo.py")

@@ -33,7 +33,40 @@ from typing import Any
 
 import l0
 
-WORDS = ["river", "stone", "light", "garden", "market", "signal", "window", "paper", "orange", "winter", "quiet", "bridge", "network", "pattern", "silver", "engine", "harbor", "forest", "morning", "number", "yellow", "planet", "theory", "voice", "summer", "letter", "island", "camera", "shadow", "thunder", "coffee", "circle"]
+WORDS = [
+    "river",
+    "stone",
+    "light",
+    "garden",
+    "market",
+    "signal",
+    "window",
+    "paper",
+    "orange",
+    "winter",
+    "quiet",
+    "bridge",
+    "network",
+    "pattern",
+    "silver",
+    "engine",
+    "harbor",
+    "forest",
+    "morning",
+    "number",
+    "yellow",
+    "planet",
+    "theory",
+    "voice",
+    "summer",
+    "letter",
+    "island",
+    "camera",
+    "shadow",
+    "thunder",
+    "coffee",
+    "circle",
+]
 CONTENTS = ("text", "json")
 CONTENDERS = ("raw", "json", "recommended", "full")
 

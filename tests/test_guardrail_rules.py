@@ -264,7 +264,7 @@ def test_custom_patterns_messages_and_bad_regex() -> None:
     ):
         custom_pattern_rule(["(unclosed"])
     with pytest.raises(TypeError, match="expected a list"):
-        custom_pattern_rule("single string")  # type: ignore[arg-type]
+        custom_pattern_rule("single string")
     with pytest.raises(ValueError, match="patterns is empty"):
         custom_pattern_rule([])
 
@@ -306,7 +306,20 @@ def test_repetition_rule_does_not_flag_varied_text() -> None:
     import random
 
     rng = random.Random(3)
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
+    words = [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "epsilon",
+        "zeta",
+        "eta",
+        "theta",
+        "iota",
+        "kappa",
+        "lambda",
+        "mu",
+    ]
     text = " ".join(rng.choice(words) for _ in range(5000))
     assert stream(repetition_rule(), [text[i : i + 17] for i in range(0, len(text), 17)]) == (
         [],

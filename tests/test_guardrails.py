@@ -564,7 +564,8 @@ def test_bad_config_names_the_key_and_value(in_dir: Callable[[str, str], None]) 
     in_dir("l0.toml", '[guardrails]\npreset = "strictest"\n')
     with pytest.raises(
         ConfigError,
-        match=r"l0\.toml: guardrails\.preset = 'strictest': no such guardrail preset 'strictest'; choose one of: .*strict \(l0-guardrails",
+        match=r"l0\.toml: guardrails\.preset = 'strictest': no such guardrail preset "
+        r"'strictest'; choose one of: .*strict \(l0-guardrails",
     ):
         l0.run(Scripted(GOOD))
     in_dir("l0.toml", '[guardrails]\nrules = ["json", "nope"]\n')
