@@ -615,3 +615,25 @@ async def test_reset_withdraws_exactly_what_the_consumer_was_shown() -> None:
             shown = shown[: len(shown) - len(event.data["withdrawn"])]
     assert shown == GOOD
     assert [v.rule for v in result.state.violations] == ["pattern"]
+
+
+@pytest.mark.parametrize(
+    ("preset", "clean"),
+    [
+        ("minimal", '{"ok": true}'),
+        ("recommended", "A plain answer with a fence:\n```\ncode\n```\n"),
+        ("strict", "A varied answer about rivers, bridges and harbors."),
+        ("json_only", '[1, {"two": [3]}]'),
+        ("markdown_only", "# Title\n\nSome *markdown*."),
+    ],
+)
+async def test_each_preset_passes_clean_output_and_catches_empty_output(
+    preset: str, clean: str
+) -> None:
+    result = l0.run(Scripted([clean]), guardrails=preset, retry=FAST)
+    assert await result.read() == clean
+    assert result.state.violations == []
+    factory = Scripted([" "], [clean])
+    result = l0.run(factory, guardrails=preset, retry=FAST)
+    assert await result.read() == clean
+    assert [v.rule for v in result.state.violations][-1] == "zero_output"
