@@ -865,12 +865,14 @@ class Session:
                         self._parked = False
                         self._stop_timer()
                         self._iterator = None
-                        self._finish_checks()
+                        # Zero output first: it is a transport-level failure that costs only
+                        # max_retries, even when a zero_output guardrail rule is also on.
                         if not self._has_output():
                             raise ZeroOutputError(
                                 "the stream ended without output"
                                 + (" (whitespace only)" if parts else "")
                             )
+                        self._finish_checks()
                     except asyncio.CancelledError:
                         self._parked = False
                         self._stop_timer()

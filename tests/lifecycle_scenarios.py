@@ -175,6 +175,29 @@ async def drift_retry(trace: Trace) -> None:
     await _run(trace, lambda: tokens(answers.pop(0)), drift=True, retry=FAST)
 
 
+async def guardrail_retry(trace: Trace) -> None:
+    answers = [["As ", "an ", "AI ", "language ", "model, ", "I ", "cannot."], TOKENS]
+    await _run(trace, lambda: tokens(answers.pop(0)), guardrails=[l0.pattern_rule()])
+
+
+LONG = ["Rivers carry silt to the sea. "] * 300  # 9000 characters: past the inline limit
+
+
+async def guardrail_deferred(trace: Trace) -> None:
+    # A check that reads the whole content runs off the stream's path once the output is long
+    # (GUARDRAIL_CALLBACK_*); it finds nothing here.
+    def words(ctx: l0.GuardrailContext) -> list[l0.GuardrailViolation]:
+        return [] if len(ctx.content.split()) < 5000 else [l0.GuardrailViolation("words", "long")]
+
+    async def slow_tokens() -> AsyncIterator[str]:
+        for token in LONG:
+            await asyncio.sleep(0)  # a real provider yields to the loop between chunks
+            yield token
+
+    rule = l0.GuardrailRule("words", check=words, streaming=True)
+    await _run(trace, slow_tokens, guardrails=[rule], check_intervals={"guardrails": 50})
+
+
 SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "success": success,
     "network_retry": network_retry,
@@ -186,6 +209,8 @@ SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "tool_call": tool_call,
     "give_up": give_up,
     "drift_retry": drift_retry,
+    "guardrail_retry": guardrail_retry,
+    "guardrail_deferred": guardrail_deferred,
 }
 
 
