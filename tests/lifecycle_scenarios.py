@@ -49,7 +49,7 @@ class Trace:
     def callbacks(self) -> dict[str, Any]:
         def make(name: str) -> Callable[..., None]:
             def record(*args: Any) -> None:
-                shown = [a for a in args if isinstance(a, bool | int | str)]
+                shown: list[Any] = [a for a in args if isinstance(a, bool | int | str)]
                 if name == "on_error":
                     shown = [type(args[0]).__name__, *args[1:]]
                 if name == "on_complete":
