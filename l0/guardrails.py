@@ -654,13 +654,11 @@ def create_guardrail_engine(
     return GuardrailEngine(rules, fast_limit=fast_limit, severity=severity)
 
 
-_callback_ids = itertools.count(1)
-
-
 class GuardrailRun:
     """The guardrail state of one attempt (see the module docstring for the protocol)."""
 
     __slots__ = (
+        "_callback_ids",
         "_chars",
         "_emit",
         "_engine",
@@ -701,6 +699,8 @@ class GuardrailRun:
         self._reported: set[tuple[str, str, int | None]] = set()
         self._chars = 0
         self._started = False
+        # Per attempt, so that callback ids repeat exactly across runs (deterministic replay).
+        self._callback_ids = itertools.count(1)
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -866,7 +866,7 @@ class GuardrailRun:
     def _deferred(self, index: int, rule: GuardrailRule, context: GuardrailContext) -> None:
         self._pending.pop(index, None)
         emit = self._emit
-        callback_id = f"{rule.name}-{next(_callback_ids)}"
+        callback_id = f"{rule.name}-{next(self._callback_ids)}"
         if emit is not None:
             emit(
                 "GUARDRAIL_CALLBACK_START", callback_id=callback_id, index=index, rule_id=rule.name

@@ -44,3 +44,15 @@ def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, f"{where} failed:\n{done.stdout}\n{done.stderr}"
+
+
+LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+
+
+def test_relative_links_point_at_existing_files() -> None:
+    broken = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in LINK.findall(path.read_text()):
+            if "://" not in target and not (path.parent / target).resolve().is_file():
+                broken.append(f"{path.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
