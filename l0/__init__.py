@@ -17,6 +17,7 @@ from l0.errors import (
     ConfigError,
     L0Error,
     RetryExhaustedError,
+    StructuredOutputError,
     categorize_error,
 )
 from l0.events import ObservabilityEvent, ObservabilityEventType
@@ -42,6 +43,7 @@ from l0.plugins import (
 )
 from l0.record import replay
 from l0.retry import Retry
+from l0.structured import StructuredResult, StructuredStream, structured, structured_stream
 from l0.timeout import Timeout
 from l0.types import (
     Adapter,
@@ -84,6 +86,9 @@ __all__ = [
     "RetryExhaustedError",
     "RetryPolicySpec",
     "State",
+    "StructuredOutputError",
+    "StructuredResult",
+    "StructuredStream",
     "Timeout",
     "__version__",
     "build_plugin_manager",
@@ -102,6 +107,8 @@ __all__ = [
     "run",
     "stall_rule",
     "strict_json_rule",
+    "structured",
+    "structured_stream",
     "wrap",
     "zero_output_rule",
 ]

@@ -43,6 +43,7 @@ __all__ = [
     "RefusalError",
     "RetryExhaustedError",
     "StreamTimeoutError",
+    "StructuredOutputError",
     "ToolCallError",
     "TruncatedError",
     "UnsupportedClientError",
@@ -157,6 +158,43 @@ class GuardrailError(L0Error):
         super().__init__(message, violations=list(violations))
         self.violations = list(violations)
         self.fatal = fatal
+
+
+class StructuredOutputError(L0Error):
+    """``l0.structured`` got no answer that parses as JSON and validates against the schema.
+
+    Each rejected answer was retried as a content failure (``Retry.attempts``); this is raised
+    when no attempt is left.
+
+    Attributes:
+        raw: The text of the last answer.
+        validation_errors: Why it was rejected, in pydantic's ``errors()`` format (a JSON
+            syntax problem is one entry of type ``json_invalid``).
+        corrections: What auto-correction changed in the last answer before it was validated.
+        attempts: How many answers were received and rejected.
+    """
+
+    code = "structured_output_invalid"
+    category = ErrorCategory.CONTENT
+    hint = (
+        "See .validation_errors and .raw; ask for the JSON shape in the prompt, raise "
+        "Retry(attempts=...), or install l0[structured] for more JSON repairs."
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw: str,
+        validation_errors: Sequence[Any] = (),
+        corrections: Sequence[str] = (),
+        attempts: int = 0,
+    ) -> None:
+        super().__init__(message, raw=raw, validation_errors=list(validation_errors))
+        self.raw = raw
+        self.validation_errors = list(validation_errors)
+        self.corrections = list(corrections)
+        self.attempts = attempts
 
 
 class DriftError(L0Error):

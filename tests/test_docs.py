@@ -50,9 +50,10 @@ LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
 
 
 def test_relative_links_point_at_existing_files() -> None:
-    broken = []
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
-        for target in LINK.findall(path.read_text()):
-            if "://" not in target and not (path.parent / target).resolve().is_file():
-                broken.append(f"{path.relative_to(ROOT)} -> {target}")
+    broken = [
+        f"{path.relative_to(ROOT)} -> {target}"
+        for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+        for target in LINK.findall(path.read_text())
+        if "://" not in target and not (path.parent / target).resolve().is_file()
+    ]
     assert not broken, broken
