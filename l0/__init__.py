@@ -43,7 +43,7 @@ from l0.plugins import (
 )
 from l0.record import replay
 from l0.retry import Retry
-from l0.structured import StructuredResult, StructuredStream, structured, structured_stream
+from l0.structured_output import StructuredResult, StructuredStream, structured, structured_stream
 from l0.timeout import Timeout
 from l0.types import (
     Adapter,

@@ -68,6 +68,7 @@ log = logging.getLogger("l0")
 _now = time.monotonic
 _OBS = ObservabilityEventType
 _TOKEN = EventType.TOKEN
+_RESET_EVENT = EventType.RESET
 _INF = float("inf")
 _END: Any = object()
 DEFAULT_INTERVALS: dict[str, int] = {"guardrails": 5, "drift": 10, "checkpoint": 10}
@@ -712,11 +713,36 @@ class Session:
                     )
             return None
         if kind is EventType.ERROR:
+            data = item.data if isinstance(item.data, Mapping) else {}
+            if data.get("will_retry") or data.get("will_fallback"):
+                # A stream that recovers by itself (a nested l0.Result): let it; the consumer
+                # still sees the error, and the RESET that may follow is applied below.
+                return item
             error = item.error
             if error is None:
                 error = L0Error(f"the stream reported an error: {item.data!r}")
             raise error
+        if kind is _RESET_EVENT:
+            data = item.data if isinstance(item.data, Mapping) else {}
+            withdrawn = data.get("withdrawn")
+            if isinstance(withdrawn, str) and withdrawn:
+                self._withdraw(withdrawn)
         return item
+
+    def _withdraw(self, withdrawn: str) -> None:
+        """Take back text a nested stream withdrew, so ``content`` never holds it twice."""
+        state = self.state
+        state._withdraw(len(withdrawn))
+        if self._checks_on:
+            # Incremental checks cannot un-see text: restart them over what is left.
+            emit = self._emit_fn if self._observed else None
+            opts = self._opts
+            if self._guard_run is not None:
+                self._guard_run = opts.guardrails.start(emit)
+            if self._drift_run is not None:
+                self._drift_run = opts.drift.start(emit)
+            self._checked = 0
+            self._next_check = min(self._next_check, len(state._parts) + self._interval)
 
     def _has_output(self) -> bool:
         state = self.state

@@ -247,6 +247,19 @@ class State:
         clone.usage = copy.deepcopy(self.usage)
         return clone
 
+    def _withdraw(self, chars: int) -> None:
+        """Drop the last ``chars`` characters of this attempt's tokens, in place."""
+        parts = self._parts
+        while chars > 0 and parts:
+            last = parts.pop()
+            if len(last) > chars:
+                parts.append(last[: len(last) - chars])
+                break
+            chars -= len(last)
+        self._checkpoint_at = min(self._checkpoint_at, len(parts))
+        self._joined = ""
+        self._joined_n = 0
+
     def _reset_attempt(self, prefix: str = "", prefix_tokens: int = 0) -> None:
         """Drop this attempt's tokens, keeping ``prefix`` as the start of the content."""
         self._parts = []
