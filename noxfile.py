@@ -31,7 +31,7 @@ FIXTURE_PLUGINS = sorted(
 
 def _install_workspace(session: nox.Session, *extra: str) -> None:
     editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", dist)]
-    session.install("-e", ".[testing]", *editable, *extra)
+    session.install("-e", ".[testing,structured]", *editable, *extra)
     if FIXTURE_PLUGINS:
         session.install("--no-deps", *FIXTURE_PLUGINS)
 

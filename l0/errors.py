@@ -77,7 +77,7 @@ class ConfigError(L0Error, ValueError):
     """Configuration (file, environment or arguments) is invalid."""
 
     code = "config_error"
-    hint = "Fix the key or value named in the message; `l0 config` shows what is in force."
+    hint = "Fix the key or value named in the message; l0.config.load_config() shows the rest."
 
 
 class L0PluginError(L0Error):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -578,3 +579,19 @@ def test_guardrail_error_carries_violations() -> None:
 async def test_success_path_untouched(pm: L0PluginManager) -> None:
     # Sanity: the helpers used above produce the full text when nothing fails.
     assert await l0.run(lambda: tokens(TOKENS), plugins=pm).read() == TEXT
+
+
+def test_every_l0_error_type_is_in_the_docs_table() -> None:
+    import l0.record
+
+    def subclasses(cls: type[l0.L0Error]) -> list[type[l0.L0Error]]:
+        found = []
+        for sub in cls.__subclasses__():
+            found += [sub, *subclasses(sub)]
+        return found
+
+    table = (Path(__file__).resolve().parent.parent / "docs" / "errors.md").read_text()
+    # StreamTimeoutError is only the shared base of the two timeout types listed there.
+    public = [c for c in subclasses(l0.L0Error) if c.__name__ != "StreamTimeoutError"]
+    missing = [c.__name__ for c in public if f"`{c.code}`" not in table]
+    assert not missing, f"error types without a row in docs/errors.md: {missing}"
