@@ -8,24 +8,22 @@ look at every stream; the texts are ordinary, so no drift may be reported and th
 equal the raw text. ``l0_plain`` (no drift) is measured too, so drift's own share is visible.
 Results go to ``bench-results/drift.json``.
 
-Usage: ``python benchmarks/bench_drift.py [--sizes 2000,20000,200000] [--runs 5]``
+Usage: ``python benchmarks/bench_drift.py [--sizes 2000,20000,200000] [--runs 5] [--out PATH]``
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
+import functools
 import json
-import platform
 import re
-import statistics
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+
+import harness
 
 import l0
+
+KINDS = ("prose", "json")
 
 SENTENCES = [
     "The committee reviewed the proposed budget for the coming year in considerable detail.",
@@ -114,82 +112,40 @@ CONTENDERS: dict[str, Callable[[list[str]], Awaitable[str]]] = {
 }
 
 
-async def timed(fn: Callable[[list[str]], Awaitable[str]], tokens: list[str]) -> tuple[float, str]:
-    gc.collect()
-    start = time.perf_counter()
-    text = await fn(tokens)
-    return time.perf_counter() - start, text
+def expected_text(tokens: list[str]) -> str:
+    return "".join(tokens)
 
 
-async def measure(sizes: list[int], runs: int) -> dict[str, object]:
-    await l0_drift(make("prose", 500))  # build the plugin manager and detectors outside timings
-    results: dict[str, object] = {}
-    for kind in ("prose", "json"):
-        rows: dict[str, object] = {}
-        for n in sizes:
-            tokens = make(kind, n)
-            expected = "".join(tokens)
-            samples: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-            for _ in range(runs):
-                for name, fn in CONTENDERS.items():  # interleaved, so machine noise hits all
-                    seconds, text = await timed(fn, tokens)
-                    if text != expected:
-                        raise SystemExit(f"{name} produced different text for {kind} n={n}")
-                    samples[name].append(seconds)
-            medians = {name: statistics.median(values) for name, values in samples.items()}
-            row: dict[str, object] = {"tokens": n, "chars": len(expected)}
-            for name, seconds in medians.items():
-                row[name] = {
-                    "median_s": seconds,
-                    "overhead_us_per_token": (seconds - medians["raw"]) / n * 1e6,
-                }
-            row["drift_only_us_per_token"] = (medians["l0_drift"] - medians["l0_plain"]) / n * 1e6
-            # The fastest run is less disturbed by other processes on a shared machine.
-            best = {name: min(values) for name, values in samples.items()}
-            row["drift_only_us_per_token_best"] = (best["l0_drift"] - best["l0_plain"]) / n * 1e6
-            rows[str(n)] = row
-        results[kind] = rows
+def add_drift_only(series: harness.Series) -> None:
+    """Drift's own share per token: ``l0_drift`` minus ``l0_plain`` (medians, and best runs)."""
+    for row in series.rows:
+        row.derived["drift_only_us_per_token"] = row.us_per_token_between("l0_drift", "l0_plain")
+        row.derived["drift_only_us_per_token_best"] = row.us_per_token_between(
+            "l0_drift", "l0_plain", best=True
+        )
+
+
+async def measure(options: harness.Options) -> list[harness.Series]:
+    results: list[harness.Series] = []
+    for kind in KINDS:
+        series = await harness.measure(
+            CONTENDERS,
+            options.sizes,
+            options.runs,
+            functools.partial(make, kind),
+            expected_text,
+            label=kind,
+        )
+        add_drift_only(series)
+        results.append(series)
     return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="2000,20000,200000")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", default="bench-results/drift.json")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    results = asyncio.run(measure(sizes, args.runs))
-    print(
-        f"{'kind':>6} {'tokens':>8} {'contender':>10} {'median ms':>10} "
-        f"{'µs/token over raw':>18} {'drift only µs/token (median, best)':>36}"
-    )
-    for kind, rows in results.items():
-        assert isinstance(rows, dict)
-        for row in rows.values():
-            for name in CONTENDERS:
-                cell = row[name]
-                extra = (
-                    f"{row['drift_only_us_per_token']:>27.3f}, "
-                    f"{row['drift_only_us_per_token_best']:.3f}"
-                    if name == "l0_drift"
-                    else ""
-                )
-                print(
-                    f"{kind:>6} {row['tokens']:>8} {name:>10} {cell['median_s'] * 1e3:>10.2f} "
-                    f"{cell['overhead_us_per_token']:>18.3f} {extra}"
-                )
-        if len(sizes) >= 2:
-            big, small = str(sizes[-1]), str(sizes[-2])
-            for name in CONTENDERS:
-                growth = rows[big][name]["median_s"] / rows[small][name]["median_s"]
-                rows[f"growth_{name}"] = growth
-                print(f"{kind:>6} growth {name} {big}/{small}: {growth:.2f}x")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": sys.version, "machine": platform.machine(), "runs": args.runs}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"wrote {out}")
+    options = harness.cli(__doc__, "bench-results/drift.json", default_runs=5)
+    results = asyncio.run(measure(options))
+    harness.print_table(results)
+    harness.write_results(options.out, results, {"runs": options.runs, "sizes": options.sizes})
 
 
 if __name__ == "__main__":

@@ -13,23 +13,18 @@ The token streams are seeded pseudo-random words (and JSON objects built from th
 fires: the repetition rule would rightly flag a stream that cycles through a few tokens. Every
 contender must return the raw text. Results go to ``bench-results/guardrails.json``.
 
-Usage: ``python benchmarks/bench_guardrails.py [--sizes 2000,20000,200000] [--runs 5]``
+Usage: ``python benchmarks/bench_guardrails.py [--sizes 2000,20000,200000] [--runs 5] [--out PATH]``
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
 import json
-import platform
 import random
-import statistics
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
+
+import harness
 
 import l0
 
@@ -67,8 +62,6 @@ WORDS = [
     "coffee",
     "circle",
 ]
-CONTENTS = ("text", "json")
-CONTENDERS = ("raw", "json", "recommended", "full")
 
 
 def text_tokens(n: int, seed: int = 7) -> list[str]:
@@ -176,82 +169,36 @@ def make_contenders(drift: bool) -> dict[str, Callable[[list[str]], Awaitable[st
     return {"raw": raw, "json": with_json, "recommended": with_recommended, "full": full}
 
 
-async def timed(fn: Callable[[list[str]], Awaitable[str]], tokens: list[str]) -> tuple[float, str]:
-    gc.collect()
-    start = time.perf_counter()
-    text = await fn(tokens)
-    return time.perf_counter() - start, text
+def expected_text(tokens: list[str]) -> str:
+    return "".join(tokens)
 
 
-async def measure(sizes: list[int], runs: int, drift: bool) -> dict[str, Any]:
+def expected_json(tokens: list[str]) -> str:
+    text = "".join(tokens)
+    json.loads(text)  # the JSON stream must be a valid document, or json_rule would fire
+    return text
+
+
+async def measure(options: harness.Options, drift: bool) -> list[harness.Series]:
     contenders = make_contenders(drift)
-    results: dict[str, Any] = {}
-    for kind in CONTENTS:
-        for n in sizes:
-            tokens = text_tokens(n) if kind == "text" else json_tokens(n)
-            expected = "".join(tokens)
-            if kind == "json":
-                json.loads(expected)
-            samples: dict[str, list[float]] = {name: [] for name in contenders}
-            for _ in range(runs):
-                for name, fn in contenders.items():  # interleaved, so drift hits all alike
-                    seconds, text = await timed(fn, tokens)
-                    if text != expected:
-                        raise SystemExit(f"{name} produced different text ({kind}, n={n})")
-                    samples[name].append(seconds)
-            medians = {name: statistics.median(values) for name, values in samples.items()}
-            row: dict[str, Any] = {"content": kind, "tokens": n}
-            for name, seconds in medians.items():
-                row[name] = {
-                    "median_s": seconds,
-                    "tokens_per_s": n / seconds,
-                    "overhead_us_per_token": (seconds - medians["raw"]) / n * 1e6,
-                }
-            results[f"{kind}/{n}"] = row
-    return results
+    return [
+        await harness.measure(
+            contenders, options.sizes, options.runs, text_tokens, expected_text, label="text"
+        ),
+        await harness.measure(
+            contenders, options.sizes, options.runs, json_tokens, expected_json, label="json"
+        ),
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="2000,20000,200000")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", default="bench-results/guardrails.json")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    options = harness.cli(__doc__, "bench-results/guardrails.json", default_runs=5)
     drift = _drift_available()
-    results = asyncio.run(measure(sizes, args.runs, drift))
     print(f"full stack includes drift: {drift}")
-    print(
-        f"{'content':>7} {'tokens':>8} {'contender':>12} {'median ms':>10} {'tok/s':>12} "
-        f"{'µs/token over raw':>18}"
-    )
-    for row in results.values():
-        for name in CONTENDERS:
-            cell = row[name]
-            print(
-                f"{row['content']:>7} {row['tokens']:>8} {name:>12} "
-                f"{cell['median_s'] * 1e3:>10.2f} {cell['tokens_per_s']:>12,.0f} "
-                f"{cell['overhead_us_per_token']:>18.3f}"
-            )
-    growth: dict[str, float] = {}
-    if len(sizes) >= 2:
-        big, small = sizes[-1], sizes[-2]
-        for kind in CONTENTS:
-            for name in CONTENDERS:
-                a = results[f"{kind}/{big}"][name]["median_s"]
-                b = results[f"{kind}/{small}"][name]["median_s"]
-                growth[f"{kind}/{name}"] = a / b
-                print(f"growth {kind:>4} {name:>12} {big}/{small}: {a / b:.2f}x")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "python": sys.version,
-        "machine": platform.machine(),
-        "runs": args.runs,
-        "full_includes_drift": drift,
-    }
-    out.write_text(json.dumps({"meta": meta, "results": results, "growth": growth}, indent=2))
-    print(f"wrote {out}")
+    results = asyncio.run(measure(options, drift))
+    harness.print_table(results)
+    meta = {"runs": options.runs, "sizes": options.sizes, "full_includes_drift": drift}
+    harness.write_results(options.out, results, meta)
 
 
 if __name__ == "__main__":
