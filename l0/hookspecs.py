@@ -62,8 +62,15 @@ def l0_register_guardrails() -> Iterable[Any]:
     """Offer named guardrail rules and presets (``l0.Guardrails.*`` and config resolve them).
 
     Called: once per plugin manager, the first time a rule or preset is looked up.
-    Returns: any number of guardrail registration records (rule or preset specs, defined by the
-    guardrail engine); a name offered twice fails at lookup time.
+    Returns: any number of :class:`l0.guardrails.RuleSpec` and :class:`l0.guardrails.PresetSpec`
+    records; a name offered twice fails at lookup time.
+
+    Example::
+
+        @l0.hookimpl
+        def l0_register_guardrails():
+            yield RuleSpec("no_shouting", lambda **options: GuardrailRule("no_shouting", ...))
+            yield PresetSpec("polite", rules=("no_shouting", "pattern"))
     """
 
 
@@ -72,7 +79,13 @@ def l0_register_drift_detectors() -> Iterable[Any]:
     """Offer named drift detectors that ``drift=`` and config select.
 
     Called: once per plugin manager, the first time drift detection is configured.
-    Returns: any number of drift detector registration records.
+    Returns: any number of :class:`l0.drift.DetectorSpec` records.
+
+    Example::
+
+        @l0.hookimpl
+        def l0_register_drift_detectors():
+            yield DetectorSpec("shouting", lambda options: ShoutingDetector(**options))
     """
 
 
