@@ -607,6 +607,12 @@ class GuardrailEngine:
     def __repr__(self) -> str:
         return f"GuardrailEngine(rules={[r.name for r in self.rules]})"
 
+    def with_rules(self, *extra: GuardrailRule) -> GuardrailEngine:
+        """A new engine with ``extra`` rules appended, keeping limits and severity overrides."""
+        return GuardrailEngine(
+            [*self.rules, *extra], fast_limit=self.fast_limit, severity=self._overrides or None
+        )
+
     def start(self, emit: Emit | None = None) -> GuardrailRun:
         """A run for one attempt; ``emit(kind, **fields)`` receives GUARDRAIL_* events."""
         return GuardrailRun(self, emit)

@@ -407,12 +407,7 @@ def _with_rule(options: dict[str, Any], rule: GuardrailRule) -> GuardrailEngine:
     engine = resolve_guardrails(given, pm, load_config())
     if engine is None:
         return GuardrailEngine([rule])
-    # The resolved rules already carry config severity overrides; the engine's override map
-    # also re-stamps violations that check functions build with their own severity.
-    overrides: Any = getattr(engine, "_overrides", None)
-    return GuardrailEngine(
-        [*engine.rules, rule], fast_limit=engine.fast_limit, severity=overrides or None
-    )
+    return engine.with_rules(rule)
 
 
 def _prepare(

@@ -649,3 +649,15 @@ async def test_each_preset_passes_clean_output_and_catches_empty_output(
     engine = l0.guardrails.create_guardrail_engine(l0.Guardrails.preset(preset))
     final = l0.guardrails.GuardrailContext(" ", completed=True)
     assert "zero_output" in [v.rule for v in engine.check(final).violations]
+
+
+def test_with_rules_keeps_limits_and_severity_overrides() -> None:
+    base = l0.guardrails.create_guardrail_engine(
+        [l0.pattern_rule()], fast_limit=64, severity={"pattern": "warning", "extra": "fatal"}
+    )
+    extra = l0.GuardrailRule("extra", check=lambda ctx: [l0.GuardrailViolation("extra", "x")])
+    engine = base.with_rules(extra)
+    assert [r.name for r in engine.rules] == ["pattern", "extra"]
+    assert engine.fast_limit == 64
+    assert [r.severity for r in engine.rules] == ["warning", "error"]
+    assert [r.name for r in base.rules] == ["pattern"]
