@@ -67,3 +67,21 @@ class Script:
 async def collect(result: Any) -> list[Any]:
     """Every event of a result."""
     return [event async for event in result]
+
+
+async def consume(result: Any) -> tuple[str, list[Any]]:
+    """Iterate like a UI would: append tokens, take back what a RESET withdraws.
+
+    Returns the text left on screen and every event seen.
+    """
+    shown = ""
+    events = []
+    async for event in result:
+        events.append(event)
+        if event.is_token:
+            shown += event.text or ""
+        elif event.is_reset:
+            withdrawn = event.data["withdrawn"]
+            assert shown.endswith(withdrawn)
+            shown = shown[: len(shown) - len(withdrawn)]
+    return shown, events

@@ -7,24 +7,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 import l0
-from tests.runtime_helpers import TEXT, Fault, Script
+from tests.runtime_helpers import TEXT, Fault, Script, consume
 
 FAST = l0.Retry(base_delay=0, max_delay=0)
 
 
 def drop_at(k: int) -> Fault:
     return Fault("raise", k, ConnectionResetError("connection reset by peer"))
-
-
-async def shown_text(result: l0.Result) -> str:
-    shown = ""
-    async for event in result:
-        if event.is_token:
-            shown += event.text or ""
-        elif event.is_reset:
-            assert shown.endswith(event.data["withdrawn"])
-            shown = shown[: len(shown) - len(event.data["withdrawn"])]
-    return shown
 
 
 async def test_inner_retry_is_not_repeated_by_the_outer_session() -> None:
@@ -47,7 +36,8 @@ async def test_inner_retry_is_not_repeated_by_the_outer_session() -> None:
 async def test_inner_reset_is_applied_to_the_outer_content_and_passed_on() -> None:
     script = Script([drop_at(4), drop_at(2)])
     outer = l0.run(lambda: l0.run(script.factory, retry=FAST), retry=FAST)
-    assert await shown_text(outer) == TEXT
+    shown, _ = await consume(outer)
+    assert shown == TEXT
     assert outer.state.content == TEXT
     assert outer.state.token_count == len(TEXT.split(" ")) + 1  # six tokens, once each
 

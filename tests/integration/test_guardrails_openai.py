@@ -14,6 +14,7 @@ import pytest
 
 import l0
 from l0.testing import ChaosServer, Fault
+from tests.runtime_helpers import consume
 
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
 MESSAGES: Any = [{"role": "user", "content": "Answer."}]
@@ -22,21 +23,6 @@ CLEAN = "The bridge opens at nine and closes at dusk."
 
 def factory(client: openai.AsyncOpenAI) -> Callable[[], Any]:
     return lambda: client.chat.completions.create(model="chaos-1", messages=MESSAGES, stream=True)
-
-
-async def consume(result: l0.Result) -> tuple[str, list[l0.Event]]:
-    """Show tokens as a UI would, taking back what a RESET withdraws."""
-    shown = ""
-    events = []
-    async for event in result:
-        events.append(event)
-        if event.is_token:
-            shown += event.text or ""
-        elif event.is_reset:
-            withdrawn = event.data["withdrawn"]
-            assert shown.endswith(withdrawn)
-            shown = shown[: len(shown) - len(withdrawn)]
-    return shown, events
 
 
 @pytest.mark.parametrize(

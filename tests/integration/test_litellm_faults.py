@@ -18,6 +18,8 @@ from litellm.types.utils import ModelResponseStream
 
 import l0
 from l0.testing import ChaosServer, Fault, split_words
+from tests.integration.faults import recoverable_faults
+from tests.runtime_helpers import consume
 
 litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner on every error
 
@@ -46,21 +48,6 @@ def factory(server: ChaosServer, model: str = "chaos-1", **extra: Any) -> Callab
     )
 
 
-async def consume(result: l0.Result) -> tuple[str, list[l0.Event]]:
-    """Iterate like a UI would: append tokens, take back what a RESET withdraws."""
-    shown = ""
-    events = []
-    async for event in result:
-        events.append(event)
-        if event.is_token:
-            shown += event.text or ""
-        elif event.is_reset:
-            withdrawn = event.data["withdrawn"]
-            assert shown.endswith(withdrawn)
-            shown = shown[: len(shown) - len(withdrawn)]
-    return shown, events
-
-
 async def test_clean_stream_text_usage_finish_reason_and_raw_chunks() -> None:
     async with ChaosServer(text=TEXT) as server:
         result = l0.run(factory(server, stream_options={"include_usage": True}), retry=FAST)
@@ -82,22 +69,7 @@ async def test_clean_stream_text_usage_finish_reason_and_raw_chunks() -> None:
 
 
 RECOVERABLE = [
-    pytest.param(Fault.status(429, headers={"Retry-After": "0"}), None, "transient", id="429"),
-    pytest.param(Fault.status(500), None, "transient", id="500"),
-    pytest.param(Fault.status(502), None, "transient", id="502"),
-    pytest.param(Fault.status(503), None, "transient", id="503"),
-    pytest.param(Fault.drop_after(3), None, "network", id="drop_after"),
-    pytest.param(Fault.drop_after(0), None, "network", id="drop_before_text"),
-    pytest.param(
-        Fault.stall_after(3, seconds=5), l0.Timeout(inter_token=0.2), "network", id="stall_after"
-    ),
-    pytest.param(
-        Fault.slow_first_token(5), l0.Timeout(initial_token=0.2), "network", id="slow_first_token"
-    ),
-    pytest.param(
-        Fault.slow_headers(5), l0.Timeout(initial_token=0.2), "network", id="slow_headers"
-    ),
-    pytest.param(Fault.zero_output(), None, "transient", id="zero_output"),
+    *recoverable_faults(),
     # LiteLLM reports an undecodable chunk as a connection error (wrapped mid-stream).
     pytest.param(Fault.malformed_sse(after=3), None, "network", id="malformed_sse"),
 ]

@@ -19,6 +19,8 @@ from openai.types.chat import ChatCompletionChunk
 
 import l0
 from l0.testing import ChaosServer, Fault, split_words
+from tests.integration.faults import recoverable_faults
+from tests.runtime_helpers import consume
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
@@ -34,21 +36,6 @@ def factory(client: openai.AsyncOpenAI, model: str = "chaos-1", **extra: Any) ->
     return lambda: client.chat.completions.create(
         model=model, messages=MESSAGES, stream=True, **extra
     )
-
-
-async def consume(result: l0.Result) -> tuple[str, list[l0.Event]]:
-    """Iterate like a UI would: append tokens, take back what a RESET withdraws."""
-    shown = ""
-    events = []
-    async for event in result:
-        events.append(event)
-        if event.is_token:
-            shown += event.text or ""
-        elif event.is_reset:
-            withdrawn = event.data["withdrawn"]
-            assert shown.endswith(withdrawn)
-            shown = shown[: len(shown) - len(withdrawn)]
-    return shown, events
 
 
 async def test_clean_stream_text_usage_finish_reason_and_raw_chunks() -> None:
@@ -92,22 +79,7 @@ async def test_whitespace_tokens_are_kept_exactly() -> None:
 
 
 RECOVERABLE = [
-    pytest.param(Fault.status(429, headers={"Retry-After": "0"}), None, "transient", id="429"),
-    pytest.param(Fault.status(500), None, "transient", id="500"),
-    pytest.param(Fault.status(502), None, "transient", id="502"),
-    pytest.param(Fault.status(503), None, "transient", id="503"),
-    pytest.param(Fault.drop_after(3), None, "network", id="drop_after"),
-    pytest.param(Fault.drop_after(0), None, "network", id="drop_before_text"),
-    pytest.param(
-        Fault.stall_after(3, seconds=5), l0.Timeout(inter_token=0.2), "network", id="stall_after"
-    ),
-    pytest.param(
-        Fault.slow_first_token(5), l0.Timeout(initial_token=0.2), "network", id="slow_first_token"
-    ),
-    pytest.param(
-        Fault.slow_headers(5), l0.Timeout(initial_token=0.2), "network", id="slow_headers"
-    ),
-    pytest.param(Fault.zero_output(), None, "transient", id="zero_output"),
+    *recoverable_faults(),
     pytest.param(Fault.malformed_sse(after=3), None, "transient", id="malformed_sse"),
     pytest.param(Fault.malformed_sse(after=0), None, "transient", id="malformed_first"),
 ]
