@@ -17,7 +17,7 @@ import asyncio
 import functools
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import harness
 
@@ -85,16 +85,8 @@ def make(kind: str, n: int) -> list[str]:
     return tokens
 
 
-async def source(tokens: list[str]) -> AsyncIterator[str]:
-    for token in tokens:
-        yield token
-
-
-async def raw(tokens: list[str]) -> str:
-    parts: list[str] = []
-    async for token in source(tokens):
-        parts.append(token)
-    return "".join(parts)
+source = harness.source
+raw = harness.raw
 
 
 async def l0_plain(tokens: list[str]) -> str:

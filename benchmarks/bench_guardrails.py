@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import harness
@@ -125,16 +125,8 @@ def _closers(text: str) -> str:
     return ('"' if in_string else "") + "".join(reversed(stack))
 
 
-async def source(tokens: list[str]) -> AsyncIterator[str]:
-    for token in tokens:
-        yield token
-
-
-async def raw(tokens: list[str]) -> str:
-    parts: list[str] = []
-    async for token in source(tokens):
-        parts.append(token)
-    return "".join(parts)
+source = harness.source
+raw = harness.raw
 
 
 def _drift_available() -> bool:

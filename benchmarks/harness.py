@@ -28,7 +28,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -130,6 +130,20 @@ class Options:
     sizes: list[int]
     runs: int
     out: Path
+
+
+async def source(tokens: Sequence[str]) -> AsyncIterator[str]:
+    """The provider stand-in every contender consumes: the tokens, one by one."""
+    for token in tokens:
+        yield token
+
+
+async def raw(tokens: Sequence[str]) -> str:
+    """The baseline: a plain ``async for`` that appends each token and joins at the end."""
+    parts: list[str] = []
+    async for token in source(tokens):
+        parts.append(token)
+    return "".join(parts)
 
 
 async def timed(fn: Callable[[T], Awaitable[str]], arg: T) -> tuple[float, str]:

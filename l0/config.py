@@ -22,7 +22,7 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     guardrails.severity    table rule name -> "warning" | "error" | "fatal" (env: "rule=sev,…")
     drift.enabled          bool: detect drift
     drift.detectors        list of registered detector names (default: all)
-    drift.window           int >= 1: tokens in the sliding window
+    drift.window           int >= 16: tokens in the sliding window
     drift.threshold        number in [0, 1]: confidence needed to report drift
 
 A bad key or value raises :class:`~l0.errors.ConfigError` naming the source, the key, the value
@@ -138,13 +138,17 @@ def _unit_interval(value: object) -> float:
     return float(value)
 
 
-def _int_ge1(value: object) -> int:
+MIN_DRIFT_WINDOW: Final = 16
+"""Smallest drift window, in tokens: fewer cannot tell a loop from a repeated phrase."""
+
+
+def _drift_window(value: object) -> int:
     try:
         parsed = _int_ge0(value)
     except ValueError:
         parsed = 0
-    if parsed < 1:
-        raise ValueError("an integer >= 1")
+    if parsed < MIN_DRIFT_WINDOW:
+        raise ValueError(f"an integer >= {MIN_DRIFT_WINDOW}")
     return parsed
 
 
@@ -175,7 +179,7 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
     "drift": {
         "enabled": _bool,
         "detectors": _names,
-        "window": _int_ge1,
+        "window": _drift_window,
         "threshold": _unit_interval,
     },
 }

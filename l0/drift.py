@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from l0.config import MIN_DRIFT_WINDOW
 from l0.errors import ConfigError, L0PluginError
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ DEFAULT_WINDOW: Final = 256
 """Tokens in the sliding window (1024 characters)."""
 DEFAULT_THRESHOLD: Final = 0.6
 """Score at which a detector reports drift."""
-MIN_WINDOW: Final = 16
+MIN_WINDOW: Final = MIN_DRIFT_WINDOW
 """Smallest window, in tokens: fewer characters than this carry no usable statistics."""
 MIN_CHARS: Final = 64
 """Outputs shorter than this are never judged (a check is reported as skipped)."""

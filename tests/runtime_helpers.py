@@ -85,3 +85,23 @@ async def consume(result: Any) -> tuple[str, list[Any]]:
             assert shown.endswith(withdrawn)
             shown = shown[: len(shown) - len(withdrawn)]
     return shown, events
+
+
+def read_all(chunks: Sequence[Any], reader: Any = None) -> list[Any]:
+    """Every token and event a ``ChatChunkReader`` makes of ``chunks``, in order."""
+    from collections import deque
+
+    from l0.tool_calls import ChatChunkReader
+
+    reader = reader or ChatChunkReader()
+    out: deque[Any] = deque()
+    items: list[Any] = []
+    for chunk in chunks:
+        text = reader.feed(chunk, out)
+        if text is not None:
+            items.append(text)
+        items.extend(out)
+        out.clear()
+    reader.end(out)
+    items.extend(out)
+    return items

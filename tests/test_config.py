@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -17,19 +16,7 @@ from l0.plugins import BUILTINS, L0PluginManager, default_plugin_manager
 from l0.timeout import DEFAULT_INITIAL_TOKEN, DEFAULT_INTER_TOKEN
 from tests.runtime_helpers import TEXT, Fault, Script
 
-
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """Run in an empty directory with no L0_* variables and no cached config or manager."""
-    for name in list(os.environ):
-        if name.startswith("L0_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    reset_config_cache()
-    l0.reset_default_plugin_manager()
-    yield
-    reset_config_cache()
-    l0.reset_default_plugin_manager()
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 @pytest.fixture
@@ -418,7 +405,7 @@ def test_disabling_a_builtin_from_config_fails(tmp_path: Path) -> None:
         ),
         (
             "[drift]\nwindow = 0\n",
-            r"drift\.window = 0 is invalid; expected an integer >= 1",
+            r"drift\.window = 0 is invalid; expected an integer >= 16",
         ),
         (
             "[drift]\nthreshold = 1.5\n",

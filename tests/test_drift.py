@@ -356,7 +356,10 @@ def test_config_without_enabled_leaves_drift_off(tmp_path: Path, pm: l0.L0Plugin
     ("toml", "message"),
     [
         ('[drift]\nenabled = true\ndetectors = ["loops"]\n', "'loops' is not registered"),
-        ("[drift]\nenabled = true\nwindow = 4\n", "window must be an int >= 16"),
+        (
+            "[drift]\nenabled = true\nwindow = 4\n",
+            "drift.window = 4 is invalid; expected an integer >= 16",
+        ),
         ("[drift]\nenabled = true\nthreshold = 0\n", "threshold must be a number > 0"),
     ],
 )

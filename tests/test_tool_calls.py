@@ -21,6 +21,7 @@ from l0.errors import (
 from l0.events import ObservabilityEvent, ObservabilityEventType
 from l0.tool_calls import ChatChunkReader, ChunkStream, ToolCallAssembler, parse_arguments
 from l0.types import ErrorCategory, Event
+from tests.runtime_helpers import read_all
 
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
 
@@ -63,21 +64,6 @@ def fragments(call_id: str, name: str, arguments: str, size: int, index: int = 0
 
 
 FINISH = delta({}, "tool_calls")
-
-
-def read_all(chunks: Sequence[Any], reader: ChatChunkReader | None = None) -> list[Event | str]:
-    reader = reader or ChatChunkReader()
-    out: deque[Event] = deque()
-    items: list[Event | str] = []
-    for chunk in chunks:
-        text = reader.feed(chunk, out)
-        if text is not None:
-            items.append(text)
-        items.extend(out)
-        out.clear()
-    reader.end(out)
-    items.extend(out)
-    return items
 
 
 def tool_events(items: Sequence[Event | str]) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections import deque
 from importlib import metadata
 from typing import Any
 
@@ -19,6 +18,7 @@ from l0 import adapters
 from l0.errors import AdapterNotFoundError, InvalidStreamError, ToolCallError
 from l0.tool_calls import ChatChunkReader, IncompleteStreamError, ToolCallAssembler
 from l0.types import Event
+from tests.runtime_helpers import read_all
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -186,21 +186,6 @@ def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any)
             **extra,
         }
     )
-
-
-def read_all(chunks: list[Any], reader: ChatChunkReader | None = None) -> list[Event | str]:
-    reader = reader or ChatChunkReader()
-    out: deque[Event] = deque()
-    items: list[Event | str] = []
-    for item in chunks:
-        text = reader.feed(item, out)
-        if text is not None:
-            items.append(text)
-        items.extend(out)
-        out.clear()
-    reader.end(out)
-    items.extend(out)
-    return items
 
 
 def test_reader_on_sdk_chunks_text_tools_usage() -> None:

@@ -7,8 +7,7 @@ installed metadata, exactly as a plugin from PyPI would.
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,17 +23,7 @@ from l0.events import ObservabilityEventType
 SAMPLE_VERSION = metadata.version("l0-sample-plugin")
 
 
-@pytest.fixture(autouse=True)
-def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("L0_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    reset_config_cache()
-    l0.reset_default_plugin_manager()
-    yield
-    reset_config_cache()
-    l0.reset_default_plugin_manager()
+pytestmark = pytest.mark.usefixtures("isolated_config")
 
 
 def chunks(*pieces: str | BaseException) -> SampleStream:
