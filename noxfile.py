@@ -17,11 +17,11 @@ nox.options.reuse_existing_virtualenvs = True
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 ROOT = Path(__file__).parent
 # Every distribution of the workspace, editable, so tests and mypy see the working tree.
-DISTRIBUTIONS = [
-    "./l0-openai",
-    "./l0-litellm",
-    *sorted(f"./{p.parent.relative_to(ROOT)}" for p in ROOT.glob("plugins/l0-*/pyproject.toml")),
-]
+DISTRIBUTIONS = sorted(
+    f"./{p.parent.relative_to(ROOT)}"
+    for pattern in ("l0-*/pyproject.toml", "plugins/l0-*/pyproject.toml")
+    for p in ROOT.glob(pattern)
+)
 # Tiny third-party plugins the tests install as real distributions (not editable: their entry
 # points must come from real installed metadata, as a user's plugin would).
 FIXTURE_PLUGINS = sorted(
