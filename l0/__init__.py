@@ -21,6 +21,7 @@ from l0.errors import (
     categorize_error,
 )
 from l0.events import ObservabilityEvent, ObservabilityEventType
+from l0.health import Health
 from l0.guardrails import (
     GuardrailContext,
     GuardrailRule,
@@ -75,6 +76,7 @@ __all__ = [
     "GuardrailContext",
     "GuardrailRule",
     "GuardrailViolation",
+    "Health",
     "Guardrails",
     "L0Error",
     "L0PluginManager",

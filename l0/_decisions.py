@@ -7,6 +7,7 @@ import logging
 from l0._session_base import _OBS, SessionBase, _now
 from l0.errors import (
     ErrorContext,
+    RetryBudgetExhaustedError,
     RetryExhaustedError,
     _builtin_category,
     attach_context,
@@ -113,7 +114,13 @@ class DecisionsMixin(SessionBase):
         ):
             attach_context(error, ErrorContext(category, list(self.errors), state.snapshot()))
             raise error
-        raise RetryExhaustedError(
+        health = self._health
+        exhausted = (
+            RetryBudgetExhaustedError
+            if health is not None and health.refused
+            else RetryExhaustedError
+        )
+        raise exhausted(
             f"gave up after {state.attempt} attempt(s) over {state.fallback_index + 1} "
             f"stream(s): {reason}; last error: {type(error).__name__}: {error}",
             last_error=error,

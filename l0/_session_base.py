@@ -18,6 +18,7 @@ from l0.errors import (
     AttemptError,
     StreamTimeoutError,
 )
+from l0.health import SessionHealth
 from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
 from l0.types import (
     EventType,
@@ -60,6 +61,7 @@ class SessionBase:
         "_fired",
         "_guard_run",
         "_handle",
+        "_health",
         "_interval",
         "_iterator",
         "_last",
@@ -135,6 +137,9 @@ class SessionBase:
         self._checkpoints = 0
         self._notify_after = 0
         self._start_ts = 0.0
+        self._health: SessionHealth | None = (
+            None if opts.health is None else SessionHealth(*opts.health)
+        )
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )

@@ -24,6 +24,10 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     drift.detectors        list of registered detector names (default: all)
     drift.window           int >= 16: tokens in the sliding window
     drift.threshold        number in [0, 1]: confidence needed to report drift
+    health.*               provider health thresholds: see l0.Health (enabled, failure_threshold,
+                           failure_window, open_seconds, retry_budget, retry_budget_min,
+                           budget_window, contact_wait, store_timeout)
+    redis.url              the Redis of l0-redis (env: L0_REDIS_URL); redis.prefix: key prefix
 
 A bad key or value raises :class:`~l0.errors.ConfigError` naming the source, the key, the value
 and what is allowed.
@@ -138,6 +142,17 @@ def _unit_interval(value: object) -> float:
     return float(value)
 
 
+def _number(value: object) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise ValueError("a number")
+    return float(value)
+
+
 MIN_DRIFT_WINDOW: Final = 16
 """Smallest drift window, in tokens: fewer cannot tell a loop from a repeated phrase."""
 
@@ -182,6 +197,19 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
         "window": _drift_window,
         "threshold": _unit_interval,
     },
+    # Ranges are checked by l0.Health itself (one place), when a session first needs them.
+    "health": {
+        "enabled": _bool,
+        "failure_threshold": _int,
+        "failure_window": _number,
+        "open_seconds": _number,
+        "retry_budget": _number,
+        "retry_budget_min": _int,
+        "budget_window": _number,
+        "contact_wait": _number,
+        "store_timeout": _number,
+    },
+    "redis": {"url": _name, "prefix": _name},
 }
 
 
@@ -335,7 +363,12 @@ def _load(cwd: str, env: tuple[tuple[str, str], ...]) -> Settings:
             )
         section, key = target
         _set(section, key, raw, f"${name}", values, sources)
-    return Settings(values=values, sources=sources, file=file)
+    settings = Settings(values=values, sources=sources, file=file)
+    if "health" in values:
+        from l0.health import Health
+
+        Health.from_settings(settings)  # ranges fail here, at load, naming key and source
+    return settings
 
 
 def load_config(cwd: str | os.PathLike[str] | None = None) -> Settings:

@@ -82,6 +82,12 @@ class ObservabilityEventType(StrEnum):
     FINALIZATION_END = "FINALIZATION_END"
     ABORT_REQUESTED = "ABORT_REQUESTED"
     ABORT_COMPLETED = "ABORT_COMPLETED"
+    CIRCUIT_OPENED = "CIRCUIT_OPENED"
+    CIRCUIT_HALF_OPEN = "CIRCUIT_HALF_OPEN"
+    CIRCUIT_CLOSED = "CIRCUIT_CLOSED"
+    CIRCUIT_REJECTED = "CIRCUIT_REJECTED"
+    RETRY_AFTER_HELD = "RETRY_AFTER_HELD"
+    RETRY_BUDGET_REFUSED = "RETRY_BUDGET_REFUSED"
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -353,6 +359,27 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.ABORT_COMPLETED: (
         "the provider stream is closed after an abort",
         ("resources_freed", "token_count"),
+    ),
+    ObservabilityEventType.CIRCUIT_OPENED: (
+        "this session's failure opened the provider's circuit (see docs/health.md)",
+        ("key", "failures", "open_ms"),
+    ),
+    ObservabilityEventType.CIRCUIT_HALF_OPEN: (
+        "the open period is over: this attempt is the one probe",
+        ("key",),
+    ),
+    ObservabilityEventType.CIRCUIT_CLOSED: ("the probe succeeded: the circuit closes", ("key",)),
+    ObservabilityEventType.CIRCUIT_REJECTED: (
+        "an open circuit refused the attempt; `action` is `fallback` or `fail`",
+        ("key", "retry_in_ms", "action"),
+    ),
+    ObservabilityEventType.RETRY_AFTER_HELD: (
+        "a shared `Retry-After` holds the attempt back; `action`: `wait`, `fallback` or `fail`",
+        ("key", "wait_ms", "action"),
+    ),
+    ObservabilityEventType.RETRY_BUDGET_REFUSED: (
+        "the provider's retry budget refused a retry (fallback or fail fast)",
+        ("key", "retries", "requests", "window_ms"),
     ),
 }
 """For each event type: when it is emitted and its own fields (besides the common ones)."""

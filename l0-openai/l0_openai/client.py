@@ -17,6 +17,7 @@ from typing import Any
 
 import l0
 from l0.errors import UnsupportedClientError
+from l0.health import provider_key
 from l0.types import AttemptContext
 
 __all__ = ["L0AsyncOpenAI", "wrap_client"]
@@ -107,6 +108,10 @@ class _StreamingCall:
                     return create(**_with_prompt(params, key, ctx.continuation_prompt))
                 return create(**params)
 
+            # Provider health (l0.health) keys this stream by base URL and model.
+            factory.l0_provider = provider_key(  # type: ignore[attr-defined]
+                str(self._owner.l0_client.base_url), str(params.get("model", ""))
+            )
             return factory
 
         primary = factory_for(dict(kwargs))

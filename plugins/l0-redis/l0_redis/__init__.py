@@ -1,0 +1,3 @@
+"""Provider health shared through Redis."""
+
+from __future__ import annotations

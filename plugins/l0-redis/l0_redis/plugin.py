@@ -1,0 +1,3 @@
+"""L0 provider health in Redis."""
+
+from __future__ import annotations
