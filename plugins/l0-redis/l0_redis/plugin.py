@@ -1,3 +1,34 @@
-"""L0 provider health in Redis."""
+"""The ``redis`` entry point: shares L0 provider health through Redis when a URL is configured."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import l0
+from l0.errors import ConfigError
+
+from l0_redis.store import RedisHealthStore
+
+DEFAULT_PREFIX = "l0:health:"
+
+
+@l0.hookimpl
+def l0_open_health_store(settings: Any) -> RedisHealthStore | None:
+    """The Redis store when ``[tool.l0.redis] url`` or ``$L0_REDIS_URL`` is set, else ``None``.
+
+    Raises:
+        ConfigError: the URL is malformed; the message names where it came from.
+    """
+    url = settings.get("redis", "url")
+    if url is None:
+        return None
+    source = settings.sources.get("redis.url", "redis.url")
+    try:
+        return RedisHealthStore(
+            url, prefix=settings.get("redis", "prefix", DEFAULT_PREFIX), source=source
+        )
+    except ValueError as exc:
+        message = str(exc)
+        if source not in message:
+            message = f"{source}: {message}"
+        raise ConfigError(message, key="redis.url") from None
