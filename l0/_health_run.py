@@ -69,12 +69,25 @@ class HealthMixin(SessionBase):
                 raise RetryAfterWindowError(key, admission.wait)
             await self._sleep(admission.wait)
 
-    def _health_answered(self) -> None:
-        """The first item of an attempt arrived: the provider answers."""
+    async def _health_answered(self) -> None:
+        """The first item of an attempt arrived: the provider answers.
+
+        A probe's answer closes the circuit now, not when its stream ends (which may take
+        minutes), so the sessions waiting behind it go at once.
+        """
         health = self._health
-        if health is not None and health.active is not None:
-            health.service.answered(health.active[0])
-            health.release()
+        assert health is not None
+        active = health.active
+        if active is None:
+            return
+        key, probe = active
+        health.service.answered(key)
+        if probe:
+            health.active = (key, False)
+            transition = await health.service.record(key, True, False, True, health.config)
+            if transition == "closed":
+                self._obs(_OBS.CIRCUIT_CLOSED, key=key)
+        health.release()
 
     async def _health_end(
         self, error: BaseException | None, category: ErrorCategory | None = None

@@ -147,7 +147,8 @@ class Session(
                         pending: list[Any] = []
                         if first is not _END:
                             self._first_item()
-                            self._health_answered()
+                            if self._health is not None:
+                                await self._health_answered()
                             if resume and opts.remove_overlap:
                                 pending = await self._trim_overlap(iterator, first)
                             else:
