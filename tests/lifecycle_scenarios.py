@@ -9,7 +9,7 @@ from typing import Any
 
 import l0
 from l0.events import ObservabilityEvent
-from tests.runtime_helpers import TOKENS, Fault, Script
+from tests.runtime_helpers import TOKENS, Fault, Script, StatusError
 
 # Fields worth pinning per event type: stable across runs (no times, ids or reprs of objects).
 KEY_FIELDS = {
@@ -27,6 +27,11 @@ KEY_FIELDS = {
     "RETRY_GIVE_UP": ("attempts", "category"),
     "GUARDRAIL_PHASE_END": ("phase", "passed"),
     "DRIFT_CHECK_RESULT": ("detected",),
+    "CIRCUIT_REJECTED": ("key", "action"),
+    "RETRY_AFTER_HELD": ("key", "action"),
+    "RETRY_BUDGET_REFUSED": ("key", "retries", "requests"),
+    "CIRCUIT_OPENED": ("key",),
+    "CIRCUIT_CLOSED": ("key",),
 }
 
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
@@ -198,6 +203,42 @@ async def guardrail_deferred(trace: Trace) -> None:
     await _run(trace, slow_tokens, guardrails=[rule], check_intervals={"guardrails": 50})
 
 
+async def provider_health(trace: Trace) -> None:
+    """Shared Retry-After, retry budget, and a circuit that opens, rejects, probes and closes."""
+    pm = l0.build_plugin_manager(allow=["guardrails", "drift"])
+    health = l0.Health(
+        failure_threshold=1, open_seconds=1.0, retry_budget=0, retry_budget_min=0, contact_wait=0
+    )
+
+    async def rate_limited() -> AsyncIterator[str]:
+        raise StatusError(429, {"retry-after": "30"})
+        yield ""  # pragma: no cover
+
+    async def down() -> AsyncIterator[str]:
+        raise ConnectionResetError("connection reset")
+        yield ""  # pragma: no cover
+
+    async def session(factory: Callable[[], AsyncIterator[str]], key: str) -> None:
+        result = l0.run(
+            factory,
+            fallbacks=[lambda: tokens(TOKENS)],
+            provider=[key, None],
+            health=health,
+            plugins=pm,
+            retry=FAST,
+            **trace.callbacks(),
+        )
+        await result.read()
+        await result.wait_callbacks()
+
+    await session(rate_limited, "busy")  # 429: the retry budget refuses the retry
+    await session(rate_limited, "busy")  # held back by the shared Retry-After
+    await session(down, "down")  # an outage opens the circuit
+    await session(down, "down")  # the open circuit rejects the attempt
+    await asyncio.sleep(1.1)
+    await session(lambda: tokens(TOKENS), "down")  # the probe closes it
+
+
 SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "success": success,
     "network_retry": network_retry,
@@ -211,6 +252,7 @@ SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "drift_retry": drift_retry,
     "guardrail_retry": guardrail_retry,
     "guardrail_deferred": guardrail_deferred,
+    "provider_health": provider_health,
 }
 
 
