@@ -21,7 +21,6 @@ from l0.errors import (
     categorize_error,
 )
 from l0.events import ObservabilityEvent, ObservabilityEventType
-from l0.health import Health
 from l0.guardrails import (
     GuardrailContext,
     GuardrailRule,
@@ -35,6 +34,7 @@ from l0.guardrails import (
     strict_json_rule,
     zero_output_rule,
 )
+from l0.health import Health
 from l0.plugins import (
     L0PluginManager,
     build_plugin_manager,
@@ -76,8 +76,8 @@ __all__ = [
     "GuardrailContext",
     "GuardrailRule",
     "GuardrailViolation",
-    "Health",
     "Guardrails",
+    "Health",
     "L0Error",
     "L0PluginManager",
     "ObservabilityEvent",

@@ -426,11 +426,12 @@ _configured_health: tuple[Settings | None, Health] = (None, Health())
 def _provider_keys(
     provider: str | Sequence[str | None] | None, factories: Sequence[Callable[..., Any]]
 ) -> tuple[str | None, ...]:
-    given: list[str | None]
-    if provider is None or isinstance(provider, str):
-        given = [provider]
-    elif isinstance(provider, Sequence) and len(provider) == len(factories):
-        given = list(provider)
+    given: list[object]
+    candidate: object = provider
+    if candidate is None or isinstance(candidate, str):
+        given = [candidate]
+    elif isinstance(candidate, Sequence) and len(candidate) == len(factories):
+        given = list(candidate)
     else:
         raise TypeError(
             f"provider={provider!r}: expected a str (the key of `stream`), None, or a list of "
@@ -443,7 +444,7 @@ def _provider_keys(
             key = getattr(factory, "l0_provider", None)
         if key is not None and (not isinstance(key, str) or not key.strip()):
             raise TypeError(f"provider[{i}]={key!r}: expected a non-empty str or None")
-        keys.append(key)
+        keys.append(key if isinstance(key, str) else None)
     return tuple(keys)
 
 

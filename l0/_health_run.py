@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from l0._session_base import _OBS, SessionBase
 from l0.errors import (
     CircuitOpenError,
@@ -10,7 +12,6 @@ from l0.errors import (
     get_status_code,
 )
 from l0.types import ErrorCategory
-
 
 _OUTAGE = (ErrorCategory.NETWORK, ErrorCategory.TRANSIENT)
 # Rate limits and conflicts mean the provider is up and answering: not an outage.
@@ -25,6 +26,11 @@ class HealthMixin(SessionBase):
     """Admission before an attempt, its outcome after, and the retry budget."""
 
     __slots__ = ()
+
+    if TYPE_CHECKING:
+        # From ControlMixin, next to this mixin in Session.
+
+        async def _sleep(self, delay: float) -> None: ...
 
     async def _health_admit(self, index: int, is_retry: bool) -> None:
         """Wait, or raise ``CircuitOpenError``/``RetryAfterWindowError``, before an attempt."""

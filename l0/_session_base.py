@@ -18,8 +18,8 @@ from l0.errors import (
     AttemptError,
     StreamTimeoutError,
 )
-from l0.health import SessionHealth
 from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
+from l0.health import SessionHealth
 from l0.types import (
     EventType,
     State,

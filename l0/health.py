@@ -441,9 +441,7 @@ class SessionHealth:
             self.service.release(*gate)
 
 
-_services: weakref.WeakKeyDictionary[L0PluginManager, HealthService] = (
-    weakref.WeakKeyDictionary()
-)
+_services: weakref.WeakKeyDictionary[L0PluginManager, HealthService] = weakref.WeakKeyDictionary()
 
 
 def health_service(pm: L0PluginManager, settings: Settings) -> HealthService:

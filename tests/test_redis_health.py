@@ -20,13 +20,13 @@ from typing import Any
 import openai
 import pytest
 import redis
+from l0_redis.testing import INSTALL_HINT, RedisServer, redis_server_binary
 
 import l0
 from l0.config import reset_config_cache
 from l0.errors import ConfigError
 from l0.health import health_service, health_status, provider_key
 from l0.testing import ChaosServer, Fault
-from l0_redis.testing import INSTALL_HINT, RedisServer, redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "health_worker.py"
@@ -88,8 +88,16 @@ def run_workers(
 ) -> list[dict[str, Any]]:
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), server.base_url, "dead", "alive", str(sessions),
-             str(spacing), str(retries)],
+            [
+                sys.executable,
+                str(WORKER),
+                server.base_url,
+                "dead",
+                "alive",
+                str(sessions),
+                str(spacing),
+                str(retries),
+            ],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -220,9 +228,9 @@ async def test_keys_are_namespaced_and_expire(shared: RedisServer) -> None:
         with pytest.raises(l0.RetryExhaustedError):
             await ask(server, pm, "down")
         key = provider_key(server.base_url, "down")
-    client = redis.Redis.from_url(shared.url, decode_responses=True)
+    client = redis.Redis.from_url(shared.url)
     try:
-        names = client.keys("*")
+        names = [n.decode() if isinstance(n, bytes) else n for n in client.keys("*")]
         assert names
         assert all(name.startswith("l0:health:") for name in names)
         assert f"l0:health:{key}" in names

@@ -6,7 +6,6 @@ from typing import Any
 
 import l0
 from l0.errors import ConfigError
-
 from l0_redis.store import RedisHealthStore
 
 DEFAULT_PREFIX = "l0:health:"

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+
 from l0.health import Admission, Health
 
 __all__ = ["RedisHealthStore"]

@@ -1,4 +1,4 @@
-"""A real ``redis-server`` for tests: 127.0.0.1, a free port, a temporary directory, stopped by PID."""
+"""A real ``redis-server`` for tests: 127.0.0.1, a free port, a temp directory, stopped by PID."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-
-from typing_extensions import Self
+from typing import Self
 
 __all__ = ["RedisServer", "redis_server_binary"]
 
@@ -63,12 +62,18 @@ class RedisServer:
             process = subprocess.Popen(
                 [
                     self.binary,
-                    "--port", str(self.port),
-                    "--bind", "127.0.0.1",
-                    "--dir", self._dir,
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--protected-mode", "yes",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    self._dir,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
