@@ -303,6 +303,7 @@ class HealthService:
         self._down_until = 0.0
         self._warned = False
         self.version = -1
+        self._pending: set[asyncio.Future[Any]] = set()
         self._answered: dict[str, bool] = {}
         self._scouts: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, asyncio.Future[None]]
@@ -313,28 +314,39 @@ class HealthService:
         shared = self.shared
         if shared is None or _now() < self._down_until:
             return local
+        task = asyncio.ensure_future(getattr(shared, name)(*args))
         try:
             async with asyncio.timeout(config.store_timeout):
-                answer = await getattr(shared, name)(*args)
+                answer = await asyncio.shield(task)
         except TimeoutError:
-            # Slow, not broken: this once, local knowledge answers.
-            log.debug("l0: health store %s took over %ss", self.name, config.store_timeout)
+            # Slow, not broken: local knowledge answers this once, and the call goes on in
+            # the background (a first connection, say), so the update still lands.
+            self._pending.add(task)
+            task.add_done_callback(self._finished)
             return local
         except Exception as exc:
-            self._down_until = _now() + _RETRY_DOWN
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "l0: the shared health store %s failed (%s); carrying on with this "
-                    "process's own knowledge until it answers again",
-                    self.name,
-                    exc,
-                )
+            self._failed(exc)
             return local
         if self._warned:
             self._warned = False
             log.info("l0: the shared health store %s answers again", self.name)
         return answer
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._failed(task.exception())  # type: ignore[arg-type]
+
+    def _failed(self, exc: BaseException) -> None:
+        self._down_until = _now() + _RETRY_DOWN
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "l0: the shared health store %s failed (%s); carrying on with this "
+                "process's own knowledge until it answers again",
+                self.name,
+                exc,
+            )
 
     async def admit(self, key: str, retry: bool, config: Health) -> Admission:
         """Ask the store; see :meth:`HealthStore.admit`."""

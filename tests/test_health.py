@@ -332,3 +332,70 @@ async def test_a_failing_store_plugin_logs_and_streams_carry_on(
     warnings = [r for r in caplog.records if "health store" in r.getMessage()]
     assert len(warnings) == 1
     assert "broken" in warnings[0].getMessage()
+
+
+async def test_a_slow_store_is_answered_locally_and_its_update_still_lands(
+    isolated_config: None,
+) -> None:
+    landed: list[str] = []
+    release = asyncio.Event()
+
+    class Slow(LocalHealthStore):
+        name = "slow"
+
+        async def note_retry_after(self, key: str, seconds: float) -> None:
+            await release.wait()  # slower than any timeout: until the test says so
+            landed.append(key)
+
+    class Plugin:
+        @l0.hookimpl
+        def l0_open_health_store(self, settings: Any) -> Any:
+            return Slow()
+
+    pm = l0.build_plugin_manager(entry_points=False)
+    pm.register(Plugin())
+
+    class Limited(Exception):
+        status_code = 429
+        headers = {"retry-after": "1"}  # noqa: RUF012
+
+    async def limited() -> Any:
+        for _ in ():
+            yield ""
+        raise Limited("slow down")
+
+    async def spare() -> Any:
+        yield "ok"
+
+    result = l0.run(
+        limited,
+        fallbacks=[spare],
+        provider=["k", None],
+        plugins=pm,
+        retry=l0.Retry(max_retries=0),
+        health=Health(store_timeout=0.01),
+    )
+    # The session completes while the store has not answered: it never waited for it.
+    assert await result.read() == "ok"
+    assert landed == []
+    release.set()
+    async with asyncio.timeout(10):
+        while not landed:
+            await asyncio.sleep(0.01)
+    assert landed == ["k"]
+
+
+def test_a_store_plugin_that_returns_something_else_is_named(isolated_config: None) -> None:
+    class Plugin:
+        @l0.hookimpl
+        def l0_open_health_store(self, settings: Any) -> Any:
+            return "not a store"
+
+    pm = l0.build_plugin_manager(entry_points=False)
+    pm.register(Plugin())
+
+    async def tokens() -> Any:
+        yield "x"
+
+    with pytest.raises(l0.errors.L0PluginError, match="l0_open_health_store returned str"):
+        l0.run(tokens, provider="k", plugins=pm)
