@@ -55,7 +55,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=7)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # nox -s bench passes the same options to every bench
     result = asyncio.run(main(args.sessions, args.runs))
     print(
         f"session with health off: {result['off_us_per_session']:.1f} us, "

@@ -350,12 +350,16 @@ class HealthService:
 
     async def admit(self, key: str, retry: bool, config: Health) -> Admission:
         """Ask the store; see :meth:`HealthStore.admit`."""
+        if self.shared is None:  # the common case: no extra coroutine, no lookups
+            return await self.local.admit(key, retry, config)
         answer: Admission = await self._call("admit", config, key, retry, config)
         return answer
 
     async def record(self, key: str, ok: bool, outage: bool, probe: bool, config: Health) -> str:
         """Tell the store; see :meth:`HealthStore.record`."""
         self._answered[key] = ok
+        if self.shared is None:
+            return await self.local.record(key, ok, outage, probe, config)
         transition: str = await self._call("record", config, key, ok, outage, probe, config)
         return transition
 
