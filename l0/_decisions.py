@@ -7,6 +7,7 @@ import logging
 from l0._session_base import _OBS, SessionBase, _now
 from l0.errors import (
     ErrorContext,
+    ProviderUnavailableError,
     RetryBudgetExhaustedError,
     RetryExhaustedError,
     _builtin_category,
@@ -75,6 +76,8 @@ class DecisionsMixin(SessionBase):
             return False, False, "aborted"
         if category is ErrorCategory.INTERNAL:
             return False, False, "internal error"
+        if isinstance(error, ProviderUnavailableError):
+            return False, False, error.reason
         decision = self._decide(error, category)
         reason = decision.reason or category.value
         if not decision.retry:

@@ -622,6 +622,8 @@ class ProviderUnavailableError(L0Error):
         self.key = key
         self.retry_in = retry_in
         self.until = until
+        self.reason = f"provider {key!r} is {self.what}"
+        """A short, stable reason (no times), as reported to ``on_fallback``."""
 
 
 class CircuitOpenError(ProviderUnavailableError):
