@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from l0 import errors, record
 from l0._api import Result, run, wrap
+from l0._group import AllTasksFailedError, TaskOutcome
+from l0.consensus import ConsensusError, ConsensusResult, consensus
 from l0.adapters import Adapters
 from l0.drift import DriftConfig, DriftResult
 from l0.errors import (
@@ -34,6 +36,7 @@ from l0.guardrails import (
     strict_json_rule,
     zero_output_rule,
 )
+from l0.parallel import ParallelResult, batched, parallel
 from l0.plugins import (
     L0PluginManager,
     build_plugin_manager,
@@ -41,6 +44,8 @@ from l0.plugins import (
     hookimpl,
     reset_default_plugin_manager,
 )
+from l0.pool import LocalRateLimiter, Pool, RateLimiter
+from l0.race import RaceResult, RaceStream, race, race_stream
 from l0.record import replay
 from l0.retry import Retry
 from l0.structured_output import StructuredResult, StructuredStream, structured, structured_stream
@@ -61,6 +66,21 @@ from l0.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "race_stream",
+    "race",
+    "parallel",
+    "consensus",
+    "batched",
+    "TaskOutcome",
+    "RateLimiter",
+    "RaceStream",
+    "RaceResult",
+    "Pool",
+    "ParallelResult",
+    "LocalRateLimiter",
+    "ConsensusResult",
+    "ConsensusError",
+    "AllTasksFailedError",
     "AbortedError",
     "Adapter",
     "Adapters",

@@ -1,0 +1,588 @@
+"""Shared machinery of the many-session features (race, parallel, pool, consensus).
+
+* :func:`run_task` turns one task (an ``l0.run`` factory, a wrapped-client call, an
+  ``l0.structured`` call or a plain coroutine factory) into its value.
+* :class:`GroupBus` emits a group's observability events on the same path as sessions.
+* :func:`child_scope` marks the sessions a group creates with the group's id.
+* :class:`FirstToken` is the "first contender to deliver a token wins, close the others at
+  once" core, shared by the streaming race and hedged requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
+
+from l0._api import Result, run
+from l0._callbacks import Notifier
+from l0.errors import L0Error
+from l0.events import ObservabilityEvent, ObservabilityEventType, uuid7
+from l0.plugins import L0PluginManager, default_plugin_manager
+from l0.structured_output import StructuredResult, StructuredStream
+from l0.types import ErrorCategory, Event
+
+__all__ = [
+    "AllTasksFailedError",
+    "FirstToken",
+    "GroupBus",
+    "Lead",
+    "TaskOutcome",
+    "TaskStatus",
+]
+
+log = logging.getLogger("l0.group")
+
+T = TypeVar("T")
+
+TaskStatus: TypeAlias = Literal["won", "completed", "failed", "invalid", "cancelled", "pending"]
+
+StructuredTask: TypeAlias = (
+    Callable[..., Awaitable[StructuredResult[T]]] | Callable[..., StructuredStream[T]]
+)
+"""A task whose value is the ``.data`` of an ``l0.structured`` call (typed ``T``)."""
+TextTask: TypeAlias = (
+    Callable[..., Result]
+    | Callable[..., AsyncIterator[Any]]
+    | Callable[..., Awaitable[AsyncIterator[Any]]]
+)
+"""A task whose value is the text of a stream: ``l0.run``, a wrapped client, a raw stream."""
+ValueTask: TypeAlias = Callable[..., Awaitable[T]]
+"""A plain coroutine factory; its value is what it returns."""
+
+_OBS = ObservabilityEventType
+
+# Options a group forwards to the child sessions it starts itself (raw stream factories).
+_GROUP_ONLY = frozenset({"on_event", "plugins"})
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass(slots=True)
+class TaskOutcome:
+    """What happened to one task of a group.
+
+    Attributes:
+        index: Position of the task in the list given.
+        status: ``"won"`` (race winner), ``"completed"``, ``"failed"``, ``"invalid"`` (it
+            finished but ``validate=`` rejected it), ``"cancelled"`` or ``"pending"`` (never
+            settled, e.g. fail-fast stopped it before it started).
+        value: The task's value when it finished, else ``None``.
+        error: Why it failed, or ``None``.
+        duration: Seconds from its start to its end (0.0 when it never started).
+    """
+
+    index: int
+    status: TaskStatus = "pending"
+    value: Any = None
+    error: BaseException | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the task finished with a value (``won`` or ``completed``)."""
+        return self.status in ("won", "completed")
+
+
+class AllTasksFailedError(L0Error):
+    """No task of a race (or too few of a consensus) finished validly.
+
+    Attributes:
+        errors: For each task, in input order, its error (``None`` for one that did not fail).
+        outcomes: Every task's :class:`TaskOutcome`.
+    """
+
+    code: ClassVar[str] = "all_tasks_failed"
+    category: ClassVar[ErrorCategory] = ErrorCategory.MODEL
+    hint: ClassVar[str] = "See .errors for each task's error."
+
+    def __init__(self, message: str, *, outcomes: Sequence[TaskOutcome]) -> None:
+        super().__init__(message)
+        self.outcomes = list(outcomes)
+        self.errors: list[BaseException | None] = [o.error for o in self.outcomes]
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+def check_tasks(tasks: object, name: str = "tasks") -> list[Callable[..., Any]]:
+    """The tasks as a list, or a clear error before anything starts."""
+    if isinstance(tasks, str | bytes | Mapping) or not isinstance(tasks, Sequence):
+        raise TypeError(f"{name}={tasks!r}: expected a list of task factories (callables)")
+    if not tasks:
+        raise ValueError(f"{name}=[]: expected at least one task")
+    checked = []
+    for i, task in enumerate(tasks):
+        if not callable(task):
+            what = type(task).__name__
+            advice = (
+                " (pass a factory such as `lambda: l0.structured(...)`, not the awaitable)"
+                if inspect.isawaitable(task) or hasattr(type(task), "__aiter__")
+                else ""
+            )
+            if inspect.iscoroutine(task):
+                task.close()
+            raise TypeError(f"{name}[{i}]={what} object: expected a callable{advice}")
+        checked.append(task)
+    return checked
+
+
+def check_positive(name: str, value: object, *, integer: bool = False) -> None:
+    """Raise unless ``value`` is a positive number (an int >= 1 when ``integer``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "an int >= 1" if integer else "a positive number"
+        raise TypeError(f"{name}={value!r}: expected {kind}")
+    if integer and (not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name}={value!r}: expected an int >= 1")
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"{name}={value!r}: expected a positive, finite number")
+
+
+def check_optional_callable(name: str, value: object) -> None:
+    """Raise unless ``value`` is ``None`` or callable."""
+    if value is not None and not callable(value):
+        raise TypeError(f"{name}={value!r}: expected a callable or None")
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[L0PluginManager, Any, dict[str, Any]]:
+    """``(plugin manager, on_event, options for child sessions)`` from a group's options."""
+    plugins = options.get("plugins")
+    if plugins is not None and not isinstance(plugins, L0PluginManager):
+        raise TypeError(f"plugins={plugins!r}: expected an l0 plugin manager")
+    on_event = options.get("on_event")
+    check_optional_callable("on_event", on_event)
+    pm = plugins if plugins is not None else default_plugin_manager()
+    child = dict(options)
+    return pm, on_event, child
+
+
+# --- parent linking --------------------------------------------------------------------------
+
+
+def _parent_var() -> Any:
+    from l0 import events
+
+    return getattr(events, "current_parent_id", None)
+
+
+@contextlib.contextmanager
+def child_scope(group_id: str) -> Iterator[None]:
+    """Sessions created inside this block carry ``group_id`` as their ``parent_id``."""
+    var = _parent_var()
+    if var is None:
+        yield
+        return
+    token = var.set(group_id)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+def current_parent() -> str | None:
+    """The id of the group this code runs in, if any."""
+    var = _parent_var()
+    if var is None:
+        return None
+    value: str | None = var.get()
+    return value
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+class GroupBus:
+    """Emits a group's observability events to exporters and ``on_event``.
+
+    Group events have the group's id as ``stream_id`` (and ``session_id``, unless one is
+    given), so an exporter can find the children whose ``parent_id`` points at it.
+    """
+
+    __slots__ = ("_export", "_kind", "_notifier", "_on_event", "_parent", "_session", "group_id")
+
+    def __init__(
+        self,
+        kind: str,
+        pm: L0PluginManager,
+        on_event: Callable[..., Any] | None,
+        session_id: str | None = None,
+    ) -> None:
+        from l0._dispatch import hook_table
+
+        self.group_id = uuid7()
+        self._kind = kind
+        self._session = session_id if isinstance(session_id, str) else self.group_id
+        self._export = hook_table(pm).export
+        self._on_event = on_event
+        self._notifier = Notifier()
+        self._parent = current_parent()
+
+    def emit(self, kind: ObservabilityEventType, **data: Any) -> None:
+        """Deliver one event of this group (never raises)."""
+        if not self._export and self._on_event is None:
+            return
+        data = {"group_id": self.group_id, "kind": self._kind, **data}
+        event = _make_event(kind, self.group_id, self._session, data, self._parent)
+        for export in self._export:
+            try:
+                export(event)
+            except Exception:
+                log.exception("l0: exporter %r raised; the group goes on", export)
+        if self._on_event is not None:
+            self._notifier.call("on_event", self._on_event, (event,))
+
+    async def wait(self) -> None:
+        """Wait until ``on_event`` has seen every event emitted so far."""
+        await self._notifier.wait()
+
+
+def _make_event(
+    kind: ObservabilityEventType,
+    stream_id: str,
+    session_id: str,
+    data: dict[str, Any],
+    parent: str | None,
+) -> ObservabilityEvent:
+    fields: dict[str, Any] = {
+        "type": kind,
+        "ts": time.time_ns() / 1_000_000,
+        "stream_id": stream_id,
+        "session_id": session_id,
+        "data": MappingProxyType(data),
+    }
+    if "parent_id" in ObservabilityEvent.__dataclass_fields__:
+        fields["parent_id"] = parent
+    return ObservabilityEvent(**fields)
+
+
+# --- running one task ------------------------------------------------------------------------
+
+
+def _is_stream(value: object) -> bool:
+    return hasattr(type(value), "__aiter__") and not isinstance(value, Result | StructuredStream)
+
+
+def _wants_context(task: Callable[..., Any]) -> bool:
+    """True for a factory that takes the attempt context (one required positional arg)."""
+    try:
+        params = inspect.signature(task).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) == 1
+
+
+def _usage(state: Any) -> int | None:
+    usage = getattr(state, "usage", None)
+    if not isinstance(usage, Mapping):
+        return None
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    parts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")]
+    ints = [p for p in parts if isinstance(p, int)]
+    return sum(ints) if ints else None
+
+
+async def read_result(result: Result) -> str:
+    """Read an ``l0.Result`` to the end; closes its provider stream when cancelled."""
+    try:
+        return await result.read()
+    except BaseException:
+        await asyncio.shield(result.aclose())
+        raise
+
+
+def _prefetched(first: Any, task: Callable[..., Any], options: dict[str, Any]) -> Result:
+    pending = [first]
+
+    def factory() -> Any:
+        # The first attempt reuses the stream already made; retries call the task again.
+        return pending.pop() if pending else task()
+
+    return run(factory, **options)
+
+
+async def run_task(task: Callable[..., Any], options: dict[str, Any]) -> tuple[Any, int | None]:
+    """Run one task to ``(value, tokens used or None)``.
+
+    * a factory taking the attempt context, or returning an async iterator (a raw stream, or
+      an awaitable of one), runs through :func:`l0.run` with ``options``; the value is the text;
+    * one returning an :class:`l0.Result` (``l0.run``, a wrapped client) is read: the text;
+    * one returning an ``l0.structured`` awaitable or a ``StructuredStream``: its ``.data``;
+    * any other awaitable: whatever it returns.
+    """
+    if _wants_context(task):
+        result = run(task, **options)
+        return await read_result(result), _usage(result.state)
+    produced = task()
+    if isinstance(produced, Result):
+        return await read_result(produced), _usage(produced.state)
+    if isinstance(produced, StructuredStream):
+        try:
+            done = await produced.result()
+        except BaseException:
+            await asyncio.shield(produced.l0_result.aclose())
+            raise
+        return done.data, _usage(done.state)
+    if _is_stream(produced):
+        result = _prefetched(produced, task, options)
+        return await read_result(result), _usage(result.state)
+    if inspect.isawaitable(produced):
+        value = await produced
+        if isinstance(value, StructuredResult):
+            return value.data, _usage(value.state)
+        if isinstance(value, Result):
+            return await read_result(value), _usage(value.state)
+        if _is_stream(value):
+            result = _prefetched(value, task, options)
+            return await read_result(result), _usage(result.state)
+        return value, None
+    raise TypeError(
+        f"a task returned {type(produced).__name__}: expected an l0.Result, a stream, or an "
+        "awaitable (a coroutine)"
+    )
+
+
+def task_result(task: Callable[..., Any], options: dict[str, Any]) -> Result:
+    """One task as an ``l0.Result`` that has not started, for the streaming race.
+
+    Raw streams and awaitables of them run through :func:`l0.run` (the awaitable is awaited
+    inside the session, so an error of the request itself is retried like any other).
+    """
+    if _wants_context(task):
+        return run(task, **options)
+    produced = task()
+    if isinstance(produced, Result):
+        return produced
+    if isinstance(produced, StructuredStream):
+        return produced.l0_result
+    if _is_stream(produced) or inspect.isawaitable(produced):
+        return _prefetched(produced, task, options)
+    raise TypeError(
+        f"a task returned {type(produced).__name__}: a streaming race needs streams (an "
+        "l0.Result, a wrapped-client call, or a stream factory)"
+    )
+
+
+def validate_value(value: Any, validate: Any) -> str | None:
+    """``None`` when ``value`` passes ``validate`` (a predicate or a pydantic type), else why."""
+    if validate is None:
+        return None
+    if isinstance(validate, type) or (not callable(validate)):
+        from l0.structured_output import _adapter
+
+        adapter = _adapter(validate)
+        try:
+            if isinstance(value, str | bytes):
+                adapter.validate_json(value)
+            else:
+                adapter.validate_python(value)
+        except Exception as exc:
+            return f"not a valid {getattr(validate, '__name__', validate)}: {exc}"
+        return None
+    verdict = validate(value)
+    if inspect.isawaitable(verdict):
+        raise TypeError("validate= must be a plain function, not async")
+    return None if verdict else "validate= rejected the value"
+
+
+def check_validate(validate: object) -> None:
+    """Raise unless ``validate`` is ``None``, a predicate or a type pydantic can validate."""
+    if validate is None:
+        return
+    if isinstance(validate, type):
+        from l0.structured_output import _adapter
+
+        _adapter(validate)
+        return
+    if not callable(validate):
+        raise TypeError(
+            f"validate={validate!r}: expected a predicate (value -> bool) or a pydantic type"
+        )
+
+
+# --- first token wins ------------------------------------------------------------------------
+
+_END: Any = object()
+
+
+@dataclass(slots=True)
+class _Contender:
+    index: int
+    result: Result
+    queue: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    pump: asyncio.Task[None] | None = None
+    error: BaseException | None = None
+    finished: bool = False  # ended (completed or failed) before it delivered a token
+    tokens: bool = False
+
+
+@dataclass(slots=True)
+class Lead:
+    """The contender that delivered the first token.
+
+    Attributes:
+        index: Its position, in the order contenders were added.
+        result: Its session.
+        elapsed: Seconds from the start of the :class:`FirstToken` to that first token.
+    """
+
+    index: int
+    result: Result
+    elapsed: float
+    _contender: _Contender = field(repr=False)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every stream event of the leader, from its first one; iterate once.
+
+        The session keeps running in the task that started it (so its timeouts stay armed);
+        events reach the caller through a queue. Stopping early closes the session.
+        """
+        contender = self._contender
+        queue = contender.queue
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            pump = contender.pump
+            if pump is not None and not pump.done():
+                contender.result.abort()
+                pump.cancel()
+                with contextlib.suppress(BaseException):
+                    await pump
+            with contextlib.suppress(Exception):
+                await asyncio.shield(contender.result.aclose())
+
+
+class FirstToken:
+    """First contender to deliver a token wins; every other contender is closed at once.
+
+    Add running sessions with :meth:`add` (at any time, e.g. a hedged request started when
+    the first token is late), then ``await first.lead()``. Every other session is aborted and
+    its provider stream closed before ``lead()`` returns; the leader's events are read with
+    :meth:`Lead.events`. A contender that fails or ends before any token is out.
+    :meth:`close` aborts whatever is still running (call it in a ``finally``).
+    """
+
+    __slots__ = ("_contenders", "_done", "_lead", "_start")
+
+    def __init__(self) -> None:
+        self._contenders: list[_Contender] = []
+        self._lead: _Contender | None = None
+        self._done = asyncio.Event()
+        self._start = _now()
+
+    @property
+    def contenders(self) -> int:
+        """How many contenders were added."""
+        return len(self._contenders)
+
+    def errors(self) -> list[BaseException | None]:
+        """Each contender's error (``None`` for one that did not fail), in order added."""
+        return [c.error for c in self._contenders]
+
+    def add(self, result: Result) -> int:
+        """Start iterating ``result`` as a new contender; returns its index."""
+        if self._lead is not None:
+            raise RuntimeError("the race has a leader already")
+        contender = _Contender(len(self._contenders), result)
+        self._contenders.append(contender)
+        self._done.clear()
+        contender.pump = asyncio.get_running_loop().create_task(
+            self._pump(contender), name=f"l0-first-token-{contender.index}"
+        )
+        return contender.index
+
+    async def _pump(self, contender: _Contender) -> None:
+        # The session is iterated here to its end, so that its timers keep firing into the
+        # task that runs it; the consumer reads the queue.
+        put = contender.queue.put_nowait
+        try:
+            async for event in contender.result:
+                put(event)
+                if not contender.tokens and event.is_token:
+                    contender.tokens = True
+                    if self._lead is None:
+                        self._lead = contender
+                        self._done.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            contender.error = exc
+            put(exc)
+        else:
+            put(_END)
+        if not contender.tokens:
+            contender.finished = True
+            if self._lead is None and all(c.finished for c in self._contenders):
+                self._done.set()
+
+    async def lead(self) -> Lead:
+        """Wait for the first token and close every other contender.
+
+        Raises:
+            AllTasksFailedError: every contender failed or ended without a token.
+        """
+        await self._done.wait()
+        winner = self._lead
+        await self._close_others(winner)
+        if winner is None:
+            outcomes = [
+                TaskOutcome(c.index, "failed" if c.error else "completed", error=c.error)
+                for c in self._contenders
+            ]
+            raise AllTasksFailedError(
+                "no contender delivered a token: "
+                + "; ".join(f"#{o.index}: {o.error!r}" for o in outcomes),
+                outcomes=outcomes,
+            )
+        return Lead(winner.index, winner.result, _now() - self._start, winner)
+
+    async def _close_others(self, winner: _Contender | None) -> None:
+        losers = [c for c in self._contenders if c is not winner]
+        for c in losers:
+            c.result.abort()
+            if c.pump is not None and not c.pump.done():
+                c.pump.cancel()
+        for c in losers:
+            if c.pump is not None:
+                with contextlib.suppress(BaseException):
+                    await c.pump
+            with contextlib.suppress(Exception):
+                await c.result.aclose()
+
+    def failed(self, index: int) -> bool:
+        """True when contender ``index`` failed (rather than being cancelled)."""
+        return self._contenders[index].error is not None
+
+    async def close(self) -> None:
+        """Abort every contender still running (the leader too)."""
+        await self._close_others(None)
+
+
+async def gather_cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until each has really ended."""
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    for task in tasks:
+        with contextlib.suppress(BaseException):
+            await task
