@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 from l0._api import Result, run
 from l0._callbacks import Notifier
 from l0.errors import L0Error
-from l0.events import ObservabilityEvent, ObservabilityEventType, uuid7
+from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
 from l0.plugins import L0PluginManager, default_plugin_manager
 from l0.structured_output import StructuredResult, StructuredStream
 from l0.types import ErrorCategory, Event
@@ -167,33 +167,14 @@ def split_options(options: Mapping[str, Any]) -> tuple[L0PluginManager, Any, dic
 # --- parent linking --------------------------------------------------------------------------
 
 
-def _parent_var() -> Any:
-    from l0 import events
-
-    return getattr(events, "current_parent_id", None)
-
-
 @contextlib.contextmanager
 def child_scope(group_id: str) -> Iterator[None]:
     """Sessions created inside this block carry ``group_id`` as their ``parent_id``."""
-    var = _parent_var()
-    if var is None:
-        yield
-        return
-    token = var.set(group_id)
+    token = current_parent.set(group_id)
     try:
         yield
     finally:
-        var.reset(token)
-
-
-def current_parent() -> str | None:
-    """The id of the group this code runs in, if any."""
-    var = _parent_var()
-    if var is None:
-        return None
-    value: str | None = var.get()
-    return value
+        current_parent.reset(token)
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -223,7 +204,7 @@ class GroupBus:
         self._export = hook_table(pm).export
         self._on_event = on_event
         self._notifier = Notifier()
-        self._parent = current_parent()
+        self._parent = current_parent.get()
 
     def emit(self, kind: ObservabilityEventType, **data: Any) -> None:
         """Deliver one event of this group (never raises)."""
@@ -251,16 +232,14 @@ def _make_event(
     data: dict[str, Any],
     parent: str | None,
 ) -> ObservabilityEvent:
-    fields: dict[str, Any] = {
-        "type": kind,
-        "ts": time.time_ns() / 1_000_000,
-        "stream_id": stream_id,
-        "session_id": session_id,
-        "data": MappingProxyType(data),
-    }
-    if "parent_id" in ObservabilityEvent.__dataclass_fields__:
-        fields["parent_id"] = parent
-    return ObservabilityEvent(**fields)
+    return ObservabilityEvent(
+        type=kind,
+        ts=time.time_ns() / 1_000_000,
+        stream_id=stream_id,
+        session_id=session_id,
+        data=MappingProxyType(data),
+        parent_id=parent,
+    )
 
 
 # --- running one task ------------------------------------------------------------------------
