@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def check_positive(name: str, value: object, *, integer: bool = False) -> None:
         raise TypeError(f"{name}={value!r}: expected {kind}")
     if integer and (not isinstance(value, int) or value < 1):
         raise ValueError(f"{name}={value!r}: expected an int >= 1")
-    if not value > 0 or value != value or value == float("inf"):
+    if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name}={value!r}: expected a positive, finite number")
 
 

@@ -152,11 +152,7 @@ def _vote_text(outputs: dict[int, Any], threshold: float, majority: bool) -> _Vo
     items = list(outputs.items())
     best: tuple[int, set[int]] | None = None
     for i, value in items:
-        supporters = {
-            j
-            for j, other in items
-            if j == i or _agree(value, other, threshold)
-        }
+        supporters = {j for j, other in items if j == i or _agree(value, other, threshold)}
         if best is None or len(supporters) > len(best[1]):
             best = (i, supporters)
     assert best is not None
@@ -172,7 +168,9 @@ def _agree(a: Any, b: Any, threshold: float) -> bool:
     return _key(a) == _key(b)
 
 
-def _vote_fields(outputs: dict[int, Any], schema: type[pydantic.BaseModel], majority: bool) -> _Vote:
+def _vote_fields(
+    outputs: dict[int, Any], schema: type[pydantic.BaseModel], majority: bool
+) -> _Vote:
     dumped: dict[int, dict[str, Any]] = {}
     for i, value in outputs.items():
         model = value if isinstance(value, schema) else schema.model_validate(value)
@@ -237,7 +235,7 @@ def _default_min(strategy: str, total: int) -> int:
 
 
 @overload
-async def consensus(  # type: ignore[overload-overlap]  # structured tasks are also awaitables
+async def consensus(
     tasks: Sequence[StructuredTask[T]],
     *,
     strategy: Strategy = "majority",
@@ -251,7 +249,7 @@ async def consensus(  # type: ignore[overload-overlap]  # structured tasks are a
 
 
 @overload
-async def consensus(  # type: ignore[overload-overlap]  # an l0.Result is also an awaitable
+async def consensus(
     tasks: Sequence[TextTask],
     *,
     strategy: Strategy = "majority",
@@ -333,9 +331,7 @@ async def consensus(
     _check(strategy, threshold, schema, score, min_outputs)
     needed = min_outputs if min_outputs is not None else _default_min(strategy, len(checked))
     if needed > len(checked):
-        raise ValueError(
-            f"min_outputs={min_outputs!r}: more than the {len(checked)} tasks given"
-        )
+        raise ValueError(f"min_outputs={min_outputs!r}: more than the {len(checked)} tasks given")
     pm, on_event, options = split_options(run_options)
     bus = GroupBus("consensus", pm, on_event, session_id)
     start = time.monotonic()
@@ -407,7 +403,9 @@ def _decide(
         else:
             index = max(outputs, key=lambda i: (score(outputs[i]), -i))
         value = outputs[index]
-        agreeing = {i for i, other in outputs.items() if i == index or _agree(value, other, threshold)}
+        agreeing = {
+            i for i, other in outputs.items() if i == index or _agree(value, other, threshold)
+        }
         return _Vote(value, len(agreeing) / len(outputs), agreeing)
     if schema is not None:
         return _vote_fields(outputs, schema, strategy == "majority")
@@ -448,7 +446,7 @@ async def _collect(
     running = [loop.create_task(one(i), name=f"l0-consensus-{i}") for i in range(len(checked))]
     try:
         if first_only:
-            waiter = asyncio.ensure_future(asyncio.gather(*running, return_exceptions=True))
+            waiter: asyncio.Future[Any] = asyncio.gather(*running, return_exceptions=True)
             await asyncio.wait([waiter, first], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
         else:
@@ -456,4 +454,3 @@ async def _collect(
     finally:
         await gather_cancel(running)
     return outcomes
-

@@ -30,7 +30,7 @@ from l0.pool import LocalRateLimiter, RateLimiter
 __all__ = ["ParallelResult", "batched", "parallel"]
 
 T = TypeVar("T")
-I = TypeVar("I")
+ItemT = TypeVar("ItemT")
 _OBS = ObservabilityEventType
 log = logging.getLogger("l0.parallel")
 
@@ -84,7 +84,7 @@ class ParallelResult(Generic[T]):
 
 
 class _Progress:
-    __slots__ = ("bus", "callback", "done", "failed", "total")
+    __slots__ = ("bus", "callback", "done", "failed", "pending", "total")
 
     def __init__(self, bus: GroupBus, callback: Callable[..., Any] | None, total: int) -> None:
         self.bus = bus
@@ -92,22 +92,24 @@ class _Progress:
         self.total = total
         self.done = 0
         self.failed = 0
+        self.pending: set[asyncio.Future[Any]] = set()
 
     def settled(self, ok: bool) -> None:
         if ok:
             self.done += 1
         else:
             self.failed += 1
-        self.bus.emit(
-            _OBS.GROUP_PROGRESS, done=self.done, failed=self.failed, total=self.total
-        )
+        self.bus.emit(_OBS.GROUP_PROGRESS, done=self.done, failed=self.failed, total=self.total)
         callback = self.callback
         if callback is None:
             return
         try:
             verdict = callback(self.done, self.failed, self.total)
             if inspect.isawaitable(verdict):
-                asyncio.ensure_future(verdict)
+                pending = asyncio.ensure_future(verdict)
+                # Keep a reference until it is done, or the loop may collect it mid-way.
+                self.pending.add(pending)
+                pending.add_done_callback(self.pending.discard)
         except Exception:
             log.exception("l0: on_progress raised; the run goes on")
 
@@ -118,7 +120,7 @@ async def _fan_out(
     *,
     concurrency: int | None,
     fail_fast: bool,
-    timeout: float | None,
+    time_limit: float | None,
     on_progress: Callable[..., Any] | None,
     limiter: RateLimiter | None,
     session_id: str | None,
@@ -175,7 +177,7 @@ async def _fan_out(
     workers = [loop.create_task(worker(), name=f"l0-{kind}-worker-{i}") for i in range(width)]
     status = "success"
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             stopper = loop.create_task(stop.wait())
             try:
                 await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -199,27 +201,27 @@ async def _fan_out(
         for outcome in outcomes:
             if outcome.status in ("pending", "cancelled"):
                 outcome.status = "cancelled"
-                outcome.error = TimeoutError(f"{kind}: timeout={timeout!r} s passed")
+                outcome.error = TimeoutError(f"{kind}: time_limit={time_limit!r} s passed")
         if fail_fast:
-            raise TimeoutError(f"{kind}: timeout={timeout!r} s passed")
+            raise TimeoutError(f"{kind}: time_limit={time_limit!r} s passed")
     return ParallelResult(outcomes, time.monotonic() - start, bus.group_id)
 
 
-def _check_common(timeout: object, on_progress: object, fail_fast: object) -> None:
-    if timeout is not None:
-        check_positive("timeout", timeout)
+def _check_common(time_limit: object, on_progress: object, fail_fast: object) -> None:
+    if time_limit is not None:
+        check_positive("time_limit", time_limit)
     check_optional_callable("on_progress", on_progress)
     if not isinstance(fail_fast, bool):
         raise TypeError(f"fail_fast={fail_fast!r}: expected True or False")
 
 
 @overload
-async def parallel(  # type: ignore[overload-overlap]  # structured tasks are also awaitables
+async def parallel(
     tasks: Sequence[StructuredTask[T]],
     *,
     concurrency: int | None = None,
     fail_fast: bool = False,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     on_progress: Callable[..., Any] | None = None,
     session_id: str | None = None,
     **run_options: Any,
@@ -227,12 +229,12 @@ async def parallel(  # type: ignore[overload-overlap]  # structured tasks are al
 
 
 @overload
-async def parallel(  # type: ignore[overload-overlap]  # an l0.Result is also an awaitable
+async def parallel(
     tasks: Sequence[TextTask],
     *,
     concurrency: int | None = None,
     fail_fast: bool = False,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     on_progress: Callable[..., Any] | None = None,
     session_id: str | None = None,
     **run_options: Any,
@@ -245,7 +247,7 @@ async def parallel(
     *,
     concurrency: int | None = None,
     fail_fast: bool = False,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     on_progress: Callable[..., Any] | None = None,
     session_id: str | None = None,
     **run_options: Any,
@@ -258,7 +260,7 @@ async def parallel(
     *,
     concurrency: int | None = None,
     fail_fast: bool = False,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     on_progress: Callable[..., Any] | None = None,
     session_id: str | None = None,
     **run_options: Any,
@@ -270,7 +272,7 @@ async def parallel(
     *,
     concurrency: int | None = None,
     fail_fast: bool = False,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     on_progress: Callable[..., Any] | None = None,
     session_id: str | None = None,
     **run_options: Any,
@@ -283,7 +285,7 @@ async def parallel(
             in input order.
         fail_fast: ``False`` (default): a failed task's error is kept in its outcome and the
             others go on. ``True``: the first error cancels every other task and is raised.
-        timeout: Seconds for the whole run; unfinished tasks are then cancelled and their
+        time_limit: Seconds for the whole run; unfinished tasks are then cancelled and their
             outcomes say so (with ``fail_fast=True``, ``TimeoutError`` is raised).
         on_progress: ``(done, failed, total)``, called as each task settles.
         session_id: ``session_id`` of the run's observability events.
@@ -300,13 +302,13 @@ async def parallel(
     checked = check_tasks(tasks)
     if concurrency is not None:
         check_positive("concurrency", concurrency, integer=True)
-    _check_common(timeout, on_progress, fail_fast)
+    _check_common(time_limit, on_progress, fail_fast)
     return await _fan_out(
         "parallel",
         checked,
         concurrency=concurrency,
         fail_fast=fail_fast,
-        timeout=timeout,
+        time_limit=time_limit,
         on_progress=on_progress,
         limiter=None,
         session_id=session_id,
@@ -315,8 +317,8 @@ async def parallel(
 
 
 async def batched(
-    items: Iterable[I],
-    handler: Callable[[I], Any],
+    items: Iterable[ItemT],
+    handler: Callable[[ItemT], Any],
     *,
     batch_size: int = 8,
     rpm: float | None = None,
@@ -324,7 +326,7 @@ async def batched(
     burst: int | None = None,
     limiter: RateLimiter | None = None,
     fail_fast: bool = False,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     on_progress: Callable[..., Any] | None = None,
     session_id: str | None = None,
     **run_options: Any,
@@ -344,7 +346,7 @@ async def batched(
         burst: Requests that may start at once before RPM pacing.
         limiter: Your own :class:`l0.RateLimiter` instead of ``rpm``/``tpm``/``burst``.
         fail_fast: As for :func:`parallel`.
-        timeout: As for :func:`parallel`.
+        time_limit: As for :func:`parallel`.
         on_progress: As for :func:`parallel`.
         session_id: ``session_id`` of the run's observability events.
         **run_options: As for :func:`parallel`.
@@ -360,7 +362,7 @@ async def batched(
     if not callable(handler):
         raise TypeError(f"handler={handler!r}: expected a callable taking one item")
     check_positive("batch_size", batch_size, integer=True)
-    _check_common(timeout, on_progress, fail_fast)
+    _check_common(time_limit, on_progress, fail_fast)
     if limiter is not None and not isinstance(limiter, RateLimiter):
         raise TypeError(f"limiter={limiter!r}: expected an object with acquire() and record()")
     if limiter is None and (rpm, tpm, burst) != (None, None, None):
@@ -371,7 +373,7 @@ async def batched(
         tasks,
         concurrency=batch_size,
         fail_fast=fail_fast,
-        timeout=timeout,
+        time_limit=time_limit,
         on_progress=on_progress,
         limiter=limiter,
         session_id=session_id,
@@ -379,7 +381,7 @@ async def batched(
     )
 
 
-def _bind(handler: Callable[[I], Any], item: I) -> Callable[[], Any]:
+def _bind(handler: Callable[[ItemT], Any], item: ItemT) -> Callable[[], Any]:
     def task() -> Any:
         return handler(item)
 

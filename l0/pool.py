@@ -182,10 +182,10 @@ class Pool:
         return self._bus.group_id
 
     @overload
-    def submit(self, task: StructuredTask[T]) -> asyncio.Future[T]: ...  # type: ignore[overload-overlap]
+    def submit(self, task: StructuredTask[T]) -> asyncio.Future[T]: ...
 
     @overload
-    def submit(self, task: TextTask) -> asyncio.Future[str]: ...  # type: ignore[overload-overlap]
+    def submit(self, task: TextTask) -> asyncio.Future[str]: ...
 
     @overload
     def submit(self, task: ValueTask[T]) -> asyncio.Future[T]: ...
@@ -202,8 +202,9 @@ class Pool:
         """
         if self._closed:
             raise RuntimeError("this pool is closed")
-        (checked,) = check_tasks([task], "task")
-        return self._start_task(checked, self.submitted)
+        if not callable(task):
+            raise TypeError(f"task={task!r}: expected a callable (a task factory)")
+        return self._start_task(task, self.submitted)
 
     def _start_task(self, task: Callable[..., Any], index: int) -> asyncio.Task[Any]:
         if not self._started:
@@ -243,7 +244,9 @@ class Pool:
             raise
         self.done += 1
         self._bus.emit(
-            _OBS.GROUP_TASK_COMPLETE, index=index, duration_ms=int((time.monotonic() - began) * 1000)
+            _OBS.GROUP_TASK_COMPLETE,
+            index=index,
+            duration_ms=int((time.monotonic() - began) * 1000),
         )
         self._progress()
         return value
@@ -303,7 +306,9 @@ class Pool:
         if not already and self._started:
             status = "cancelled" if cancel else "success"
             self._bus.emit(
-                _OBS.GROUP_END, status=status, duration_ms=int((time.monotonic() - self._start) * 1000)
+                _OBS.GROUP_END,
+                status=status,
+                duration_ms=int((time.monotonic() - self._start) * 1000),
             )
 
     async def __aenter__(self) -> Pool:

@@ -66,28 +66,28 @@ class RaceResult(Generic[T]):
     group_id: str
 
 
-def _check_timeout(timeout: object) -> None:
-    if timeout is not None:
-        check_positive("timeout", timeout)
+def _check_time_limit(time_limit: object) -> None:
+    if time_limit is not None:
+        check_positive("time_limit", time_limit)
 
 
 @overload
-async def race(  # type: ignore[overload-overlap]  # structured tasks are also awaitables
+async def race(
     tasks: Sequence[StructuredTask[T]],
     *,
     validate: Any = None,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     session_id: str | None = None,
     **run_options: Any,
 ) -> RaceResult[T]: ...
 
 
 @overload
-async def race(  # type: ignore[overload-overlap]  # an l0.Result is also an awaitable
+async def race(
     tasks: Sequence[TextTask],
     *,
     validate: Any = None,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     session_id: str | None = None,
     **run_options: Any,
 ) -> RaceResult[str]: ...
@@ -98,7 +98,7 @@ async def race(
     tasks: Sequence[ValueTask[T]],
     *,
     validate: Any = None,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     session_id: str | None = None,
     **run_options: Any,
 ) -> RaceResult[T]: ...
@@ -109,7 +109,7 @@ async def race(
     tasks: Sequence[Callable[..., Any]],
     *,
     validate: Any = None,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     session_id: str | None = None,
     **run_options: Any,
 ) -> RaceResult[Any]: ...
@@ -119,7 +119,7 @@ async def race(
     tasks: Sequence[Callable[..., Any]],
     *,
     validate: Any = None,
-    timeout: float | None = None,
+    time_limit: float | None = None,
     session_id: str | None = None,
     **run_options: Any,
 ) -> RaceResult[Any]:
@@ -131,7 +131,7 @@ async def race(
             plain coroutine factories.
         validate: A predicate ``(value) -> bool`` or a pydantic type; a contender whose value
             it rejects is ``"invalid"`` and does not win.
-        timeout: Seconds for the whole race; when it passes, every contender is cancelled and
+        time_limit: Seconds for the whole race; when it passes, every contender is cancelled and
             ``TimeoutError`` is raised.
         session_id: ``session_id`` of the race's observability events.
         **run_options: Options of :func:`l0.run` for the sessions the race starts itself (raw
@@ -143,12 +143,12 @@ async def race(
 
     Raises:
         AllTasksFailedError: no contender completed validly; ``.errors`` has each one's error.
-        TimeoutError: ``timeout`` passed first.
+        TimeoutError: ``time_limit`` passed first.
         TypeError, ValueError: bad arguments (raised before anything starts).
     """
     checked = check_tasks(tasks)
     check_validate(validate)
-    _check_timeout(timeout)
+    _check_time_limit(time_limit)
     pm, on_event, options = split_options(run_options)
     bus = GroupBus("race", pm, on_event, session_id)
     outcomes = [TaskOutcome(i) for i in range(len(checked))]
@@ -193,11 +193,11 @@ async def race(
         for i in range(len(checked))
     ]
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             winner = await asyncio.shield(won)
     except TimeoutError:
         bus.emit(_OBS.GROUP_END, status="timeout", duration_ms=_ms(start))
-        raise TimeoutError(f"race: no contender won within timeout={timeout!r} s") from None
+        raise TimeoutError(f"race: no contender won within time_limit={time_limit!r} s") from None
     finally:
         await gather_cancel(running)
         for i, outcome in enumerate(outcomes):
