@@ -176,11 +176,16 @@ async def race(
             if reason is not None:
                 outcome.status, outcome.value = "invalid", value
                 outcome.error = ValueError(reason)
-            elif not won.done():
-                outcome.status, outcome.value = "won", value
-                won.set_result(index)
             else:
-                outcome.status, outcome.value = "completed", value
+                outcome.duration = time.monotonic() - began
+                ms = int(outcome.duration * 1000)
+                bus.emit(_OBS.GROUP_TASK_COMPLETE, index=index, duration_ms=ms)
+                if won.done():
+                    outcome.status, outcome.value = "completed", value
+                else:
+                    outcome.status, outcome.value = "won", value
+                    bus.emit(_OBS.GROUP_WINNER, index=index, elapsed_ms=_ms(start))
+                    won.set_result(index)
         outcome.duration = time.monotonic() - began
         if outcome.status in ("failed", "invalid"):
             bus.emit(_OBS.GROUP_TASK_FAILED, index=index, error=repr(outcome.error))
@@ -211,8 +216,6 @@ async def race(
             + "; ".join(f"#{o.index} {o.status}: {o.error!r}" for o in outcomes),
             outcomes=outcomes,
         )
-    bus.emit(_OBS.GROUP_TASK_COMPLETE, index=winner, duration_ms=int(elapsed * 1000))
-    bus.emit(_OBS.GROUP_WINNER, index=winner, elapsed_ms=int(elapsed * 1000))
     bus.emit(_OBS.GROUP_END, status="success", duration_ms=_ms(start))
     return RaceResult(outcomes[winner].value, winner, elapsed, outcomes, bus.group_id)
 
