@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
+from l0._first_token import FirstToken
 from l0._group import (
     AllTasksFailedError,
-    FirstToken,
     GroupBus,
     StructuredTask,
     TaskOutcome,

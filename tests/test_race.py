@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 import l0
-from l0._group import FirstToken
+from l0._first_token import FirstToken
 from l0.events import EVENT_DOCS, ObservabilityEvent, ObservabilityEventType
 
 NO_RETRY = l0.Retry(attempts=0, max_retries=0)

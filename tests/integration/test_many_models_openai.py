@@ -17,7 +17,7 @@ import pydantic
 import pytest
 
 import l0
-from l0.testing import ChaosServer, Fault, RecordedRequest
+from l0.testing import ChaosServer, Fault, RecordedRequest, split_words
 
 MESSAGES: Any = [{"role": "user", "content": "Answer."}]
 NO_RETRY = l0.Retry(attempts=0, max_retries=0, base_delay=0.0, max_delay=0.0)
@@ -248,8 +248,9 @@ async def test_pool_holds_600_rpm_over_a_burst_of_40() -> None:
         await client.l0_client.close()
 
 
-async def test_pool_tpm_uses_reported_usage() -> None:
-    async with ChaosServer(text="four words of text") as server:
+async def test_pool_tpm_charges_reported_usage_and_waits_out_the_debt() -> None:
+    text = " ".join(["word"] * 1210)
+    async with ChaosServer(text=text) as server:
         raw = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
         client = l0.wrap(raw, retry=NO_RETRY)
 
@@ -261,11 +262,32 @@ async def test_pool_tpm_uses_reported_usage() -> None:
                 stream_options={"include_usage": True},
             )
 
-        limiter = l0.LocalRateLimiter(tpm=6000)
-        async with l0.Pool(concurrency=1, limiter=limiter) as pool:
-            assert await pool.submit(call) == "four words of text"
-        # The server reports prompt + completion tokens; the limiter was charged with them.
-        assert limiter._tok_level < 6000
+        class Spy:
+            """Delegates to a real limiter and remembers what it was charged."""
+
+            def __init__(self) -> None:
+                self.inner = l0.LocalRateLimiter(tpm=1200)  # 20 tokens per second
+                self.charged: list[int] = []
+
+            async def acquire(self) -> None:
+                await self.inner.acquire()
+
+            def record(self, tokens: int) -> None:
+                self.charged.append(tokens)
+                self.inner.record(tokens)
+
+        spy = Spy()
+        async with l0.Pool(concurrency=1, limiter=spy) as pool:
+            first = pool.submit(call)
+            second = pool.submit(call)
+            assert await first == text
+            assert await second == text
+        used = 1 + len(split_words(text))  # the prompt's one word and every streamed token
+        assert spy.charged == [used, used]
+        # The first answer overdrew the 1200-token minute: the second waits the debt out.
+        one, two = server.requests
+        assert one.ended is not None
+        assert two.time - one.ended >= (used - 1200) / 20 - 0.05
         await raw.close()
 
 
