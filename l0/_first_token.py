@@ -127,7 +127,8 @@ class FirstToken:
         try:
             async for event in contender.result:
                 put(event)
-                if not contender.tokens and event.is_token:
+                # A tool call is content too: a tool-calling answer may have no text token.
+                if not contender.tokens and (event.is_token or event.is_tool_call):
                     contender.tokens = True
                     if self._lead is None:
                         self._lead = contender

@@ -151,8 +151,15 @@ def check_optional_callable(name: str, value: object) -> None:
         raise TypeError(f"{name}={value!r}: expected a callable or None")
 
 
-def split_options(options: Mapping[str, Any]) -> tuple[L0PluginManager, Any, dict[str, Any]]:
-    """``(plugin manager, on_event, options for child sessions)`` from a group's options."""
+def split_options(
+    options: Mapping[str, Any], session_id: str | None = None
+) -> tuple[L0PluginManager, Any, dict[str, Any]]:
+    """``(plugin manager, on_event, options for child sessions)`` from a group's options.
+
+    A group's ``session_id`` is also given to the child sessions it starts itself.
+    """
+    if session_id is not None and not isinstance(session_id, str):
+        raise TypeError(f"session_id={session_id!r}: expected a str or None")
     plugins = options.get("plugins")
     if plugins is not None and not isinstance(plugins, L0PluginManager):
         raise TypeError(f"plugins={plugins!r}: expected an l0 plugin manager")
@@ -160,6 +167,8 @@ def split_options(options: Mapping[str, Any]) -> tuple[L0PluginManager, Any, dic
     check_optional_callable("on_event", on_event)
     pm = plugins if plugins is not None else default_plugin_manager()
     child = dict(options)
+    if session_id is not None:
+        child["session_id"] = session_id
     return pm, on_event, child
 
 

@@ -39,6 +39,7 @@ from l0._group import (
 )
 from l0.errors import L0Error
 from l0.events import ObservabilityEventType
+from l0.structured_output import extract_json
 from l0.types import ErrorCategory
 
 __all__ = ["ConsensusError", "ConsensusResult", "consensus", "normalize_text", "similarity"]
@@ -173,8 +174,7 @@ def _vote_fields(
 ) -> _Vote:
     dumped: dict[int, dict[str, Any]] = {}
     for i, value in outputs.items():
-        model = value if isinstance(value, schema) else schema.model_validate(value)
-        dumped[i] = model.model_dump()
+        dumped[i] = value.model_dump()
     n = len(dumped)
     voted: dict[str, Any] = {}
     field_agreement: dict[str, float] = {}
@@ -200,6 +200,21 @@ def _vote_fields(
     value = schema.model_validate(voted)
     agreement = min(field_agreement.values()) if field_agreement else 1.0
     return _Vote(value, agreement, supporters, field_agreement, ties, reached)
+
+
+def _as_models(outcomes: list[TaskOutcome], schema: type[pydantic.BaseModel]) -> None:
+    """Turn each output into a ``schema`` instance (JSON text is parsed); else it is invalid."""
+    for outcome in outcomes:
+        if not outcome.ok or isinstance(outcome.value, schema):
+            continue
+        value = outcome.value
+        try:
+            if isinstance(value, str | bytes):
+                outcome.value = schema.model_validate_json(extract_json(str(value)))
+            else:
+                outcome.value = schema.model_validate(value)
+        except pydantic.ValidationError as exc:
+            outcome.status, outcome.error = "invalid", exc
 
 
 def _check(
@@ -311,7 +326,8 @@ async def consensus(
             then cancelled).
         threshold: For text, the :func:`similarity` at which two outputs agree (1.0, the
             default, means the same words after normalisation).
-        schema: A pydantic model: outputs (models or dicts) are voted field by field.
+        schema: A pydantic model: outputs (models, dicts, or JSON text) are voted field by
+            field; an output that does not validate is left out as ``"invalid"``.
         score: ``(value) -> float`` for ``strategy="best"``.
         min_outputs: Successful outputs needed; default: every task for ``unanimous``, more
             than half of the tasks for ``majority``, one for ``best``. Failed tasks are left
@@ -332,12 +348,14 @@ async def consensus(
     needed = min_outputs if min_outputs is not None else _default_min(strategy, len(checked))
     if needed > len(checked):
         raise ValueError(f"min_outputs={min_outputs!r}: more than the {len(checked)} tasks given")
-    pm, on_event, options = split_options(run_options)
+    pm, on_event, options = split_options(run_options, session_id)
     bus = GroupBus("consensus", pm, on_event, session_id)
     start = time.monotonic()
     bus.emit(_OBS.GROUP_START, task_count=len(checked), mode=strategy)
     first_only = strategy == "best" and score is None
     outcomes = await _collect(checked, options, bus, first_only)
+    if schema is not None:
+        _as_models(outcomes, schema)
     outputs = {o.index: o.value for o in outcomes if o.ok}
     errors = {o.index: o.error for o in outcomes if o.error is not None}
     try:

@@ -126,7 +126,7 @@ async def _fan_out(
     session_id: str | None,
     run_options: dict[str, Any],
 ) -> ParallelResult[Any]:
-    pm, on_event, options = split_options(run_options)
+    pm, on_event, options = split_options(run_options, session_id)
     bus = GroupBus(kind, pm, on_event, session_id)
     total = len(checked)
     outcomes = [TaskOutcome(i) for i in range(total)]

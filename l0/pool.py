@@ -158,7 +158,7 @@ class Pool:
                 raise ValueError("give limiter= or rpm=/tpm=/burst=, not both")
         elif (rpm, tpm) != (None, None) or burst is not None:
             limiter = LocalRateLimiter(rpm=rpm, tpm=tpm, burst=burst)
-        pm, on_event, options = split_options(run_options)
+        pm, on_event, options = split_options(run_options, session_id)
         self._options = options
         self._limiter = limiter
         self._slots = asyncio.Semaphore(concurrency)

@@ -149,7 +149,7 @@ async def race(
     checked = check_tasks(tasks)
     check_validate(validate)
     _check_time_limit(time_limit)
-    pm, on_event, options = split_options(run_options)
+    pm, on_event, options = split_options(run_options, session_id)
     bus = GroupBus("race", pm, on_event, session_id)
     outcomes = [TaskOutcome(i) for i in range(len(checked))]
     start = time.monotonic()
@@ -197,17 +197,24 @@ async def race(
         asyncio.get_running_loop().create_task(contender(i), name=f"l0-race-{i}")
         for i in range(len(checked))
     ]
+    stopped: str | None = None
     try:
         async with asyncio.timeout(time_limit):
             winner = await asyncio.shield(won)
     except TimeoutError:
-        bus.emit(_OBS.GROUP_END, status="timeout", duration_ms=_ms(start))
-        raise TimeoutError(f"race: no contender won within time_limit={time_limit!r} s") from None
+        stopped = "timeout"
+    except BaseException:
+        stopped = "cancelled"
+        raise
     finally:
         await gather_cancel(running)
         for i, outcome in enumerate(outcomes):
             if outcome.status == "cancelled":
                 bus.emit(_OBS.GROUP_TASK_CANCELLED, index=i)
+        if stopped is not None:
+            bus.emit(_OBS.GROUP_END, status=stopped, duration_ms=_ms(start))
+    if stopped is not None:
+        raise TimeoutError(f"race: no contender won within time_limit={time_limit!r} s")
     elapsed = time.monotonic() - start
     if winner < 0:
         bus.emit(_OBS.GROUP_END, status="failed", duration_ms=_ms(start))
@@ -371,5 +378,5 @@ def race_stream(
         TypeError, ValueError: bad arguments (raised here, before anything starts).
     """
     checked = check_tasks(tasks)
-    pm, on_event, options = split_options(run_options)
+    pm, on_event, options = split_options(run_options, session_id)
     return RaceStream(checked, options, GroupBus("race", pm, on_event, session_id))

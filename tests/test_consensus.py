@@ -188,3 +188,15 @@ async def test_bad_input(kwargs: dict[str, Any], error: type[Exception], match: 
         await l0.consensus([const("a"), const("a")], **kwargs)
     with pytest.raises(ValueError, match=r"tasks=\[\]"):
         await l0.consensus([])
+
+
+async def test_schema_parses_json_text_and_leaves_invalid_outputs_out() -> None:
+    good = '{"city": "Paris", "year": 1889, "sure": true}'
+    result = await l0.consensus(
+        [const(good), const(f"Here you go:\n```json\n{good}\n```"), const('{"city": 3}')],
+        schema=Answer,
+    )
+    assert result.value == Answer(city="Paris", year=1889, sure=True)
+    assert [o.status for o in result.outcomes] == ["completed", "completed", "invalid"]
+    assert isinstance(result.outcomes[2].error, pydantic.ValidationError)
+    assert result.agreement == 1.0

@@ -258,3 +258,13 @@ async def test_a_coroutine_instead_of_a_factory_is_refused() -> None:
         await l0.race(tasks)
     with pytest.raises(ValueError, match=r"tasks=\[\]"):
         l0.race_stream([])
+
+
+async def test_group_session_id_reaches_child_sessions() -> None:
+    seen: list[ObservabilityEvent] = []
+    await l0.race([lambda: words(["a"])], session_id="conversation-7", on_event=seen.append)
+    await asyncio.sleep(0.05)
+    assert seen
+    assert {e.session_id for e in seen} == {"conversation-7"}
+    with pytest.raises(TypeError, match="session_id=3"):
+        await l0.race([lambda: words(["a"])], session_id=3)  # type: ignore[call-overload]
