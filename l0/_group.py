@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
 from l0._api import Result, run
 from l0._callbacks import Notifier
-from l0.errors import L0Error
+from l0.errors import L0Error, categorize_error
 from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
 from l0.plugins import L0PluginManager, default_plugin_manager
 from l0.structured_output import StructuredResult, StructuredStream
@@ -328,7 +328,12 @@ async def run_task(task: Callable[..., Any], options: dict[str, Any]) -> tuple[A
         result = _prefetched(produced, task, options)
         return await read_result(result), _usage(result.state)
     if inspect.isawaitable(produced):
-        value = await produced
+        try:
+            value = await produced
+        except Exception as exc:
+            if not _retryable(exc, options):
+                raise
+            return await _retry_in_session(exc, task, options)
         if isinstance(value, StructuredResult):
             return value.data, _usage(value.state)
         if isinstance(value, Result):
@@ -341,6 +346,61 @@ async def run_task(task: Callable[..., Any], options: dict[str, Any]) -> tuple[A
         f"a task returned {type(produced).__name__}: expected an l0.Result, a stream, or an "
         "awaitable (a coroutine)"
     )
+
+
+class _PlainValue(TypeError):
+    """A retried coroutine task gave a value, not a stream; carried out of the session.
+
+    A ``TypeError`` is an internal error to L0, so the session raises it at once, unretried.
+    """
+
+    def __init__(self, value: Any) -> None:
+        super().__init__("not a stream")
+        self.value = value
+
+
+def _retryable(error: BaseException, options: Mapping[str, Any]) -> bool:
+    plugins = options.get("plugins")
+    pm = plugins if isinstance(plugins, L0PluginManager) else None
+    return categorize_error(error, plugins=pm) in (ErrorCategory.NETWORK, ErrorCategory.TRANSIENT)
+
+
+async def _stream_or_value(produced: Any) -> Any:
+    value = await produced if inspect.isawaitable(produced) else produced
+    if isinstance(value, Result | StructuredStream | StructuredResult) or not _is_stream(value):
+        raise _PlainValue(value)
+    return value
+
+
+async def _retry_in_session(
+    error: BaseException, task: Callable[..., Any], options: dict[str, Any]
+) -> tuple[Any, int | None]:
+    """Retry a coroutine task whose request failed (a 429, a reset) under ``l0.run``.
+
+    A raw SDK call (``lambda: client.chat.completions.create(..., stream=True)``) fails in
+    its request before any stream exists; the group cannot tell it from any other coroutine
+    until it succeeds. So the failure becomes the first attempt of an ``l0.run`` session and
+    the task is called again for each retry, under the session's retry policy.
+    """
+    pending = [error]
+
+    def factory() -> Any:
+        if pending:
+            raise pending.pop()
+        return _stream_or_value(task())
+
+    result = run(factory, **options)
+    try:
+        return await read_result(result), _usage(result.state)
+    except _PlainValue as plain:
+        value = plain.value
+        if isinstance(value, StructuredResult):
+            return value.data, _usage(value.state)
+        if isinstance(value, Result):
+            return await read_result(value), _usage(value.state)
+        if isinstance(value, StructuredStream):
+            return (await value.result()).data, None
+        return value, None
 
 
 def task_result(task: Callable[..., Any], options: dict[str, Any]) -> Result:

@@ -214,3 +214,22 @@ BATCHED: Any = l0.batched
 async def test_bad_input(call: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         await call()
+
+
+async def test_coroutine_tasks_with_a_network_error_are_retried_others_are_not() -> None:
+    calls = {"flaky": 0, "buggy": 0}
+
+    async def flaky() -> str:
+        calls["flaky"] += 1
+        if calls["flaky"] == 1:
+            raise ConnectionResetError("connection reset by peer")
+        return "recovered"
+
+    async def buggy() -> str:
+        calls["buggy"] += 1
+        raise ValueError("a bug is not retried")
+
+    result = await l0.parallel([flaky, buggy], retry=l0.Retry(base_delay=0.0, max_delay=0.0))
+    assert result.values == ["recovered", None]
+    assert isinstance(result.errors[1], ValueError)
+    assert calls == {"flaky": 2, "buggy": 1}

@@ -168,6 +168,21 @@ async def test_streaming_race_closes_the_slow_starter_at_the_first_token() -> No
         await client.l0_client.close()
 
 
+async def test_raw_sdk_calls_get_retries_for_their_request_errors() -> None:
+    # An unwrapped client: the 429 happens while awaiting create(), before any stream.
+    scripts = {"busy": [Fault.status(429, headers={"Retry-After": "0"}), Fault.ok(text="Done.")]}
+    async with ChaosServer(model_scripts=scripts) as server:
+        raw = openai.AsyncOpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+
+        def call() -> Any:
+            return raw.chat.completions.create(model="busy", messages=MESSAGES, stream=True)
+
+        result = await l0.parallel([call], retry=FAST)
+        assert result.values == ["Done."]
+        assert len(_by_model(server, "busy")) == 2
+        await raw.close()
+
+
 # --- parallel --------------------------------------------------------------------------------
 
 
