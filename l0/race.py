@@ -43,6 +43,8 @@ __all__ = ["RaceResult", "RaceStream", "race", "race_stream"]
 
 T = TypeVar("T")
 _OBS = ObservabilityEventType
+_TOKEN = EventType.TOKEN
+_RESET = EventType.RESET
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,13 +310,16 @@ class RaceStream:
                             bus.emit(_OBS.GROUP_TASK_CANCELLED, index=i)
                     self.leader = leader
                     bus.emit(_OBS.GROUP_WINNER, index=leader, elapsed_ms=_ms(start))
-                    delivered = ""
+                    shown: list[str] = []
+                    add = shown.append
                     try:
                         async for event in lead.events():
-                            if event.is_token and event.text:
-                                delivered += event.text
-                            elif event.is_reset and event.data:
-                                delivered = delivered[: int(event.data.get("kept", 0))]
+                            kind = event.type
+                            if kind is _TOKEN:
+                                add(event.text or "")
+                            elif kind is _RESET and event.data:
+                                kept = int(event.data.get("kept", 0))
+                                shown[:] = ["".join(shown)[:kept]]
                             yield event
                     except Exception as exc:
                         self._fail(leader, exc, start)
@@ -323,8 +328,8 @@ class RaceStream:
                             self.outcomes[i].status = "pending"
                         # The consumer has shown the failed leader's text: withdraw it.
                         yield Event(
-                            EventType.RESET,
-                            data={"withdrawn": delivered, "kept": 0, "reason": repr(exc)},
+                            _RESET,
+                            data={"withdrawn": "".join(shown), "kept": 0, "reason": repr(exc)},
                         )
                         continue
                     outcome = self.outcomes[leader]
