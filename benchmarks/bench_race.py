@@ -67,9 +67,7 @@ async def measure(options: harness.Options) -> list[harness.Series]:
         CONTENDERS, options.sizes, options.runs, make, "".join, label="race"
     )
     for row in series.rows:
-        row.derived["race_minus_plain_us_per_token"] = row.us_per_token_between(
-            "race", "l0_plain"
-        )
+        row.derived["race_minus_plain_us_per_token"] = row.us_per_token_between("race", "l0_plain")
         row.derived["race_stream_minus_iter_us_per_token"] = row.us_per_token_between(
             "race_stream", "l0_iter"
         )
