@@ -12,6 +12,7 @@ import pytest
 import l0
 from l0.consensus import normalize_text, similarity
 from l0.events import ObservabilityEvent, ObservabilityEventType
+from tests.group_helpers import count, eventually
 
 
 def const(value: Any, delay: float = 0.0) -> Any:
@@ -160,7 +161,7 @@ async def test_consensus_events() -> None:
     await l0.consensus([const("a"), const("a")], on_event=seen.append)
     with pytest.raises(l0.ConsensusError):
         await l0.consensus([const("a"), const("b")], strategy="unanimous", on_event=seen.append)
-    await asyncio.sleep(0.05)
+    await eventually(lambda: count(seen, ObservabilityEventType.GROUP_END) == 2)
     kinds = [e.type for e in seen]
     assert ObservabilityEventType.CONSENSUS_REACHED in kinds
     failed = [e for e in seen if e.type is ObservabilityEventType.CONSENSUS_FAILED]

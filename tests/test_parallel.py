@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 
 import l0
 from l0.events import ObservabilityEvent, ObservabilityEventType
+from tests.group_helpers import count, eventually
 
 
 class Boom(Exception):
@@ -102,8 +103,7 @@ async def test_cancelling_the_caller_leaves_nothing_running() -> None:
     run = asyncio.ensure_future(
         l0.parallel([tracker.factory(i, 5.0) for i in range(5)], concurrency=3)
     )
-    await asyncio.sleep(0.05)
-    assert len(tracker.running) == 3
+    await eventually(lambda: len(tracker.running) == 3)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
@@ -117,7 +117,12 @@ async def test_progress_events_and_parent_ids() -> None:
         yield "hi"
 
     result = await l0.parallel([words, words, words], concurrency=2, on_event=seen.append)
-    await asyncio.sleep(0.05)
+    await eventually(
+        lambda: (
+            count(seen, ObservabilityEventType.GROUP_END) == 1
+            and count(seen, ObservabilityEventType.SESSION_END) == 3
+        )
+    )
     assert result.values == ["hi", "hi", "hi"]
     progress = [e for e in seen if e.type is ObservabilityEventType.GROUP_PROGRESS]
     assert [(e["done"], e["failed"], e["total"]) for e in progress] == [

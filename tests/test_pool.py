@@ -9,6 +9,7 @@ import pytest
 
 import l0
 from l0.events import ObservabilityEvent, ObservabilityEventType
+from tests.group_helpers import count, eventually
 
 
 async def sleepy(value: Any, delay: float, box: dict[str, int] | None = None) -> Any:
@@ -57,8 +58,7 @@ async def test_closed_pool_refuses_work_and_cancel_stops_running_tasks() -> None
     box = {"now": 0, "peak": 0}
     pool = l0.Pool(concurrency=3)
     futures = [pool.submit(lambda: sleepy(1, 5.0, box)) for _ in range(3)]
-    await asyncio.sleep(0.02)
-    assert box["now"] == 3
+    await eventually(lambda: box["now"] == 3)
     await pool.close(cancel=True)
     assert box["now"] == 0
     assert all(f.cancelled() for f in futures)
@@ -84,7 +84,7 @@ async def test_pool_events() -> None:
     seen: list[ObservabilityEvent] = []
     async with l0.Pool(on_event=seen.append) as pool:
         await pool.submit(lambda: sleepy(1, 0))
-    await asyncio.sleep(0.05)
+    await eventually(lambda: count(seen, ObservabilityEventType.GROUP_END) == 1)
     kinds = [e.type for e in seen]
     assert kinds == [
         ObservabilityEventType.GROUP_START,

@@ -12,8 +12,10 @@ import pytest
 import l0
 from l0._first_token import FirstToken
 from l0.events import EVENT_DOCS, ObservabilityEvent, ObservabilityEventType
+from tests.group_helpers import count, eventually
 
 NO_RETRY = l0.Retry(attempts=0, max_retries=0)
+END = ObservabilityEventType.GROUP_END
 
 
 class Person(pydantic.BaseModel):
@@ -129,7 +131,9 @@ async def test_events_link_children_to_the_race() -> None:
         on_event=seen.append,
         retry=NO_RETRY,
     )
-    await asyncio.sleep(0.05)
+    await eventually(
+        lambda: count(seen, END) == 1 and count(seen, ObservabilityEventType.SESSION_END) == 2
+    )
     group = [e for e in seen if e.stream_id == result.group_id]
     children = [e for e in seen if e.stream_id != result.group_id]
     kinds = [e.type for e in group]
@@ -152,7 +156,7 @@ async def test_nested_group_events_name_the_outer_group() -> None:
         return str(result.value)
 
     outer = await l0.parallel([inner], on_event=seen.append)
-    await asyncio.sleep(0.05)
+    await eventually(lambda: count(seen, END) == 2)
     inner_start = [
         e
         for e in seen
@@ -263,7 +267,9 @@ async def test_a_coroutine_instead_of_a_factory_is_refused() -> None:
 async def test_group_session_id_reaches_child_sessions() -> None:
     seen: list[ObservabilityEvent] = []
     await l0.race([lambda: words(["a"])], session_id="conversation-7", on_event=seen.append)
-    await asyncio.sleep(0.05)
+    await eventually(
+        lambda: count(seen, END) == 1 and count(seen, ObservabilityEventType.SESSION_END) == 1
+    )
     assert seen
     assert {e.session_id for e in seen} == {"conversation-7"}
     with pytest.raises(TypeError, match="session_id=3"):
