@@ -72,7 +72,7 @@ async def test_leaving_the_block_with_an_error_cancels_everything() -> None:
     async def body() -> None:
         async with l0.Pool(concurrency=2) as pool:
             pool.submit(lambda: sleepy(1, 5.0, box))
-            await asyncio.sleep(0.02)
+            await eventually(lambda: box["now"] == 1)
             raise ZeroDivisionError
 
     with pytest.raises(ZeroDivisionError):
