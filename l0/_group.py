@@ -55,16 +55,6 @@ TextTask: TypeAlias = (
 ValueTask: TypeAlias = Callable[..., Awaitable[T]]
 """A plain coroutine factory; its value is what it returns."""
 
-_OBS = ObservabilityEventType
-
-# Options a group forwards to the child sessions it starts itself (raw stream factories).
-_GROUP_ONLY = frozenset({"on_event", "plugins"})
-
-
-def _now() -> float:
-    return time.monotonic()
-
-
 @dataclass(slots=True)
 class TaskOutcome:
     """What happened to one task of a group.
@@ -455,9 +445,10 @@ def check_validate(validate: object) -> None:
 
         _adapter(validate)
         return
-    if not callable(validate):
+    if not callable(validate) or inspect.iscoroutinefunction(validate):
         raise TypeError(
-            f"validate={validate!r}: expected a predicate (value -> bool) or a pydantic type"
+            f"validate={validate!r}: expected a predicate (value -> bool, not async) or a "
+            "pydantic type"
         )
 
 
