@@ -55,6 +55,7 @@ TextTask: TypeAlias = (
 ValueTask: TypeAlias = Callable[..., Awaitable[T]]
 """A plain coroutine factory; its value is what it returns."""
 
+
 @dataclass(slots=True)
 class TaskOutcome:
     """What happened to one task of a group.
