@@ -258,6 +258,7 @@ async def consensus(
     schema: type[pydantic.BaseModel] | None = None,
     score: Callable[[Any], float] | None = None,
     min_outputs: int | None = None,
+    on_failure: Literal["ignore", "raise"] = "ignore",
     session_id: str | None = None,
     **run_options: Any,
 ) -> ConsensusResult[T]: ...
@@ -272,6 +273,7 @@ async def consensus(
     schema: type[pydantic.BaseModel] | None = None,
     score: Callable[[Any], float] | None = None,
     min_outputs: int | None = None,
+    on_failure: Literal["ignore", "raise"] = "ignore",
     session_id: str | None = None,
     **run_options: Any,
 ) -> ConsensusResult[str]: ...
@@ -286,6 +288,7 @@ async def consensus(
     schema: type[pydantic.BaseModel] | None = None,
     score: Callable[[Any], float] | None = None,
     min_outputs: int | None = None,
+    on_failure: Literal["ignore", "raise"] = "ignore",
     session_id: str | None = None,
     **run_options: Any,
 ) -> ConsensusResult[T]: ...
@@ -300,6 +303,7 @@ async def consensus(
     schema: type[pydantic.BaseModel] | None = None,
     score: Callable[[Any], float] | None = None,
     min_outputs: int | None = None,
+    on_failure: Literal["ignore", "raise"] = "ignore",
     session_id: str | None = None,
     **run_options: Any,
 ) -> ConsensusResult[Any]: ...
@@ -313,6 +317,7 @@ async def consensus(
     schema: type[pydantic.BaseModel] | None = None,
     score: Callable[[Any], float] | None = None,
     min_outputs: int | None = None,
+    on_failure: Literal["ignore", "raise"] = "ignore",
     session_id: str | None = None,
     **run_options: Any,
 ) -> ConsensusResult[Any]:
@@ -332,6 +337,9 @@ async def consensus(
         min_outputs: Successful outputs needed; default: every task for ``unanimous``, more
             than half of the tasks for ``majority``, one for ``best``. Failed tasks are left
             out of the vote; below ``min_outputs`` the consensus fails.
+        on_failure: ``"ignore"`` (default): a failed task is left out of the vote, as above.
+            ``"raise"``: the first failure cancels the other tasks and raises
+            :class:`ConsensusError` (its ``.errors`` has the failure).
         session_id: ``session_id`` of the consensus' observability events.
         **run_options: Options of :func:`l0.run` for the sessions it starts itself.
 
@@ -345,6 +353,8 @@ async def consensus(
     """
     checked = check_tasks(tasks)
     _check(strategy, threshold, schema, score, min_outputs)
+    if on_failure not in ("ignore", "raise"):
+        raise ValueError(f"on_failure={on_failure!r}: choose one of: ignore, raise")
     needed = min_outputs if min_outputs is not None else _default_min(strategy, len(checked))
     if needed > len(checked):
         raise ValueError(f"min_outputs={min_outputs!r}: more than the {len(checked)} tasks given")
@@ -353,12 +363,20 @@ async def consensus(
     start = time.monotonic()
     bus.emit(_OBS.GROUP_START, task_count=len(checked), mode=strategy)
     first_only = strategy == "best" and score is None
-    outcomes = await _collect(checked, options, bus, first_only)
+    outcomes = await _collect(checked, options, bus, first_only, on_failure == "raise")
     if schema is not None:
         _as_models(outcomes, schema)
     outputs = {o.index: o.value for o in outcomes if o.ok}
     errors = {o.index: o.error for o in outcomes if o.error is not None}
     try:
+        if on_failure == "raise" and errors:
+            raise ConsensusError(
+                f"consensus: task {min(errors)} failed (on_failure='raise'): "
+                f"{errors[min(errors)]!r}",
+                outputs=outputs,
+                errors=errors,
+                agreement=0.0,
+            )
         if len(outputs) < (1 if first_only else needed):
             raise ConsensusError(
                 f"consensus: {len(outputs)} of {len(checked)} tasks succeeded, "
@@ -435,9 +453,11 @@ async def _collect(
     options: dict[str, Any],
     bus: GroupBus,
     first_only: bool,
+    stop_on_failure: bool,
 ) -> list[TaskOutcome]:
     outcomes = [TaskOutcome(i) for i in range(len(checked))]
-    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    # Resolved when the remaining tasks are no longer needed.
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def one(index: int) -> None:
         outcome = outcomes[index]
@@ -452,23 +472,22 @@ async def _collect(
         except Exception as exc:
             outcome.status, outcome.error = "failed", exc
             bus.emit(_OBS.GROUP_TASK_FAILED, index=index, error=repr(exc))
+            if stop_on_failure and not stop.done():
+                stop.set_result(None)
         else:
             outcome.status = "completed"
             bus.emit(_OBS.GROUP_TASK_COMPLETE, index=index, duration_ms=_ms(began))
-            if first_only and not first.done():
-                first.set_result(None)
+            if first_only and not stop.done():
+                stop.set_result(None)
         finally:
             outcome.duration = time.monotonic() - began
 
     loop = asyncio.get_running_loop()
     running = [loop.create_task(one(i), name=f"l0-consensus-{i}") for i in range(len(checked))]
     try:
-        if first_only:
-            waiter: asyncio.Future[Any] = asyncio.gather(*running, return_exceptions=True)
-            await asyncio.wait([waiter, first], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-        else:
-            await asyncio.gather(*running, return_exceptions=True)
+        waiter: asyncio.Future[Any] = asyncio.gather(*running, return_exceptions=True)
+        await asyncio.wait([waiter, stop], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
     finally:
         await gather_cancel(running)
     return outcomes

@@ -109,6 +109,13 @@ async def test_failed_tasks_and_min_outputs() -> None:
     assert relaxed.value == "x"
 
 
+async def test_on_failure_raise_stops_at_the_first_failure() -> None:
+    with pytest.raises(l0.ConsensusError, match="task 1 failed") as caught:
+        await l0.consensus([const("x", 5.0), failing(), const("x", 5.0)], on_failure="raise")
+    assert list(caught.value.errors) == [1]
+    assert caught.value.outputs == {}
+
+
 async def test_best_with_score_and_without() -> None:
     scored = await l0.consensus(
         [const("short"), const("the longest one"), const("medium one")],
@@ -182,6 +189,7 @@ async def test_consensus_events() -> None:
         ({"score": len}, ValueError, "score= is used by strategy='best'"),
         ({"min_outputs": 0}, ValueError, "min_outputs=0"),
         ({"min_outputs": 5}, ValueError, "min_outputs=5"),
+        ({"on_failure": "skip"}, ValueError, "on_failure='skip'.*ignore, raise"),
     ],
 )
 async def test_bad_input(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
