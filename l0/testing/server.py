@@ -119,8 +119,9 @@ class _Exchange(Response):
             await self._play(send)
         finally:
             listener.cancel()
-            owner._live.discard(self)
+            # The end is recorded first, so a response no longer in flight has its end time.
             owner._ended(self._record, gone=self._gone)
+            owner._live.discard(self)
 
     async def _play(self, send: Send) -> None:
         plan = self._plan
