@@ -22,7 +22,12 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ObservabilityEvent", "ObservabilityEventType", "uuid7"]
+__all__ = ["REQUEST_META_KEY", "ObservabilityEvent", "ObservabilityEventType", "uuid7"]
+
+REQUEST_META_KEY = "l0.request"
+"""``meta`` key under which a client wrapper describes the request for exporters: a mapping
+with ``provider`` (``"openai"``), ``operation`` (``"chat"``) and ``models`` (the model of each
+stream, by fallback index)."""
 
 
 class ObservabilityEventType(StrEnum):
