@@ -150,6 +150,8 @@ class AttemptMixin(SessionBase):
         if kind is EventType.COMPLETE:
             if item.usage is not None:
                 state.usage = item.usage
+            if isinstance(item.data, Mapping) and item.data.get("model"):
+                self._response_model = str(item.data["model"])
             if isinstance(item.data, Mapping) and "finish_reason" in item.data:
                 state.finish_reason = item.data["finish_reason"]
                 if state.finish_reason == "length" and self._opts.retry_on_length:

@@ -76,6 +76,7 @@ class SessionBase:
         "_raw_list",
         "_recording",
         "_source",
+        "_response_model",
         "_start_ts",
         "_started",
         "_table",
@@ -135,6 +136,7 @@ class SessionBase:
         self._checkpoints = 0
         self._notify_after = 0
         self._start_ts = 0.0
+        self._response_model: str | None = None
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
@@ -201,5 +203,8 @@ class SessionBase:
             fallback_depth=state.fallback_index,
             retry_count=state.total_retries,
             checkpoints_created=self._checkpoints,
+            usage=dict(state.usage) if state.usage is not None else None,
+            finish_reason=state.finish_reason,
+            response_model=self._response_model,
         )
         self._obs(_OBS.SESSION_END, status=status)

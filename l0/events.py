@@ -245,7 +245,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ),
     ObservabilityEventType.RETRY_GIVE_UP: (
         "no retry and no fallback left: the session fails",
-        ("attempts", "last_error", "category", "reason"),
+        ("attempts", "last_error", "category", "reason", "error_type", "error_message"),
     ),
     ObservabilityEventType.FALLBACK_START: (
         "moving to the next fallback stream",
@@ -354,6 +354,9 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "fallback_depth",
             "retry_count",
             "checkpoints_created",
+            "usage",
+            "finish_reason",
+            "response_model",
         ),
     ),
     ObservabilityEventType.SESSION_END: ("the last event of a session", ("status",)),
