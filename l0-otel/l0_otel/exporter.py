@@ -416,8 +416,6 @@ class OTelExporter:
             attrs[sc.L0_RETRY_REASONS] = list(session.reasons)
         if session.rules:
             attrs[sc.L0_GUARDRAIL_RULES] = list(session.rules)
-        if depth < len(session.models) and depth:
-            attrs[sc.GEN_AI_REQUEST_MODEL] = session.models[depth]
         usage = event.get("usage")
         input_tokens = output_tokens = None
         if isinstance(usage, Mapping):
@@ -455,7 +453,9 @@ class OTelExporter:
         output_tokens: Any,
     ) -> None:
         instruments = self.instruments
-        attrs = self._metric_attrs(session)
+        # The session is one logical operation: labelled with the model it asked for first
+        # (and the one that answered); per-attempt metrics carry each attempt's model.
+        attrs = base_attributes(session.attrs)
         if sc.GEN_AI_RESPONSE_MODEL in session.attrs:
             attrs[sc.GEN_AI_RESPONSE_MODEL] = session.attrs[sc.GEN_AI_RESPONSE_MODEL]
         duration = attrs.copy()
