@@ -45,9 +45,9 @@ class ResponsesReader:
       its ``response.output_item.done`` event arrives (calls that only appear in the final
       ``response.completed`` event are emitted then). ``id`` is the call's ``call_id``, the id
       a ``function_call_output`` must quote.
-    * ``response.completed`` gives usage, the answering ``model`` and ``finish_reason`` ``"stop"`` (``"tool_calls"`` when
-      the answer called functions); ``response.incomplete`` gives ``"length"`` for
-      ``max_output_tokens``, ``"content_filter"``, or the reason as sent.
+    * ``response.completed`` gives usage, the answering ``model`` and ``finish_reason``
+      ``"stop"`` (``"tool_calls"`` when the answer called functions); ``response.incomplete``
+      gives ``"length"`` for ``max_output_tokens``, ``"content_filter"``, or the reason as sent.
     * ``response.failed`` and ``error`` events raise ``openai.APIError`` with the event's
       ``code`` (L0 retries ``server_error``/``rate_limit_exceeded``/unknown codes and stops on
       the others; see ``l0_openai.categorize_openai_error``).

@@ -113,7 +113,11 @@ class _StreamingCall:
         primary = factory_for(dict(kwargs))
         model_fallbacks = [factory_for({**kwargs, "model": model}) for model in models]
         # Exporters name spans and label metrics with the model of each stream (#9).
-        request = {"provider": "openai", "operation": "chat", "models": [kwargs.get("model"), *models]}
+        request = {
+            "provider": "openai",
+            "operation": "chat",
+            "models": [kwargs.get("model"), *models],
+        }
         options["meta"] = {**(options.get("meta") or {}), REQUEST_META_KEY: request}
         return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
 

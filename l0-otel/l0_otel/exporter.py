@@ -38,7 +38,7 @@ def _ns(event: ObservabilityEvent) -> int:
 
 
 def error_type_of(text: Any) -> str:
-    """The class name in an exception's ``repr`` (``"RateLimitError('…')"`` → ``RateLimitError``)."""
+    """The class name in an exception's ``repr``: ``"RateLimitError('…')"`` → ``RateLimitError``."""
     name = str(text).split("(", 1)[0].strip()
     return name.rsplit(".", 1)[-1][:64] or "Exception"
 
@@ -469,7 +469,11 @@ class OTelExporter:
         if isinstance(output_tokens, int):
             instruments.tokens.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
         tokens = int(event.get("token_count") or 0)
-        if outcome in (sc.OUTCOME_SUCCESS, sc.OUTCOME_RECOVERED) and session.ready_ts and tokens > 1:
+        if (
+            outcome in (sc.OUTCOME_SUCCESS, sc.OUTCOME_RECOVERED)
+            and session.ready_ts
+            and tokens > 1
+        ):
             end_ts = end if isinstance(end, int | float) else event.ts
             gap = max(0.0, (end_ts - session.ready_ts) / 1000 / (tokens - 1))
             instruments.gap.record(gap, attrs)

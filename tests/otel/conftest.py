@@ -48,9 +48,11 @@ class Otel:
                     for metric in sm.metrics:
                         out = self._points.setdefault(metric.name, [])
                         for p in metric.data.data_points:
-                            value = (
-                                (p.count, p.sum) if isinstance(p, HistogramDataPoint) else p.value
-                            )
+                            value: Any
+                            if isinstance(p, HistogramDataPoint):
+                                value = (p.count, p.sum)
+                            else:
+                                value = getattr(p, "value", None)
                             out.append((dict(p.attributes or {}), value))
         return self._points.get(name, [])
 

@@ -93,7 +93,9 @@ async def test_clean_success(otel: Otel) -> None:
     assert duration_attrs == {**labels, "gen_ai.response.model": "gpt-4o"}
     assert count == 1
     assert 0 < seconds < 30
-    usage = sorted(otel.points("gen_ai.client.token.usage"), key=lambda p: p[0]["gen_ai.token.type"])
+    usage = sorted(
+        otel.points("gen_ai.client.token.usage"), key=lambda p: p[0]["gen_ai.token.type"]
+    )
     assert [(p[0]["gen_ai.token.type"], p[1][1]) for p in usage] == [
         ("input", attrs["gen_ai.usage.input_tokens"]),
         ("output", 9),
@@ -108,6 +110,7 @@ async def test_clean_success(otel: Otel) -> None:
 async def test_drop_then_retry(otel: Otel) -> None:
     async with ChaosServer(script=[Fault.drop_after(3), Fault.ok()], text=TEXT) as server:
         text, error = await run_session(server)
+    assert error is None
     assert text == TEXT
     _, session, attempts = tree(otel)
     assert session.status.status_code is StatusCode.OK

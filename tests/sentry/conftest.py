@@ -23,10 +23,10 @@ class CapturingTransport(Transport):
 
     def errors(self) -> list[dict[str, Any]]:
         """Error/message events (not transactions)."""
-        return [e for env in self.envelopes if (e := env.get_event()) is not None]
+        return [dict(e) for env in self.envelopes if (e := env.get_event()) is not None]
 
     def transactions(self) -> list[dict[str, Any]]:
-        return [e for env in self.envelopes if (e := env.get_transaction_event()) is not None]
+        return [dict(e) for env in self.envelopes if (e := env.get_transaction_event()) is not None]
 
     def spans(self) -> list[dict[str, Any]]:
         """Child spans of every transaction as ``{name, op, status, data}``.

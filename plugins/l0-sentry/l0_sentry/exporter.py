@@ -237,7 +237,5 @@ class SentryExporter:
             self._crumb(session, event, "session end: success", "info")
         span = session.span
         if span is not None:
-            span.set_status(
-                {"success": "ok", "aborted": "cancelled"}.get(status, "internal_error")
-            )
+            span.set_status({"success": "ok", "aborted": "cancelled"}.get(status, "internal_error"))
             span.finish()
