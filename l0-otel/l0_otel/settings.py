@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OTelSettings", "parse_bool", "read_settings"]
+__all__ = ["OTelSettings", "parse_bool", "read_settings", "reset_warnings", "warn_once"]
 
 log = logging.getLogger("l0.otel")
 
@@ -23,6 +23,12 @@ def warn_once(message: str) -> None:
             return
         _warned.add(message)
     log.warning("%s", message)
+
+
+def reset_warnings() -> None:
+    """Forget which warnings were given, so the next bad setting is reported again."""
+    with _warn_lock:
+        _warned.clear()
 
 
 def parse_bool(value: object) -> bool | None:

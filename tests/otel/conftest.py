@@ -74,6 +74,9 @@ def otel_providers() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
 def otel(
     otel_providers: tuple[InMemorySpanExporter, InMemoryMetricReader], isolated_config: None
 ) -> Iterator[Otel]:
+    from l0_otel.settings import reset_warnings
+
+    reset_warnings()
     exporter, reader = otel_providers
     exporter.clear()
     reader.get_metrics_data()  # drain what earlier tests recorded (delta temporality)
