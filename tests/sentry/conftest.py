@@ -62,6 +62,9 @@ class CapturingTransport(Transport):
 
 @pytest.fixture
 def sentry(isolated_config: None) -> Iterator[CapturingTransport]:
+    from l0_sentry.settings import reset_warnings
+
+    reset_warnings()
     transport = CapturingTransport()
     sentry_sdk.init(
         dsn="http://public@127.0.0.1:9/1",

@@ -6,6 +6,7 @@ exactly one event with the session's context and tags.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import openai
@@ -183,3 +184,21 @@ async def test_disabled_by_environment(
     assert session_spans(sentry) == []
     assert l0_errors(sentry) == []
     assert crumbs(sentry) == []
+
+
+async def test_bad_setting_warns_and_capture_can_be_turned_off(
+    sentry: CapturingTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("L0_SENTRY_BREADCRUMBS", "sometimes")
+    monkeypatch.setenv("L0_SENTRY_CAPTURE_ERRORS", "off")
+    with caplog.at_level(logging.WARNING, logger="l0.sentry"):
+        async with ChaosServer(default=Fault.status(500)) as server:
+            outcome = await run_session(
+                server, retry=l0.Retry(max_retries=0, base_delay=0.0, max_delay=0.0)
+            )
+    assert isinstance(outcome, l0.RetryExhaustedError)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "l0.sentry"]
+    assert "$L0_SENTRY_BREADCRUMBS" in warning
+    assert "sentry.breadcrumbs = 'sometimes'" in warning
+    assert l0_errors(sentry) == []  # capture_errors is off
+    assert [c["message"] for c in crumbs(sentry)][0] == "session start: gpt-4o"  # default kept

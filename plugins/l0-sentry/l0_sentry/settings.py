@@ -6,7 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-__all__ = ["SentrySettings", "read_settings"]
+__all__ = ["SentrySettings", "read_settings", "reset_warnings"]
 
 log = logging.getLogger("l0.sentry")
 
@@ -30,6 +30,12 @@ class SentrySettings:
     breadcrumbs: bool = True
     capture_errors: bool = True
     spans: bool = True
+
+
+def reset_warnings() -> None:
+    """Forget which warnings were given, so the next bad setting is reported again."""
+    with _lock:
+        _warned.clear()
 
 
 def _warn_once(message: str) -> None:
