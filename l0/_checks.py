@@ -26,8 +26,16 @@ class ChecksMixin(SessionBase):
     def _checks_start(self) -> None:
         opts = self._opts
         emit = self._emit_fn if self._observed else None
-        self._guard_run = opts.guardrails.start(emit) if opts.guardrails is not None else None
-        self._drift_run = opts.drift.start(emit) if opts.drift is not None else None
+        wanted = self._wanted
+        guard_emit = drift_emit = emit
+        if emit is not None and wanted is not None:
+            # Unobserved guardrails take their fast path: no events built per check.
+            if not any(kind.startswith("GUARDRAIL_") for kind in wanted):
+                guard_emit = None
+            if not any(kind.startswith("DRIFT_") for kind in wanted):
+                drift_emit = None
+        self._guard_run = opts.guardrails.start(guard_emit) if opts.guardrails is not None else None
+        self._drift_run = opts.drift.start(drift_emit) if opts.drift is not None else None
         self._checked = 0
         self._overlap_removed = 0
         intervals = []

@@ -82,6 +82,7 @@ class SessionBase:
         "_table",
         "_task",
         "_tool_starts",
+        "_wanted",
         "_wants_checkpoints",
         "errors",
         "finished",
@@ -108,6 +109,10 @@ class SessionBase:
         self._observed = (
             bool(self._table.export) or "on_event" in opts.callbacks or self._recording is not None
         )
+        # Exporters that name their event types spare the session from building the others
+        # (guardrail events come every check, several per rule) (#9).
+        everything = "on_event" in opts.callbacks or self._recording is not None
+        self._wanted: frozenset[str] | None = None if everything else self._table.export_types
         self._notifier = Notifier()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -159,6 +164,9 @@ class SessionBase:
     def _obs(self, kind: ObservabilityEventType, **data: Any) -> None:
         if not self._observed:
             return
+        wanted = self._wanted
+        if wanted is not None and kind not in wanted:
+            return
         opts = self._opts
         event = ObservabilityEvent(
             type=kind,
@@ -203,6 +211,7 @@ class SessionBase:
             fallback_depth=state.fallback_index,
             retry_count=state.total_retries,
             checkpoints_created=self._checkpoints,
+            violated_rules=[v.rule for v in state.violations],
             usage=dict(state.usage) if state.usage is not None else None,
             finish_reason=state.finish_reason,
             response_model=self._response_model,

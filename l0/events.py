@@ -354,6 +354,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "fallback_depth",
             "retry_count",
             "checkpoints_created",
+            "violated_rules",
             "usage",
             "finish_reason",
             "response_model",

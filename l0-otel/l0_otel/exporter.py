@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
@@ -88,7 +88,8 @@ class OTelExporter:
     Args:
         settings: Fixed settings; ``None`` reads ``[tool.l0.otel]`` / ``L0_OTEL_*`` at the
             start of every session.
-        tracer_provider: A provider to use instead of the global one.
+        tracer_provider: A tracer provider to use instead of the global one.
+        meter_provider: A meter provider to use instead of the global one.
     """
 
     def __init__(
@@ -96,11 +97,13 @@ class OTelExporter:
         settings: OTelSettings | None = None,
         *,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         from l0_otel import __version__
 
         self._fixed = settings
         self._version = __version__
+        self._meter_provider = meter_provider
         self._tracer = trace.get_tracer(
             sc.INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
         )
@@ -118,7 +121,6 @@ class OTelExporter:
             _T.RETRY_ATTEMPT: self._retry,
             _T.FALLBACK_START: self._fallback,
             _T.FALLBACK_MODEL_SELECTED: self._fallback_selected,
-            _T.GUARDRAIL_PHASE_END: self._guardrails,
             _T.DRIFT_CHECK_RESULT: self._drift,
             _T.CHECKPOINT_SAVED: self._checkpoint,
             _T.RESUME_START: self._resume,
@@ -130,10 +132,16 @@ class OTelExporter:
         }
 
     @property
+    def event_types(self) -> frozenset[str]:
+        """The observability event types this exporter reads (see ``l0_event_types``)."""
+        tools = (_T.TOOL_START, _T.TOOL_RESULT, _T.TOOL_ERROR, _T.TOOL_COMPLETED)
+        return frozenset(str(t) for t in (_T.SESSION_START, *tools, *self._handlers))
+
+    @property
     def instruments(self) -> Instruments:
         """The metric instruments (created on first use)."""
         if self._instruments is None:
-            self._instruments = Instruments(self._version)
+            self._instruments = Instruments(self._version, self._meter_provider)
         return self._instruments
 
     def export(self, event: ObservabilityEvent) -> None:
@@ -308,26 +316,19 @@ class OTelExporter:
     def _fallback_selected(self, session: _Session, event: ObservabilityEvent) -> None:
         session.fallback_index = int(event.get("index") or 0)
 
-    def _guardrails(self, session: _Session, event: ObservabilityEvent) -> None:
-        for violation in event.get("violations") or ():
-            if not isinstance(violation, Mapping):
-                continue
-            rule = str(violation.get("rule") or "unknown")
-            severity = str(violation.get("severity") or "error")
-            attrs: dict[str, Any] = {
-                sc.L0_GUARDRAIL_RULE: rule,
-                sc.L0_GUARDRAIL_SEVERITY: severity,
-                sc.L0_GUARDRAIL_PHASE: str(event.get("phase")),
-            }
-            if session.settings.capture_content and violation.get("message"):
-                attrs[sc.L0_GUARDRAIL_MESSAGE] = str(violation["message"])
-            session.target().add_event(sc.EVENT_VIOLATION, attrs, timestamp=_ns(event))
+    def _violations(self, session: _Session, event: ObservabilityEvent) -> None:
+        # From the summary, once per session: listening to GUARDRAIL_* events would make the
+        # session build several events per rule at every check (see ``l0_event_types``).
+        rules = [str(r) for r in event.get("violated_rules") or ()]
+        for rule in rules:
+            session.span.add_event(
+                sc.EVENT_VIOLATION, {sc.L0_GUARDRAIL_RULE: rule}, timestamp=_ns(event)
+            )
             if rule not in session.rules:
                 session.rules.append(rule)
             if session.settings.metrics:
-                labels = self._metric_attrs(session)
+                labels = base_attributes(session.attrs)
                 labels[sc.L0_GUARDRAIL_RULE] = bounded(rule)
-                labels[sc.L0_GUARDRAIL_SEVERITY] = severity
                 self.instruments.violations.add(1, labels)
 
     def _drift(self, session: _Session, event: ObservabilityEvent) -> None:
@@ -402,6 +403,7 @@ class OTelExporter:
         self._close_attempt(
             session, event, sc.OUTCOME_ABORTED if outcome == sc.OUTCOME_ABORTED else "success"
         )
+        self._violations(session, event)
         span = session.span
         attrs: dict[str, Any] = {
             sc.L0_OUTCOME: outcome,

@@ -31,8 +31,8 @@ class Instruments:
     outcome, reason, rule name, error type; never ids or text.
     """
 
-    def __init__(self, version: str) -> None:
-        meter = metrics.get_meter(sc.INSTRUMENTATION_NAME, version)
+    def __init__(self, version: str, provider: metrics.MeterProvider | None = None) -> None:
+        meter = metrics.get_meter(sc.INSTRUMENTATION_NAME, version, meter_provider=provider)
         self.duration = meter.create_histogram(
             sc.METRIC_OPERATION_DURATION,
             unit="s",

@@ -132,11 +132,11 @@ async def test_guardrail_violation_then_retry(sentry: CapturingTransport) -> Non
     trail = crumbs(sentry)
     assert [c["message"] for c in trail] == [
         "session start: gpt-4o",
-        "guardrail violation: pattern",
         "retry: attempt 2 (content)",
+        "guardrail violation: pattern",
         "session end: success",
     ]
-    assert trail[1]["data"]["rule"] == "pattern"
+    assert trail[2]["data"]["rule"] == "pattern"
 
 
 async def test_give_up_sends_exactly_one_event(sentry: CapturingTransport) -> None:
@@ -201,4 +201,4 @@ async def test_bad_setting_warns_and_capture_can_be_turned_off(
     assert "$L0_SENTRY_BREADCRUMBS" in warning
     assert "sentry.breadcrumbs = 'sometimes'" in warning
     assert l0_errors(sentry) == []  # capture_errors is off
-    assert [c["message"] for c in crumbs(sentry)][0] == "session start: gpt-4o"  # default kept
+    assert crumbs(sentry)[0]["message"] == "session start: gpt-4o"  # default kept

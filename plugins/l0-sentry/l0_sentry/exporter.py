@@ -55,6 +55,25 @@ class SentryExporter:
             start of every session.
     """
 
+    event_types: frozenset[str] = frozenset(
+        str(t)
+        for t in (
+            _T.SESSION_START,
+            _T.STREAM_INIT,
+            _T.FALLBACK_MODEL_SELECTED,
+            _T.ADAPTER_DETECTED,
+            _T.RETRY_ATTEMPT,
+            _T.FALLBACK_START,
+            _T.TIMEOUT_TRIGGERED,
+            _T.NETWORK_ERROR,
+            _T.DRIFT_CHECK_RESULT,
+            _T.RETRY_GIVE_UP,
+            _T.SESSION_SUMMARY,
+            _T.SESSION_END,
+        )
+    )
+    """The observability event types this exporter reads (see ``l0_event_types``)."""
+
     def __init__(self, settings: SentrySettings | None = None) -> None:
         self._fixed = settings
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
@@ -112,17 +131,6 @@ class SentryExporter:
                 "warning",
                 will_retry=event.get("will_retry"),
             )
-        elif kind is _T.GUARDRAIL_PHASE_END:
-            for violation in event.get("violations") or ():
-                if isinstance(violation, Mapping):
-                    self._crumb(
-                        session,
-                        event,
-                        f"guardrail violation: {violation.get('rule')}",
-                        "warning",
-                        rule=violation.get("rule"),
-                        severity=violation.get("severity"),
-                    )
         elif kind is _T.DRIFT_CHECK_RESULT and event.get("detected"):
             self._crumb(session, event, "drift detected", "warning", score=event.get("score"))
         elif kind is _T.RETRY_GIVE_UP:
@@ -216,6 +224,9 @@ class SentryExporter:
         )
 
     def _summary(self, session: _Session, event: ObservabilityEvent) -> None:
+        # Violations come from the summary: GUARDRAIL_* events cost several per rule and check.
+        for rule in dict.fromkeys(str(r) for r in event.get("violated_rules") or ()):
+            self._crumb(session, event, f"guardrail violation: {rule}", "warning", rule=rule)
         span = session.span
         if span is None:
             return

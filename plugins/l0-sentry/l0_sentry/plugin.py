@@ -22,3 +22,6 @@ EXPORTER = SentryExporter()
 def l0_export_event(event: Any) -> None:
     """Turn one observability event into breadcrumbs, an error event or a span."""
     EXPORTER.export(event)
+
+
+l0_export_event.l0_event_types = EXPORTER.event_types  # type: ignore[attr-defined]
