@@ -56,6 +56,10 @@ class _Exporting:
         self.exporter.export(event)
 
 
+# The same subscription the installed plugin declares (l0_otel.plugin).
+_Exporting.l0_export_event.l0_event_types = OTelExporter().event_types  # type: ignore[attr-defined]
+
+
 def _manager(plugin: object | None) -> l0.L0PluginManager:
     pm = l0.build_plugin_manager(blocked=["otel", "sentry"])
     if plugin is not None:

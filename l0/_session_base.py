@@ -192,6 +192,24 @@ class SessionBase:
             if kind is _OBS.SESSION_END:
                 recording.end()
 
+    def _wants(self, kind: ObservabilityEventType) -> bool:
+        """Whether an event of ``kind`` would reach anyone (so it is worth building)."""
+        wanted = self._wanted
+        return self._observed and (wanted is None or kind in wanted)
+
+    def _check_emitters(self) -> tuple[Any, Any]:
+        """``emit`` for guardrails and for drift: ``None`` when nobody reads their events."""
+        emit = self._emit_fn if self._observed else None
+        wanted = self._wanted
+        guard_emit = drift_emit = emit
+        if emit is not None and wanted is not None:
+            # Unobserved guardrails take their fast path: no events built per check (#9).
+            if not any(kind.startswith("GUARDRAIL_") for kind in wanted):
+                guard_emit = None
+            if not any(kind.startswith("DRIFT_") for kind in wanted):
+                drift_emit = None
+        return guard_emit, drift_emit
+
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)
 

@@ -133,9 +133,17 @@ class OTelExporter:
 
     @property
     def event_types(self) -> frozenset[str]:
-        """The observability event types this exporter reads (see ``l0_event_types``)."""
+        """The observability event types the installed plugin subscribes to (``l0_event_types``).
+
+        Per-check events (guardrail rules, drift checks, checkpoints) are left out: the session
+        would build them every few tokens, and the summary carries what the spans need (rules
+        violated, drift detected, checkpoints made). An exporter used directly still handles
+        ``DRIFT_CHECK_RESULT`` and ``CHECKPOINT_SAVED`` when it is given them.
+        """
         tools = (_T.TOOL_START, _T.TOOL_RESULT, _T.TOOL_ERROR, _T.TOOL_COMPLETED)
-        return frozenset(str(t) for t in (_T.SESSION_START, *tools, *self._handlers))
+        per_check = (_T.DRIFT_CHECK_RESULT, _T.CHECKPOINT_SAVED)
+        kinds = (_T.SESSION_START, *tools, *(t for t in self._handlers if t not in per_check))
+        return frozenset(str(t) for t in kinds)
 
     @property
     def instruments(self) -> Instruments:

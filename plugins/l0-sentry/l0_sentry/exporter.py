@@ -66,7 +66,6 @@ class SentryExporter:
             _T.FALLBACK_START,
             _T.TIMEOUT_TRIGGERED,
             _T.NETWORK_ERROR,
-            _T.DRIFT_CHECK_RESULT,
             _T.RETRY_GIVE_UP,
             _T.SESSION_SUMMARY,
             _T.SESSION_END,
@@ -131,8 +130,6 @@ class SentryExporter:
                 "warning",
                 will_retry=event.get("will_retry"),
             )
-        elif kind is _T.DRIFT_CHECK_RESULT and event.get("detected"):
-            self._crumb(session, event, "drift detected", "warning", score=event.get("score"))
         elif kind is _T.RETRY_GIVE_UP:
             self._give_up(session, event)
         elif kind is _T.SESSION_SUMMARY:
@@ -227,6 +224,8 @@ class SentryExporter:
         # Violations come from the summary: GUARDRAIL_* events cost several per rule and check.
         for rule in dict.fromkeys(str(r) for r in event.get("violated_rules") or ()):
             self._crumb(session, event, f"guardrail violation: {rule}", "warning", rule=rule)
+        if event.get("drift_detected"):
+            self._crumb(session, event, "drift detected", "warning")
         span = session.span
         if span is None:
             return
