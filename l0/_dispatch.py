@@ -45,6 +45,11 @@ def compile_hook(caller: pluggy.HookCaller) -> tuple[Callable[..., Any], ...]:
     return tuple(impl.function for impl in reversed(impls))
 
 
+def _types_of(function: Callable[..., Any]) -> frozenset[str] | None:
+    types = getattr(function, "l0_event_types", None)
+    return None if types is None else frozenset(str(t) for t in types)
+
+
 def export_types(functions: tuple[Callable[..., Any], ...]) -> frozenset[str] | None:
     """The event types the exporters want: the union of their ``l0_event_types``.
 
@@ -52,10 +57,10 @@ def export_types(functions: tuple[Callable[..., Any], ...]) -> frozenset[str] | 
     """
     wanted: set[str] = set()
     for function in functions:
-        types = getattr(function, "l0_event_types", None)
+        types = _types_of(function)
         if types is None:
             return None
-        wanted.update(str(t) for t in types)
+        wanted.update(types)
     return frozenset(wanted)
 
 
@@ -66,6 +71,7 @@ class HookTable:
     Attributes:
         export: ``l0_export_event`` implementations, called in order for each event.
         export_types: The event types they asked for (``l0_event_types``), ``None`` for all.
+        export_filters: For each of ``export``, its own types, or ``None`` for all.
         lifecycle: For each ``l0_on_*`` hook that has implementations, its pluggy caller.
         guardrail_check: True when some plugin implements ``l0_guardrail_check``.
         version: The manager version the table was built from.
@@ -73,6 +79,7 @@ class HookTable:
 
     export: tuple[Callable[..., Any], ...]
     export_types: frozenset[str] | None
+    export_filters: tuple[frozenset[str] | None, ...]
     lifecycle: dict[str, pluggy.HookCaller]
     guardrail_check: bool
     version: int
@@ -89,6 +96,7 @@ class HookTable:
         return cls(
             export=export,
             export_types=export_types(export),
+            export_filters=tuple(_types_of(function) for function in export),
             lifecycle=lifecycle,
             guardrail_check=bool(pm.hook.l0_guardrail_check.get_hookimpls()),
             version=pm.version,

@@ -178,7 +178,10 @@ class SessionBase:
             meta=opts.meta,
             parent_id=self.parent_id,
         )
-        for export in self._table.export:
+        table = self._table
+        for export, types in zip(table.export, table.export_filters, strict=True):
+            if types is not None and kind not in types:
+                continue
             try:
                 export(event)
             except Exception:
