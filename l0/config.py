@@ -230,7 +230,13 @@ def _validate_table(
     table: Mapping[str, Any], source: str, into: dict[str, dict[str, Any]], sources: dict[str, str]
 ) -> None:
     for section, body in table.items():
-        if section in PLUGIN_SECTIONS and isinstance(body, Mapping):
+        if section in PLUGIN_SECTIONS:
+            if not isinstance(body, Mapping):
+                raise ConfigError(
+                    f"{source}: {section} = {body!r} must be a table of settings "
+                    f"(see the l0-{section} plugin's documentation)",
+                    key=section,
+                )
             for key, value in body.items():
                 into.setdefault(section, {})[key] = value
                 sources[f"{section}.{key}"] = source
