@@ -233,6 +233,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "is_network",
             "is_model_issue",
             "delay_ms",
+            "error_type",
         ),
     ),
     ObservabilityEventType.RETRY_START: (
@@ -249,7 +250,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ),
     ObservabilityEventType.FALLBACK_START: (
         "moving to the next fallback stream",
-        ("from_index", "to_index", "reason"),
+        ("from_index", "to_index", "reason", "error_type"),
     ),
     ObservabilityEventType.FALLBACK_MODEL_SELECTED: ("a fallback stream is in use", ("index",)),
     ObservabilityEventType.FALLBACK_END: (

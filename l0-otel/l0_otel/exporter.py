@@ -277,12 +277,23 @@ class OTelExporter:
             {sc.ERROR_TYPE: kind, sc.L0_ERROR_CATEGORY: "network"},
             timestamp=_ns(event),
         )
-        if kind == "ZeroOutputError" and session.settings.metrics:
-            self.instruments.zero_output.add(1, self._metric_attrs(session))
+
+    def _failed(self, session: _Session, event: ObservabilityEvent) -> None:
+        """The attempt failed: its error type, and the zero-output count."""
+        kind = str(event.get("error_type") or "")
+        if not kind:
+            return
+        short = kind.rsplit(".", 1)[-1]
+        if session.attempt_span is not None:
+            session.attempt_span.set_attribute(sc.ERROR_TYPE, short)
+        if short == "ZeroOutputError":
             session.span.set_attribute(sc.L0_ZERO_OUTPUT, True)
+            if session.settings.metrics:
+                self.instruments.zero_output.add(1, self._metric_attrs(session))
 
     def _retry(self, session: _Session, event: ObservabilityEvent) -> None:
         reason = bounded(event.get("reason"))
+        self._failed(session, event)
         if session.attempt_span is not None:
             session.attempt_span.set_attribute(sc.L0_RETRY_REASON, reason)
         self._close_attempt(session, event, "retry")
@@ -304,6 +315,7 @@ class OTelExporter:
 
     def _fallback(self, session: _Session, event: ObservabilityEvent) -> None:
         reason = bounded(event.get("reason"))
+        self._failed(session, event)
         if session.attempt_span is not None:
             session.attempt_span.set_attribute(sc.L0_FALLBACK_REASON, reason)
         self._close_attempt(session, event, "fallback")
@@ -378,6 +390,7 @@ class OTelExporter:
         )
 
     def _give_up(self, session: _Session, event: ObservabilityEvent) -> None:
+        self._failed(session, event)
         self._close_attempt(session, event, "give_up")
         kind = str(event.get("error_type") or error_type_of(event.get("last_error")))
         short = kind.rsplit(".", 1)[-1]

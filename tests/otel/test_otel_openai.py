@@ -146,6 +146,7 @@ async def test_429_then_retry(otel: Otel) -> None:
     assert attrs["l0.retry.reasons"] == ("transient",)
     first, second = attempts
     assert first.status.status_code is StatusCode.ERROR
+    assert dict(first.attributes or {})["error.type"] == "RateLimitError"
     assert "l0.ttft_ms" not in dict(first.attributes or {})
     assert events(first, "l0.network_error") == []
     assert dict(second.attributes or {})["l0.attempt.outcome"] == "success"
@@ -257,3 +258,23 @@ async def test_disabled_by_environment(
     (root,) = otel.named("handle request")
     assert otel.children(root) == []
     assert otel.points("l0.sessions") == []
+
+
+async def test_timeout_and_zero_output_are_visible(otel: Otel) -> None:
+    script = [Fault.slow_first_token(5), Fault.zero_output(), Fault.ok()]
+    async with ChaosServer(script=script, text=TEXT) as server:
+        text, _ = await run_session(server, timeout=l0.Timeout(initial_token=0.3))
+    assert text == TEXT
+    _, session, attempts = tree(otel)
+    assert len(attempts) == 3
+    (timeout,) = events(attempts[0], "l0.timeout")
+    assert timeout["l0.timeout.type"] == "initial"
+    assert timeout["l0.timeout.configured_ms"] == 300
+    assert dict(attempts[1].attributes or {})["error.type"] == "ZeroOutputError"
+    assert dict(attempts[0].attributes or {})["error.type"] == "InitialTokenTimeoutError"
+    attrs = dict(session.attributes or {})
+    assert attrs["l0.zero_output"] is True
+    assert attrs["l0.outcome"] == "recovered"
+    labels = {**BASE, "gen_ai.request.model": "gpt-4o"}
+    assert otel.points("l0.zero_outputs") == [(labels, 1)]
+    assert sum(v for _, v in otel.points("l0.retries")) == 2
