@@ -278,3 +278,25 @@ async def test_timeout_and_zero_output_are_visible(otel: Otel) -> None:
     labels = {**BASE, "gen_ai.request.model": "gpt-4o"}
     assert otel.points("l0.zero_outputs") == [(labels, 1)]
     assert sum(v for _, v in otel.points("l0.retries")) == 2
+
+
+async def test_abort(otel: Otel) -> None:
+    async with ChaosServer(script=[Fault.stall_after(2, seconds=2)], text=TEXT) as server:
+        client = l0.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key="test"))
+        result = await client.chat.completions.create(
+            model="gpt-4o", messages=MESSAGES, stream=True
+        )
+        with pytest.raises(l0.AbortedError):
+            async for event in result:
+                if event.is_token:
+                    result.abort()
+        await client.close()
+    (session,) = otel.named("chat gpt-4o")
+    attrs = dict(session.attributes or {})
+    assert attrs["l0.outcome"] == "aborted"
+    assert session.status.status_code is not StatusCode.ERROR
+    assert [e["l0.abort.source"] for e in events(session, "l0.abort")] == ["user"]
+    (attempt,) = otel.children(session)
+    assert dict(attempt.attributes or {})["l0.attempt.outcome"] == "aborted"
+    labels = {**BASE, "gen_ai.request.model": "gpt-4o"}
+    assert otel.points("l0.sessions") == [({**labels, "l0.outcome": "aborted"}, 1)]
