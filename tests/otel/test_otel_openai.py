@@ -286,10 +286,14 @@ async def test_abort(otel: Otel) -> None:
         result = await client.chat.completions.create(
             model="gpt-4o", messages=MESSAGES, stream=True
         )
-        with pytest.raises(l0.AbortedError):
+
+        async def consume() -> None:
             async for event in result:
                 if event.is_token:
                     result.abort()
+
+        with pytest.raises(l0.AbortedError):
+            await consume()
         await client.close()
     (session,) = otel.named("chat gpt-4o")
     attrs = dict(session.attributes or {})
