@@ -129,6 +129,12 @@ class OTelExporter:
             _T.RETRY_GIVE_UP: self._give_up,
             _T.SESSION_SUMMARY: self._summary,
             _T.SESSION_END: self._end,
+            _T.GROUP_WINNER: self._group_event,
+            _T.GROUP_TASK_FAILED: self._group_event,
+            _T.GROUP_TASK_CANCELLED: self._group_event,
+            _T.CONSENSUS_REACHED: self._group_event,
+            _T.CONSENSUS_FAILED: self._group_event,
+            _T.GROUP_END: self._group_end,
         }
 
     @property
@@ -142,7 +148,8 @@ class OTelExporter:
         """
         tools = (_T.TOOL_START, _T.TOOL_RESULT, _T.TOOL_ERROR, _T.TOOL_COMPLETED)
         per_check = (_T.DRIFT_CHECK_RESULT, _T.CHECKPOINT_SAVED)
-        kinds = (_T.SESSION_START, *tools, *(t for t in self._handlers if t not in per_check))
+        starts = (_T.SESSION_START, _T.GROUP_START)
+        kinds = (*starts, *tools, *(t for t in self._handlers if t not in per_check))
         return frozenset(str(t) for t in kinds)
 
     @property
@@ -158,6 +165,10 @@ class OTelExporter:
         if kind is _T.SESSION_START:
             if event.stream_id not in self._sessions:
                 self._start(event)
+            return
+        if kind is _T.GROUP_START:
+            if event.stream_id not in self._sessions:
+                self._group_start(event)
             return
         if kind in (_T.TOOL_START, _T.TOOL_RESULT, _T.TOOL_ERROR, _T.TOOL_COMPLETED):
             self._tool(event)
@@ -214,6 +225,45 @@ class OTelExporter:
         if len(self._sessions) > _MAX_OPEN:
             _, dropped = self._sessions.popitem(last=False)
             dropped.span.end()
+
+    def _group_start(self, event: ObservabilityEvent) -> None:
+        settings = self._fixed if self._fixed is not None else read_settings()
+        if not settings.enabled:
+            return
+        kind = str(event.get("kind") or "group")
+        attrs: dict[str, Any] = {
+            sc.L0_GROUP_KIND: kind,
+            sc.L0_STREAM_ID: event.stream_id,
+            sc.L0_GROUP_TASKS: int(event.get("task_count") or 0),
+        }
+        parent_id = getattr(event, "parent_id", None)
+        if parent_id:
+            attrs[sc.L0_PARENT_ID] = parent_id
+        span = self._tracer.start_span(
+            f"l0.{kind}",
+            context=self._parent(event),
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=_ns(event),
+        )
+        self._sessions[event.stream_id] = _Session(span, attrs, settings)
+
+    def _group_event(self, session: _Session, event: ObservabilityEvent) -> None:
+        attrs: dict[str, Any] = {}
+        if event.get("index") is not None:
+            attrs[sc.L0_GROUP_INDEX] = int(event.get("index"))
+        if event.type is _T.GROUP_TASK_FAILED:
+            attrs[sc.ERROR_TYPE] = error_type_of(event.get("error"))
+        session.span.add_event(f"l0.{str(event.type.value).lower()}", attrs, timestamp=_ns(event))
+
+    def _group_end(self, session: _Session, event: ObservabilityEvent) -> None:
+        status = str(event.get("status"))
+        session.span.set_attribute(sc.L0_OUTCOME, status)
+        if status == "failed":
+            session.span.set_status(Status(StatusCode.ERROR))
+        elif status == "success":
+            session.span.set_status(Status(StatusCode.OK))
+        self._end(session, event)
 
     def _close_attempt(self, session: _Session, event: ObservabilityEvent, outcome: str) -> None:
         span = session.attempt_span

@@ -304,3 +304,35 @@ async def test_abort(otel: Otel) -> None:
     assert dict(attempt.attributes or {})["l0.attempt.outcome"] == "aborted"
     labels = {**BASE, "gen_ai.request.model": "gpt-4o"}
     assert otel.points("l0.sessions") == [({**labels, "l0.outcome": "aborted"}, 1)]
+
+
+async def test_race_children_nest_under_the_race_span(otel: Otel) -> None:
+    scripts = {
+        "slow-model": [Fault.slow_first_token(3)],
+        "quick-model": [Fault.ok(text=TEXT)],
+    }
+    async with ChaosServer(model_scripts=scripts) as server:
+        client = l0.wrap(openai.AsyncOpenAI(base_url=server.base_url, api_key="test"))
+
+        def ask(model: str) -> Any:
+            return lambda: client.chat.completions.create(
+                model=model, messages=MESSAGES, stream=True
+            )
+
+        with trace.get_tracer("app").start_as_current_span("handle request"):
+            result = await l0.race([ask("slow-model"), ask("quick-model")])
+        await client.close()
+    assert result.value == TEXT
+    (root,) = otel.named("handle request")
+    (race,) = otel.children(root)
+    assert race.name == "l0.race"
+    assert dict(race.attributes or {})["l0.group.task_count"] == 2
+    assert race.status.status_code is StatusCode.OK
+    assert [e.name for e in race.events if e.name == "l0.group_winner"] == ["l0.group_winner"]
+    sessions = {s.name: s for s in otel.children(race)}
+    assert set(sessions) == {"chat slow-model", "chat quick-model"}
+    quick = dict(sessions["chat quick-model"].attributes or {})
+    slow = dict(sessions["chat slow-model"].attributes or {})
+    assert quick["l0.outcome"] == "success"
+    assert slow["l0.outcome"] == "aborted"  # the loser is cancelled
+    assert quick["l0.parent_id"] == dict(race.attributes or {})["l0.stream_id"]
