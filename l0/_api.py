@@ -11,7 +11,7 @@ from typing import Any
 
 from l0._runtime import CALLBACK_NAMES, DEFAULT_INTERVALS, DEFAULT_MAX_OVERLAP, Session, _Options
 from l0.config import Settings, load_config, resolve_retry, resolve_timeout
-from l0.plugins import L0PluginManager, default_plugin_manager
+from l0.plugins import L0PluginManager, default_plugin_manager, default_plugin_manager_for
 from l0.retry import Retry
 from l0.timeout import Timeout
 from l0.types import Adapter, Event, State
@@ -58,6 +58,12 @@ class Result:
 
     def __aiter__(self) -> AsyncIterator[Event]:
         if self._gen is not None:
+            if self._session.finished:
+                raise RuntimeError(
+                    "this L0 result has finished; a result streams once. Its text is in "
+                    "result.state.content (or await result.read()); call l0.run(...) again "
+                    "for a new answer"
+                )
             raise RuntimeError("this L0 result is already being consumed; iterate or read it once")
         self._gen = self._events(self._session.run(emit=True))
         return self._gen
@@ -348,7 +354,7 @@ def run(
         if value is not None:
             callbacks[name] = value
     settings = load_config()
-    pm = plugins if plugins is not None else default_plugin_manager()
+    pm = plugins if plugins is not None else default_plugin_manager_for(settings)
     opts = _Options(
         factories=factories,
         retry=resolve_retry(retry, settings, pm),
