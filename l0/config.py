@@ -468,19 +468,33 @@ def _collect(cwd: str, env: tuple[tuple[str, str], ...]) -> tuple[Settings, Path
 @dataclass(frozen=True, slots=True)
 class _Entry:
     env: tuple[tuple[str, str], ...]
-    file: Path | None
-    stamp: tuple[int, int, int] | None
+    stamp: tuple[int, ...]
     settings: Settings
 
 
-def _stamp(path: Path | None) -> tuple[int, int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+def _stamp(cwd: str, file: Path | None) -> tuple[int, ...]:
+    """What must stay the same for a cached configuration to hold.
+
+    The file's modification time, size and inode, and the modification time of every
+    directory searched before it: creating a nearer ``l0.toml`` changes one of those.
+    """
+    stamp: list[int] = []
+    directory = Path(cwd)
+    last = file.parent if file is not None else None
+    for candidate in (directory, *directory.parents):
+        try:
+            stamp.append(os.stat(candidate).st_mtime_ns)
+        except OSError:
+            stamp.append(-1)
+        if candidate == last:
+            break
+    if file is not None:
+        try:
+            st = os.stat(file)
+            stamp += (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp.append(-1)
+    return tuple(stamp)
 
 
 _cache: dict[str, _Entry] = {}
@@ -496,12 +510,16 @@ def _entry(cwd: str | os.PathLike[str] | None) -> _Entry:
     key = os.fspath(cwd) if cwd is not None else os.getcwd()
     env = _env_snapshot()
     entry = _cache.get(key)
-    # One stat per read: an edited file (size, mtime or a replaced inode) or a changed L0_*
-    # environment is seen by the next l0.run without an explicit reload().
-    if entry is not None and entry.env == env and _stamp(entry.file) == entry.stamp:
+    # A few stats per read (issue 11): an edited file (size, mtime or a replaced inode), a new
+    # nearer file or a changed L0_* environment is seen by the next l0.run without reload().
+    if (
+        entry is not None
+        and entry.env == env
+        and _stamp(key, entry.settings.file) == entry.stamp
+    ):
         return entry
     settings, file = _collect(key, env)
-    entry = _Entry(env=env, file=file, stamp=_stamp(file), settings=settings)
+    entry = _Entry(env=env, stamp=_stamp(key, file), settings=settings)
     with _cache_lock:
         if len(_cache) > 64:
             _cache.clear()
@@ -539,8 +557,9 @@ def load_config(cwd: str | os.PathLike[str] | None = None) -> Settings:
 def reload(cwd: str | os.PathLike[str] | None = None) -> Settings:
     """Drop every cached configuration and read it again now.
 
-    The cache already notices an edited config file and a changed ``L0_*`` environment; call
-    this after creating a config file nearer than the one in use, or to be explicit.
+    The cache already notices an edited or new config file and a changed ``L0_*``
+    environment (by modification times, sizes and the environment), so this is only needed
+    when an edit keeps the size and the file system's timestamp resolution hides it.
 
     Raises:
         ConfigError: as :func:`load_config`.
