@@ -172,7 +172,7 @@ class SessionBase:
             try:
                 export(event)
             except Exception:
-                log.exception("l0: exporter %r raised; the stream goes on", export)
+                self._notifier.failed(f"exporter {getattr(export, '__qualname__', export)}")
         on_event = opts.callbacks.get("on_event")
         if on_event is not None:
             self._notifier.call("on_event", on_event, (event,))
@@ -181,6 +181,8 @@ class SessionBase:
             recording.obs(event)
             if kind is _OBS.SESSION_END:
                 recording.end()
+        if kind is _OBS.SESSION_END:
+            self._notifier.finish()
 
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)

@@ -224,6 +224,7 @@ class Hooks:
             f"L0_DISABLE_PLUGINS={culprit or '<name>'}.",
             plugin=culprit,
             hook="l0_backoff_delay",
+            answer=result,
         )
 
     def wrap_client(self, client: Any, options: dict[str, Any]) -> Any | None:
