@@ -461,7 +461,7 @@ def wrap(target: Any, **options: Any) -> Any:
     from l0.adapters import ADAPTER_DISTRIBUTIONS, install_hint
 
     if type(target).__module__.partition(".")[0] in ADAPTER_DISTRIBUTIONS:
-        advice = install_hint(target)
+        advice = install_hint(target, pm)
     else:
         advice = "for any stream factory use l0.run(stream=...)"
     raise TypeError(

@@ -94,8 +94,7 @@ async def test_litellm_stream_without_the_plugin_says_what_to_install() -> None:
             await result.read()
     message = str(caught.value)
     assert "litellm." in message
-    assert "pip install l0-litellm" in message
-    assert "plugin 'litellm' is not loaded" in message
+    assert "l0-litellm is installed, but its plugin 'litellm' is disabled" in message
     assert len(server.requests) == 1
 
 
