@@ -11,7 +11,7 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     retry.attempts         int >= 0     retry.max_retries    int >= 0
     retry.base_delay       seconds >= 0 retry.max_delay      seconds >= 0
     retry.max_retry_after  seconds >= 0 retry.seed           int
-    retry.strategy         a backoff strategy name (any case, ``_`` or ``-``) or one a plugin computes
+    retry.strategy         a backoff strategy (any case, ``_`` or ``-``), or a plugin's
     timeout.initial_token  seconds > 0, or 0 for no limit
     timeout.inter_token    seconds > 0, or 0 for no limit
     plugins.disable        list of plugin names (env: comma-separated)
@@ -512,11 +512,7 @@ def _entry(cwd: str | os.PathLike[str] | None) -> _Entry:
     entry = _cache.get(key)
     # A few stats per read (issue 11): an edited file (size, mtime or a replaced inode), a new
     # nearer file or a changed L0_* environment is seen by the next l0.run without reload().
-    if (
-        entry is not None
-        and entry.env == env
-        and _stamp(key, entry.settings.file) == entry.stamp
-    ):
+    if entry is not None and entry.env == env and _stamp(key, entry.settings.file) == entry.stamp:
         return entry
     settings, file = _collect(key, env)
     entry = _Entry(env=env, stamp=_stamp(key, file), settings=settings)

@@ -411,8 +411,9 @@ class L0PluginManager(pluggy.PluginManager):
         return {name for name, _ in self.list_name_plugin()} | self._available
 
     def computes_strategy(self, policy: Any) -> bool:
-        """Whether a builtin formula or some ``l0_backoff_delay`` plugin answers for
-        ``policy.strategy`` (cached per strategy name until plugins change).
+        """Whether a builtin formula or a backoff plugin computes ``policy.strategy``.
+
+        Cached per strategy name until plugins change.
 
         Raises:
             L0PluginError: a backoff plugin raised or answered something other than a number.

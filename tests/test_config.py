@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -505,7 +504,7 @@ def test_unknown_env_warns_once_naming_the_closest(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_config()
-        l0.run(lambda: Script([Fault.ok()]), plugins=pm)
+        l0.run(Script([Fault()]).factory, plugins=pm)
     assert [p.severity for p in l0.config.check(plugins=pm)] == ["warning", "warning"]
 
 
