@@ -477,17 +477,20 @@ def _stamp(cwd: str, file: Path | None) -> tuple[int, ...]:
 
     The file's modification time, size and inode, and the modification time of every
     directory searched before it: creating a nearer ``l0.toml`` changes one of those.
+    Plain ``os.path`` strings: this runs on every ``l0.run``.
     """
     stamp: list[int] = []
-    directory = Path(cwd)
-    last = file.parent if file is not None else None
-    for candidate in (directory, *directory.parents):
+    last = os.path.dirname(file) if file is not None else None
+    directory = cwd
+    while True:
         try:
-            stamp.append(os.stat(candidate).st_mtime_ns)
+            stamp.append(os.stat(directory).st_mtime_ns)
         except OSError:
             stamp.append(-1)
-        if candidate == last:
+        parent = os.path.dirname(directory)
+        if directory == last or parent == directory:
             break
+        directory = parent
     if file is not None:
         try:
             st = os.stat(file)
@@ -503,6 +506,16 @@ _warned: set[str] = set()
 
 
 def _env_snapshot() -> tuple[tuple[str, str], ...]:
+    # Runs on every l0.run. os.environ.items() decodes every key and value (most of the cost
+    # of a cached read); the raw mapping lets the few L0_ names be picked out first.
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        names = [
+            os.fsdecode(key) if isinstance(key, bytes) else key
+            for key in data
+            if key[:3] in (b"L0_", "L0_")
+        ]
+        return tuple(sorted((name, os.environ[name]) for name in names if name in os.environ))
     return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("L0_")))
 
 
