@@ -50,7 +50,8 @@ def load_before(rev: str) -> ModuleType | None:
     path = Path(tempfile.mkdtemp()) / "config_before.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location("config_before", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["config_before"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

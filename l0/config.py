@@ -488,7 +488,7 @@ def _stamp(cwd: str, file: Path | None) -> tuple[int, ...]:
         except OSError:
             stamp.append(-1)
         parent = os.path.dirname(directory)
-        if directory == last or parent == directory:
+        if directory in (last, parent):
             break
         directory = parent
     if file is not None:

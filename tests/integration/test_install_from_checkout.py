@@ -27,9 +27,9 @@ l0.Guardrails.recommended()  # needs l0-guardrails
 """
 
 
-def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        args, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False, **kwargs
+        args, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False, env=env
     )
     assert done.returncode == 0, f"{args}\n{done.stdout}\n{done.stderr}"
     return done
