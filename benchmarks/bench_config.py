@@ -113,9 +113,8 @@ def main() -> None:
                 fn()
             samples[name].append((time.perf_counter() - start) / args.calls * 1e6)
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    print(
-        f"per-call cost, median of {args.runs} runs of {args.calls} calls (Python {sys.version.split()[0]})"
-    )
+    version = sys.version.split()[0]
+    print(f"per-call cost, median of {args.runs} runs of {args.calls} calls (Python {version})")
     for name, median in medians.items():
         print(f"  {name:>9}: {median:8.2f} us  (best {min(samples[name]):8.2f} us)")
     if "before" in medians:
