@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--before-rev", default="01ab2d7")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # nox -s bench passes the other scripts' options
     workdir = Path(tempfile.mkdtemp())
     (workdir / "l0.toml").write_text(
         '[retry]\npolicy = "exponential"\nmax_retries = 4\n[timeout]\ninter_token = 20\n'
