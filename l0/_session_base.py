@@ -181,14 +181,14 @@ class SessionBase:
             recording.obs(event)
             if kind is _OBS.SESSION_END:
                 recording.end()
-        if kind is _OBS.SESSION_END:
-            self._notifier.finish()
 
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)
 
     def _summary(self, status: str) -> None:
         if not self._observed:
+            # Callback failures are counted per session; their counts are logged at its end.
+            self._notifier.finish()
             return
         state = self.state
         self._obs(
@@ -205,3 +205,4 @@ class SessionBase:
             checkpoints_created=self._checkpoints,
         )
         self._obs(_OBS.SESSION_END, status=status)
+        self._notifier.finish()

@@ -148,3 +148,27 @@ async def test_raising_exporter_and_on_event_log_once_then_a_count(
         assert seen > 5
         assert any(f"raised {boom.calls - 1} more time" in c for c in counts)
         boom.calls = seen = 0
+
+
+async def test_raising_callback_without_observers_logs_once_then_a_count(
+    pm: L0PluginManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    attempts = 0
+
+    async def flaky() -> AsyncIterator[str]:
+        nonlocal attempts
+        attempts += 1
+        yield "a"
+        if attempts < 4:
+            raise ConnectionResetError("dropped")
+
+    def on_retry(attempt: int, reason: str) -> None:
+        raise ValueError("callback bug")
+
+    caplog.set_level(logging.DEBUG, logger="l0")
+    result = l0.run(flaky, plugins=pm, retry=FAST.with_changes(max_retries=5), on_retry=on_retry)
+    assert await result.read() == "a"
+    await result.wait_callbacks()
+    assert len([r for r in caplog.records if r.exc_info is not None]) == 1
+    counts = [r.getMessage() for r in caplog.records if "more time" in r.getMessage()]
+    assert counts == ["l0: callback on_retry raised 2 more time(s) in this session"]
