@@ -212,8 +212,10 @@ class Hooks:
         result: object = self._call(
             "l0_backoff_delay", attempt=attempt, policy=policy, error=error, rng=rng
         )
-        if result is None or _is_delay(result):
-            return result  # type: ignore[return-value]
+        if result is None:
+            return None
+        if isinstance(result, int | float) and _is_delay(result):
+            return float(result)
         culprit = _answering_plugin(
             caller, {"attempt": attempt, "policy": policy, "error": error, "rng": random.Random(0)}
         )
