@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 KERNEL = Path(__file__).resolve().parent.parent / "l0"
-LAYERED = ("l0.errors", "l0.config", "l0.plugins")
+LAYERED = ("l0.errors", "l0._config_schema", "l0.config", "l0.plugins")
 
 
 def _imports(module: str) -> set[str]:
@@ -43,8 +43,9 @@ def _imports(module: str) -> set[str]:
 def test_errors_config_plugins_are_layered() -> None:
     graph = {module: _imports(module) & set(LAYERED) for module in LAYERED}
     assert graph["l0.errors"] == set()
-    assert graph["l0.config"] <= {"l0.errors"}
-    assert graph["l0.plugins"] <= {"l0.errors", "l0.config"}
+    assert graph["l0._config_schema"] <= {"l0.errors"}
+    assert graph["l0.config"] <= {"l0.errors", "l0._config_schema"}
+    assert graph["l0.plugins"] <= {"l0.errors", "l0._config_schema", "l0.config"}
 
 
 @pytest.mark.parametrize("module", [*LAYERED, "l0.retry", "l0.types", "l0.hookspecs"])
