@@ -281,7 +281,7 @@ def test_bad_config_fails_at_load(isolated_config: None, monkeypatch: pytest.Mon
     from l0.config import load_config, reset_config_cache
 
     Path("pyproject.toml").write_text("[tool.l0.health]\nfailure_threshold = 0\n")
-    with pytest.raises(ConfigError, match=r"pyproject.toml.*failure_threshold=0"):
+    with pytest.raises(ConfigError, match=r"health.failure_threshold.*0.*>= 1"):
         load_config()
     Path("pyproject.toml").write_text("[tool.l0.health]\nopen_seconds = 5\n")
     reset_config_cache()

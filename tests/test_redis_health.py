@@ -24,7 +24,6 @@ from l0_redis.testing import INSTALL_HINT, RedisServer, redis_server_binary
 
 import l0
 from l0.config import reset_config_cache
-from l0.errors import ConfigError
 from l0.health import health_service, health_status, provider_key
 from l0.testing import ChaosServer, Fault
 
@@ -274,8 +273,11 @@ async def test_a_redis_that_answers_errors_warns_and_streams_go_on(
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "redis://127.0.0.1:notaport/0"])
-def test_a_malformed_redis_url_is_named(
-    isolated_config: None, monkeypatch: pytest.MonkeyPatch, url: str
+async def test_a_malformed_redis_url_is_named_and_streams_go_on(
+    isolated_config: None,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    url: str,
 ) -> None:
     monkeypatch.setenv("L0_REDIS_URL", url)
     reset_config_cache()
@@ -283,5 +285,9 @@ def test_a_malformed_redis_url_is_named(
     async def tokens() -> Any:
         yield "x"
 
-    with pytest.raises(ConfigError, match=r"\$L0_REDIS_URL"):
-        l0.run(tokens, provider="k", plugins=manager())
+    with caplog.at_level(logging.WARNING, logger="l0"):
+        assert await l0.run(tokens, provider="k", plugins=manager()).read() == "x"
+    messages = [r.getMessage() for r in caplog.records if "l0-redis" in r.getMessage()]
+    assert len(messages) == 1
+    assert "$L0_REDIS_URL" in messages[0]
+    assert (await health_status(manager()))["shared"] is False

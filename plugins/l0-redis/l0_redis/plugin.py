@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import l0
-from l0.errors import ConfigError
 from l0_redis.store import RedisHealthStore
 
 DEFAULT_PREFIX = "l0:health:"
+log = logging.getLogger("l0")
 
 
 @l0.hookimpl
 def l0_open_health_store(settings: Any) -> RedisHealthStore | None:
     """The Redis store when ``[tool.l0.redis] url`` or ``$L0_REDIS_URL`` is set, else ``None``.
 
-    Raises:
-        ConfigError: the URL is malformed; the message names where it came from.
+    A malformed URL is logged (naming where it came from) and health stays in the process:
+    a bad setting of an optional store never stops a stream.
     """
     url = settings.get("redis", "url")
     if url is None:
@@ -30,4 +31,5 @@ def l0_open_health_store(settings: Any) -> RedisHealthStore | None:
         message = str(exc)
         if source not in message:
             message = f"{source}: {message}"
-        raise ConfigError(message, key="redis.url") from None
+        log.warning("l0-redis: %s; provider health is not shared", message)
+        return None
