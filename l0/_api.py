@@ -514,6 +514,8 @@ class RunOptions(TypedDict, total=False):
     remove_overlap: bool
     max_overlap: int
     record: str | os.PathLike[str] | None
+    provider: str | Sequence[str | None] | None
+    health: Health | bool | None
     on_start: Callable[..., Any] | None
     on_complete: Callable[..., Any] | None
     on_error: Callable[..., Any] | None
