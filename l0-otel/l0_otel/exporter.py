@@ -135,6 +135,13 @@ class OTelExporter:
             _T.CONSENSUS_REACHED: self._group_event,
             _T.CONSENSUS_FAILED: self._group_event,
             _T.GROUP_END: self._group_end,
+            # Provider health (docs/health.md): span events on the session's span.
+            _T.CIRCUIT_OPENED: self._health_event,
+            _T.CIRCUIT_HALF_OPEN: self._health_event,
+            _T.CIRCUIT_CLOSED: self._health_event,
+            _T.CIRCUIT_REJECTED: self._health_event,
+            _T.RETRY_AFTER_HELD: self._health_event,
+            _T.RETRY_BUDGET_REFUSED: self._health_event,
         }
 
     @property
@@ -254,6 +261,12 @@ class OTelExporter:
             attrs[sc.L0_GROUP_INDEX] = int(event.get("index"))
         if event.type is _T.GROUP_TASK_FAILED:
             attrs[sc.ERROR_TYPE] = error_type_of(event.get("error"))
+        session.span.add_event(f"l0.{str(event.type.value).lower()}", attrs, timestamp=_ns(event))
+
+    def _health_event(self, session: _Session, event: ObservabilityEvent) -> None:
+        attrs: dict[str, Any] = {sc.L0_PROVIDER_KEY: str(event.get("key"))}
+        if event.get("action") is not None:
+            attrs[sc.L0_HEALTH_ACTION] = str(event.get("action"))
         session.span.add_event(f"l0.{str(event.type.value).lower()}", attrs, timestamp=_ns(event))
 
     def _group_end(self, session: _Session, event: ObservabilityEvent) -> None:
