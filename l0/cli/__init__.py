@@ -1,0 +1,66 @@
+"""The ``l0`` command (``pip install "l0[cli]"``): demo, run, chaos, replay, plugins, config.
+
+Each command calls a public library function and renders its result; ``--json`` prints the
+same data the tables show. Bad input ends with one line on stderr and a non-zero exit; pass
+``--debug`` (first, ``l0 --debug COMMAND``) for the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+__all__ = ["CliError", "main"]
+
+USAGE_ERROR = 2
+FAILURE = 1
+
+
+class CliError(Exception):
+    """A problem with the user's input or environment: printed as one line, exit status 1."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``l0`` command with ``argv`` (``sys.argv[1:]`` by default); returns the status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        import click
+        import typer
+    except ImportError as exc:
+        print(
+            f'l0: the command needs the cli extra ({exc.name} is missing): pip install "l0[cli]"',
+            file=sys.stderr,
+        )
+        return FAILURE
+    from l0.cli._app import app
+
+    command = typer.main.get_command(app)
+    try:
+        status = command.main(args=args, prog_name="l0", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        print("l0: interrupted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("l0: interrupted", file=sys.stderr)
+        return 130
+    except CliError as exc:
+        if debug:
+            raise
+        print(f"l0: {exc}", file=sys.stderr)
+        return FAILURE
+    except Exception as exc:
+        if debug:
+            raise
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"l0: {type(exc).__name__}: {message} (run `l0 --debug ...` for the traceback)",
+            file=sys.stderr,
+        )
+        return FAILURE
+    return status if isinstance(status, int) else 0
