@@ -17,7 +17,10 @@ FAILURE = 1
 
 
 class CliError(Exception):
-    """A problem with the user's input or environment: printed as one line, exit status 1."""
+    """A problem with the user's input or environment: printed as one line, exit status 1.
+
+    The message is the whole line, e.g. ``l0 run: no API key; set OPENAI_API_KEY``.
+    """
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +28,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        import click
         import typer
     except ImportError as exc:
         print(
@@ -38,23 +40,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         status = command.main(args=args, prog_name="l0", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
-        print("l0: interrupted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         print("l0: interrupted", file=sys.stderr)
         return 130
     except CliError as exc:
         if debug:
             raise
-        print(f"l0: {exc}", file=sys.stderr)
+        print(exc, file=sys.stderr)
         return FAILURE
     except Exception as exc:
+        # Usage errors: typer may vendor its own click, so match the shape, not the class.
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            return code
         if debug:
             raise
         message = str(exc).splitlines()[0] if str(exc) else ""

@@ -36,7 +36,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 chaos_app = typer.Typer(help="The local fault-injecting OpenAI-compatible server.")
-config_app = typer.Typer(help="The configuration in force ([tool.l0], l0.toml, L0_* variables).")
+config_app = typer.Typer(help="The configuration in force (pyproject [tool.l0], l0.toml, L0_* variables).")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(config_app, name="config")
 
@@ -102,7 +102,7 @@ def demo(
     try:
         chosen = scenes.select_scenes(scene or [])
     except ValueError as exc:
-        raise CliError(f"{exc} (see `l0 demo --list`)") from None
+        raise CliError(f"l0 demo: {exc} (see `l0 demo --list`)") from None
     if list_scenes:
         rows = [(s.name, s.title) for s in chosen]
         if as_json:
@@ -166,8 +166,8 @@ def run(
 ) -> None:
     """Stream one answer from an OpenAI-compatible provider through L0.
 
-    Retries, timeouts and guardrails come from the configuration in force ([tool.l0],
-    l0.toml, L0_* variables); see `l0 config check`.
+    Retries, timeouts and guardrails come from the configuration in force (pyproject
+    tool.l0 table, l0.toml, L0_* variables); see `l0 config check`.
     """
     if not api_key:
         raise CliError("l0 run: no API key; set OPENAI_API_KEY or pass --api-key KEY")
@@ -308,19 +308,19 @@ def replay(
 # --- plugins and config ------------------------------------------------------------------------
 
 
-def _inventory() -> Inventory:
+def _inventory(command: str) -> Inventory:
     from l0.inventory import inventory
 
     try:
         return inventory()
     except (l0.ConfigError, l0.errors.L0PluginError) as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"{command}: {exc}") from None
 
 
 @app.command()
 def plugins(as_json: JsonOption = False) -> None:
     """List plugins, what they register, and the configuration in force."""
-    found = _inventory()
+    found = _inventory("l0 plugins")
     if as_json:
         _print_json(found.to_dict())
         return
@@ -357,7 +357,7 @@ def _print_config(console: Console, data: dict[str, Any]) -> None:
 @config_app.command("check")
 def config_check(as_json: JsonOption = False) -> None:
     """Validate the configuration and the names it selects; print what is in force."""
-    found = _inventory()
+    found = _inventory("l0 config check")
     data = {"ok": True, "config_file": found.config_file, "config": found.to_dict()["config"]}
     if as_json:
         _print_json(data)
