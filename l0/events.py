@@ -17,12 +17,21 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ObservabilityEvent", "ObservabilityEventType", "uuid7"]
+__all__ = ["ObservabilityEvent", "ObservabilityEventType", "current_parent", "uuid7"]
+
+current_parent: ContextVar[str | None] = ContextVar("l0_current_parent", default=None)
+"""The stream id that sessions created in this context report as their ``parent_id``.
+
+Orchestration (race, parallel, consensus, pools) sets it around creating its child sessions, so
+every child's events name the group, and exporters can draw the fan-out as one tree. A session
+created while another L0 session's stream is being consumed inherits nothing automatically.
+"""
 
 
 class ObservabilityEventType(StrEnum):
@@ -90,6 +99,8 @@ class ObservabilityEvent:
         data: The fields specific to this type (snake_case).
         context: The caller's ``context=`` (a copy).
         meta: The caller's ``meta=`` (a copy).
+        parent_id: The stream id of the group (race, parallel, consensus, pool) or session
+            this session runs under, or ``None`` for a top-level session.
     """
 
     type: ObservabilityEventType
@@ -99,6 +110,7 @@ class ObservabilityEvent:
     data: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     context: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    parent_id: str | None = None
 
     def __getitem__(self, key: str) -> Any:
         """A field of ``data``: ``event["attempt"]``."""
@@ -118,6 +130,8 @@ class ObservabilityEvent:
             "context": copy.deepcopy(dict(self.context)),
             "meta": copy.deepcopy(dict(self.meta)),
         }
+        if self.parent_id is not None:
+            out["parent_id"] = self.parent_id
         for key, value in self.data.items():
             out[key] = copy.deepcopy(value)
         return out
@@ -132,6 +146,7 @@ class ObservabilityEvent:
             data=MappingProxyType(copy.deepcopy(dict(self.data))),
             context=MappingProxyType(copy.deepcopy(dict(self.context))),
             meta=MappingProxyType(copy.deepcopy(dict(self.meta))),
+            parent_id=self.parent_id,
         )
 
 

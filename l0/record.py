@@ -351,7 +351,7 @@ def _stream_event(data: dict[str, Any]) -> Event:
 
 
 def _obs_event(data: dict[str, Any]) -> ObservabilityEvent:
-    common = {"type", "ts", "stream_id", "session_id", "context", "meta"}
+    common = {"type", "ts", "stream_id", "session_id", "context", "meta", "parent_id"}
     return ObservabilityEvent(
         type=ObservabilityEventType(data["type"]),
         ts=data["ts"],
@@ -360,6 +360,7 @@ def _obs_event(data: dict[str, Any]) -> ObservabilityEvent:
         data=MappingProxyType({k: v for k, v in data.items() if k not in common}),
         context=MappingProxyType(dict(data.get("context") or {})),
         meta=MappingProxyType(dict(data.get("meta") or {})),
+        parent_id=data.get("parent_id"),
     )
 
 

@@ -92,3 +92,29 @@ def test_uuid7_is_monotonic() -> None:
     ids = [uuid7() for _ in range(2000)]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
+
+
+async def test_sessions_created_under_a_parent_name_it_in_every_event() -> None:
+    seen: list[ObservabilityEvent] = []
+
+    async def tokens() -> AsyncIterator[str]:
+        yield "hi"
+
+    token = l0.events.current_parent.set("group-1")
+    try:
+        child = l0.run(tokens, on_event=seen.append)
+    finally:
+        l0.events.current_parent.reset(token)
+    top = l0.run(tokens, on_event=seen.append)
+    assert await child.read() == "hi"
+    assert await top.read() == "hi"
+    await child.wait_callbacks()
+    await top.wait_callbacks()
+    by_stream: dict[str, set[str | None]] = {}
+    for event in seen:
+        by_stream.setdefault(event.stream_id, set()).add(event.parent_id)
+    assert sorted(by_stream.values(), key=str) == [{"group-1"}, {None}]
+    child_event = next(e for e in seen if e.parent_id == "group-1")
+    assert child_event.to_dict()["parent_id"] == "group-1"
+    assert child_event.copy().parent_id == "group-1"
+    assert "parent_id" not in next(e for e in seen if e.parent_id is None).to_dict()

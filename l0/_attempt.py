@@ -1,0 +1,198 @@
+"""Opening an attempt's stream and turning provider items into consumer events."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from l0._session_base import _OBS, _RESET_EVENT, _TOKEN, SessionBase, _now
+from l0.adapters import install_hint
+from l0.errors import (
+    AdapterNotFoundError,
+    InvalidStreamError,
+    L0Error,
+    ToolCallError,
+    TruncatedError,
+)
+from l0.types import (
+    Adapter,
+    AttemptContext,
+    Event,
+    EventType,
+)
+
+
+class AttemptMixin(SessionBase):
+    """Factory call, adapter choice, non-text items, withdrawn text, tool-call reports."""
+
+    __slots__ = ()
+
+    def tool_started(self, tool_call_id: str, tool_name: str) -> None:
+        """Report that the application started executing a tool call."""
+        self._tool_starts[tool_call_id] = _now()
+        self._obs(_OBS.TOOL_START, tool_call_id=tool_call_id, tool_name=tool_name)
+
+    def tool_finished(
+        self, tool_call_id: str, *, result: Any = None, error: BaseException | str | None = None
+    ) -> None:
+        """Report the outcome of a tool call the application executed."""
+        started = self._tool_starts.pop(tool_call_id, None)
+        duration_ms = int((_now() - started) * 1000) if started is not None else None
+        if error is None:
+            self._obs(
+                _OBS.TOOL_RESULT, tool_call_id=tool_call_id, result=result, duration_ms=duration_ms
+            )
+        else:
+            self._obs(
+                _OBS.TOOL_ERROR,
+                tool_call_id=tool_call_id,
+                error=error if isinstance(error, str) else repr(error),
+                duration_ms=duration_ms,
+            )
+        status = "success" if error is None else "error"
+        self._obs(_OBS.TOOL_COMPLETED, tool_call_id=tool_call_id, status=status)
+
+    async def _open(self, index: int, ctx: AttemptContext) -> AsyncIterator[Any]:
+        """Call the factory, await it, pick an adapter; all under the initial-token timer."""
+        opts = self._opts
+        factory = opts.factories[index]
+        try:
+            source = factory(ctx) if opts.takes_ctx[index] else factory()
+        except Exception as exc:
+            # The factory itself failed before any I/O: most often a bug, but SDKs that
+            # connect eagerly raise their own (categorised) errors here too.
+            raise exc from None
+        if inspect.isawaitable(source):
+            self._parked = True
+            try:
+                source = await source
+            finally:
+                self._parked = False
+        self._source = source
+        adapter = self._pick_adapter(source)
+        self._obs(
+            _OBS.ADAPTER_WRAP_START, stream_type=type(source).__name__, adapter_id=adapter.name
+        )
+        self._obs(_OBS.ADAPTER_DETECTED, adapter_id=adapter.name)
+        iterator = adapter.wrap(source)
+        if not hasattr(iterator, "__anext__"):
+            raise InvalidStreamError(
+                f"adapter {adapter.name!r} returned {type(iterator).__name__}, "
+                "not an async iterator"
+            )
+        self._iterator = iterator
+        # Adapters may keep every provider chunk (including those that yield no event) in a
+        # ``raw_chunks`` list on their iterator; result.raw() then returns exactly those.
+        raw_list = getattr(iterator, "raw_chunks", None)
+        self._raw_list = raw_list if isinstance(raw_list, list) else None
+        self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
+        return iterator
+
+    def _pick_adapter(self, source: Any) -> Adapter:
+        opts = self._opts
+        if opts.adapter is not None:
+            return opts.adapter
+        from l0.adapters import Adapters
+
+        adapter = Adapters.detect(source, opts.plugins)
+        if adapter is not None:
+            return adapter
+        tried = ", ".join(Adapters.names(opts.plugins)) or "none"
+        raise AdapterNotFoundError(
+            f"the stream factory returned {type(source).__module__}.{type(source).__qualname__}, "
+            f"which no adapter can read (tried: {tried}); {install_hint(source)}."
+        )
+
+    def _item(self, obj: Any) -> Event | None:
+        """Handle a non-``str`` item; return the event to hand to the consumer, if any."""
+        item: Event = obj
+        if type(item) is not Event:
+            if isinstance(item, Event):
+                item = Event(*item)
+            else:
+                raise InvalidStreamError(
+                    f"the stream yielded {type(item).__module__}.{type(item).__qualname__}; "
+                    f"L0 accepts str tokens and l0.Event items: {install_hint(item)}."
+                )
+        if item.raw is not None:
+            self._raw.append(item.raw)
+        kind = item.type
+        state = self.state
+        if kind is _TOKEN:
+            if item.text:
+                state._parts.append(item.text)
+            return item
+        if kind is EventType.TOOL_CALL:
+            data = item.data if isinstance(item.data, Mapping) else {}
+            call = dict(data)
+            state.tool_calls.append(call)
+            args = call.get("arguments")
+            if isinstance(args, str):
+                import orjson
+
+                try:
+                    args = orjson.loads(args) if args.strip() else {}
+                except orjson.JSONDecodeError as exc:
+                    raise ToolCallError(
+                        f"tool call {call.get('name')!r} (id {call.get('id')!r}) has arguments "
+                        f"that are not valid JSON ({exc}): {args[:200]!r}"
+                    ) from None
+            if not isinstance(args, dict):
+                raise ToolCallError(
+                    f"tool call {call.get('name')!r} (id {call.get('id')!r}) has arguments that "
+                    f"are not a JSON object: {args!r:.200}"
+                )
+            name, call_id = str(call.get("name", "")), str(call.get("id", ""))
+            self._obs(_OBS.TOOL_REQUESTED, tool_name=name, tool_call_id=call_id, arguments=args)
+            self._notify("on_tool_call", name, call_id, args)
+            return item
+        if kind is EventType.COMPLETE:
+            if item.usage is not None:
+                state.usage = item.usage
+            if isinstance(item.data, Mapping) and "finish_reason" in item.data:
+                state.finish_reason = item.data["finish_reason"]
+                if state.finish_reason == "length" and self._opts.retry_on_length:
+                    raise TruncatedError(
+                        "the answer stopped at the token limit (finish_reason='length')"
+                    )
+            return None
+        if kind is EventType.ERROR:
+            data = item.data if isinstance(item.data, Mapping) else {}
+            if data.get("will_retry") or data.get("will_fallback"):
+                # A stream that recovers by itself (a nested l0.Result): let it; the consumer
+                # still sees the error, and the RESET that may follow is applied below.
+                return item
+            error = item.error
+            if error is None:
+                error = L0Error(f"the stream reported an error: {item.data!r}")
+            raise error
+        if kind is _RESET_EVENT:
+            data = item.data if isinstance(item.data, Mapping) else {}
+            withdrawn = data.get("withdrawn")
+            if isinstance(withdrawn, str) and withdrawn:
+                self._withdraw(withdrawn)
+        return item
+
+    def _withdraw(self, withdrawn: str) -> None:
+        """Take back text a nested stream withdrew, so ``content`` never holds it twice."""
+        state = self.state
+        state._withdraw(len(withdrawn))
+        if self._checks_on:
+            # Incremental checks cannot un-see text: restart them over what is left.
+            emit = self._emit_fn if self._observed else None
+            opts = self._opts
+            if self._guard_run is not None:
+                self._guard_run = opts.guardrails.start(emit)
+            if self._drift_run is not None:
+                self._drift_run = opts.drift.start(emit)
+            self._checked = 0
+            self._next_check = min(self._next_check, len(state._parts) + self._interval)
+
+    def _has_output(self) -> bool:
+        state = self.state
+        if state.tool_calls:
+            return True
+        return any(part and not part.isspace() for part in state._parts) or bool(
+            state._prefix.strip()
+        )

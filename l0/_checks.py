@@ -1,0 +1,130 @@
+"""Guardrails, drift and checkpoints, run every few tokens (never per token)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from l0._session_base import _CHECKPOINT_TEXT_LIMIT, _OBS, _TOKEN, SessionBase
+from l0.errors import (
+    DriftError,
+    GuardrailError,
+)
+from l0.types import (
+    Event,
+    GuardrailViolation,
+)
+
+
+class ChecksMixin(SessionBase):
+    """Incremental guardrail/drift checks over the text added since the last check."""
+
+    __slots__ = ()
+
+    # --- guardrails, drift, checkpoints (every few tokens, never per token) ----------------------
+
+    def _checks_start(self) -> None:
+        opts = self._opts
+        emit = self._emit_fn if self._observed else None
+        self._guard_run = opts.guardrails.start(emit) if opts.guardrails is not None else None
+        self._drift_run = opts.drift.start(emit) if opts.drift is not None else None
+        self._checked = 0
+        self._overlap_removed = 0
+        intervals = []
+        if self._guard_run is not None:
+            intervals.append(opts.intervals["guardrails"])
+        if self._drift_run is not None:
+            intervals.append(opts.intervals["drift"])
+        if opts.continuation:
+            intervals.append(opts.intervals["checkpoint"])
+        self._checks_on = bool(intervals)
+        self._interval = min(intervals) if intervals else 0
+        self._next_check = self._interval if intervals else 1 << 62
+        self._next_checkpoint = opts.intervals["checkpoint"]
+        self._notify_after = 0
+
+    def _check(self) -> None:
+        """Run guardrails/drift over the text since the last check; save a checkpoint."""
+        state = self.state
+        parts = state._parts
+        n = len(parts)
+        self._next_check = n + self._interval
+        if self._guard_run is not None or self._drift_run is not None:
+            delta = "".join(parts[self._checked :])
+        self._checked = n
+        if self._guard_run is not None:
+            violations = self._guard_run.feed(delta, state)
+            if violations:
+                self._handle_violations(violations)
+        if self._drift_run is not None:
+            result = self._drift_run.feed(delta)
+            if result is not None and result.detected:
+                self._handle_drift(result)
+        if self._opts.continuation and n >= self._next_checkpoint:
+            self._next_checkpoint = n + self._opts.intervals["checkpoint"]
+            state._checkpoint_at = n
+            self._checkpoints += 1
+            if (self._observed or self._wants_checkpoints) and n >= self._notify_after:
+                text = state.checkpoint
+                # Each notification copies the whole checkpoint; past 64 KB they are thinned to
+                # one per 50% growth so a very long answer still costs linear time overall.
+                if len(text) > _CHECKPOINT_TEXT_LIMIT:
+                    self._notify_after = n + n // 2
+                self._obs(_OBS.CHECKPOINT_SAVED, checkpoint=text, token_count=state.token_count)
+                self._notify("on_checkpoint", text, state.token_count)
+
+    def _check_before(self, event: Event | None) -> None:
+        """``_check`` while ``event`` is not yet delivered to the consumer.
+
+        If a guardrail or drift check rejects the output here, the token that triggered the
+        check is dropped from this attempt's text, so that the RESET event withdraws exactly
+        what the consumer was shown.
+        """
+        try:
+            self._check()
+        except Exception:
+            if event is not None and event.type is _TOKEN and event.text:
+                self.state._parts.pop()
+            raise
+
+    def _finish_checks(self) -> None:
+        if not self._checks_on:
+            return
+        state = self.state
+        if self._checked < len(state._parts):
+            self._next_check = 0
+            self._check()
+        if self._guard_run is not None:
+            violations = self._guard_run.finish(state)
+            if violations:
+                self._handle_violations(violations)
+        if self._drift_run is not None:
+            result = self._drift_run.finish(state.content)
+            if result is not None and result.detected:
+                self._handle_drift(result)
+
+    def _handle_violations(self, violations: Sequence[GuardrailViolation]) -> None:
+        state = self.state
+        worst = None
+        for violation in violations:
+            state.violations.append(violation)
+            self._notify("on_violation", violation)
+            if violation.severity == "fatal" or not violation.recoverable:
+                worst = "fatal"
+            elif violation.severity == "error" and worst is None:
+                worst = "error"
+        if worst is None:
+            return
+        blocking = [v for v in violations if v.severity != "warning" or not v.recoverable]
+        summary = "; ".join(f"{v.rule}: {v.message}" for v in blocking[:3])
+        raise GuardrailError(f"guardrail violation ({summary})", blocking, fatal=worst == "fatal")
+
+    def _handle_drift(self, result: Any) -> None:
+        self.state.drift_detected = True
+        types = list(result.types)
+        self._notify("on_drift", types, result.confidence)
+        raise DriftError(
+            f"drift detected: {', '.join(types)} (confidence {result.confidence:.2f})",
+            types=types,
+            confidence=result.confidence,
+        )

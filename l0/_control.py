@@ -1,0 +1,185 @@
+"""Timers, abort and stream closing: everything that cancels a parked session."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+
+from l0._session_base import _CLOSE_GRACE, _OBS, SessionBase, _Abandon, _now
+from l0.errors import (
+    InitialTokenTimeoutError,
+    InterTokenTimeoutError,
+    StreamTimeoutError,
+)
+
+log = logging.getLogger("l0")
+
+
+class ControlMixin(SessionBase):
+    """Timeout timers (one handle per attempt), abort, and closing the provider stream."""
+
+    __slots__ = ()
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def _arm(self, when: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._handle = loop.call_at(when, self._on_timer)
+
+    def _start_timer(self) -> None:
+        timeout = self._opts.timeout
+        limit = timeout.initial_token if timeout.initial_token is not None else timeout.inter_token
+        if limit is None:
+            return
+        self._arm(self._attempt_start + limit)
+        self._obs(
+            _OBS.TIMEOUT_START,
+            timeout_type="initial" if timeout.initial_token is not None else "inter",
+            configured_ms=int(limit * 1000),
+        )
+
+    def _stop_timer(self) -> None:
+        handle = self._handle
+        if handle is not None:
+            handle.cancel()
+            self._handle = None
+
+    def _on_timer(self) -> None:
+        self._handle = None
+        timeout = self._opts.timeout
+        now = _now()
+        last = self._last
+        if last == 0.0:
+            limit = timeout.initial_token
+            kind = "initial"
+            since = self._attempt_start
+        else:
+            limit = timeout.inter_token
+            kind = "inter"
+            since = last
+        if limit is None:
+            # This phase has no limit; look again when the other phase's limit could expire.
+            other = timeout.inter_token if kind == "initial" else timeout.initial_token
+            self._arm(now + (other or 1.0))
+            return
+        deadline = since + limit
+        if now < deadline or not self._parked:
+            # A token arrived since the timer was set, or the consumer holds the session:
+            # only provider silence counts, so wait for the real deadline.
+            self._arm(max(deadline, now + 0.001) if self._parked else now + limit)
+            return
+        elapsed = now - since
+        error_type = InitialTokenTimeoutError if kind == "initial" else InterTokenTimeoutError
+        self._fired = error_type(
+            f"no {'first token' if kind == 'initial' else 'token'} for {elapsed:.3f}s "
+            f"(Timeout.{kind}_token={limit}s)",
+            elapsed=elapsed,
+            configured=limit,
+        )
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel(msg="l0 timeout")
+
+    # --- abort ---------------------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Stop the session now; see :meth:`l0.Result.abort`."""
+        if self.finished or self._abort_requested:
+            return
+        self._abort_requested = True
+        task = self._task
+        if self._parked and task is not None and not task.done():
+            task.cancel(msg="l0 abort")
+            return
+        # The consumer holds the session (between events) or never started it: close the
+        # provider stream now rather than when the consumer comes back.
+        self._stop_timer()
+        if self._iterator is not None or self._source is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._closing = loop.create_task(self._close_stream(), name="l0-abort-close")
+        self._report_abort("user")
+
+    def _report_abort(self, source: str) -> None:
+        if self._aborted_reported:
+            return
+        self._aborted_reported = True
+        self._obs(_OBS.ABORT_REQUESTED, source=source)
+        state = self.state
+        state.aborted = True
+        state.ended_at = _now()
+        self.finished = True
+        self._notify("on_abort", state.token_count, len(state.content))
+        self._obs(_OBS.ABORT_COMPLETED, resources_freed=True, token_count=state.token_count)
+        self._summary("aborted")
+
+    async def _close_stream(self) -> None:
+        iterator, source = self._iterator, self._source
+        self._iterator = self._source = None
+        for obj in (iterator, source) if source is not iterator else (iterator,):
+            if obj is None:
+                continue
+            closer = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+            if closer is None:
+                continue
+            try:
+                async with asyncio.timeout(_CLOSE_GRACE):
+                    result = closer()
+                    if inspect.isawaitable(result):
+                        await result
+            except (Exception, asyncio.CancelledError) as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                log.debug("l0: closing the provider stream raised %r", exc)
+
+    async def _sleep(self, delay: float) -> None:
+        if delay <= 0:
+            return
+        self._parked = True
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            task = self._task
+            if self._abort_requested and task is not None and task.uncancel() == 0:
+                raise _Abandon from None
+            raise
+        finally:
+            self._parked = False
+
+    def _cancel_is_ours(self) -> bool:
+        """True when a CancelledError came from our timer or from abort()."""
+        return self._fired is not None or self._abort_requested
+
+    def _take_fired(self) -> StreamTimeoutError | None:
+        """The timeout that fired (cleared), or None when the cancel came from abort()."""
+        fired = self._fired
+        self._fired = None
+        return None if self._abort_requested else fired
+
+    def _first_item(self) -> None:
+        state = self.state
+        state.first_token_at = self._last
+        timeout = self._opts.timeout
+        # The initial-token timer is set far out; switch to the (usually shorter) gap limit.
+        self._stop_timer()
+        if timeout.inter_token is not None:
+            self._arm(self._last + timeout.inter_token)
+        self._obs(
+            _OBS.STREAM_READY,
+            attempt=state.attempt,
+            ttft_ms=int((self._last - self._attempt_start) * 1000),
+        )
+        if timeout.inter_token is not None:
+            self._obs(
+                _OBS.TIMEOUT_RESET,
+                timeout_type="inter",
+                configured_ms=int(timeout.inter_token * 1000),
+                token_index=0,
+            )

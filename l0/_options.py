@@ -1,0 +1,140 @@
+"""Validated ``l0.run`` arguments and the callback tables shared by the session modules."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from l0.plugins import L0PluginManager
+from l0.retry import Retry
+from l0.timeout import Timeout
+from l0.types import (
+    Adapter,
+)
+
+DEFAULT_INTERVALS: dict[str, int] = {"guardrails": 5, "drift": 10, "checkpoint": 10}
+"""Tokens between guardrail checks, drift checks and checkpoints unless ``check_intervals``
+says otherwise. Checks look at the text added since the previous check, so their total cost
+grows linearly with the output whatever the interval."""
+DEFAULT_MAX_OVERLAP = 200
+"""Most characters held back at a continuation seam while deciding what the model repeated."""
+
+CALLBACK_NAMES = (
+    "on_start",
+    "on_complete",
+    "on_error",
+    "on_event",
+    "on_violation",
+    "on_retry",
+    "on_fallback",
+    "on_resume",
+    "on_checkpoint",
+    "on_timeout",
+    "on_abort",
+    "on_drift",
+    "on_tool_call",
+)
+
+_HOOK_ARGS: dict[str, tuple[str, ...]] = {
+    "on_start": ("attempt", "is_retry", "is_fallback"),
+    "on_complete": ("state",),
+    "on_error": ("error", "will_retry", "will_fallback"),
+    "on_violation": ("violation",),
+    "on_retry": ("attempt", "reason"),
+    "on_fallback": ("index", "reason"),
+    "on_resume": ("checkpoint", "token_count"),
+    "on_checkpoint": ("checkpoint", "token_count"),
+    "on_timeout": ("timeout_type", "elapsed_ms"),
+    "on_abort": ("token_count", "content_length"),
+    "on_drift": ("types", "confidence"),
+    "on_tool_call": ("tool_name", "tool_call_id", "args"),
+}
+
+
+def _takes_context(factory: Callable[..., Any]) -> bool:
+    """True when ``factory`` has a required positional parameter (it wants the attempt context).
+
+    ``functools.partial(sdk_call, model=...)`` and ``*args`` callables get no argument, so
+    wrapping an SDK function keeps working.
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return False
+    for param in signature.parameters.values():
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            return param.default is param.empty
+    return False
+
+
+class _Options:
+    """Validated arguments of one ``l0.run`` call."""
+
+    __slots__ = (
+        "adapter",
+        "build_continuation_prompt",
+        "callbacks",
+        "context",
+        "continuation",
+        "drift",
+        "factories",
+        "guardrails",
+        "intervals",
+        "max_overlap",
+        "meta",
+        "plugins",
+        "record",
+        "remove_overlap",
+        "retry",
+        "retry_on_length",
+        "rng",
+        "session_id",
+        "takes_ctx",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        factories: Sequence[Callable[..., Any]],
+        retry: Retry,
+        timeout: Timeout,
+        adapter: Adapter | None,
+        plugins: L0PluginManager,
+        callbacks: Mapping[str, Callable[..., Any]],
+        context: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        session_id: str | None,
+        seed: int | None,
+        retry_on_length: bool = False,
+        guardrails: Any = None,
+        drift: Any = None,
+        intervals: Mapping[str, int] | None = None,
+        continuation: bool = False,
+        build_continuation_prompt: Callable[[str], str] | None = None,
+        remove_overlap: bool = True,
+        max_overlap: int = DEFAULT_MAX_OVERLAP,
+        record: str | None = None,
+    ) -> None:
+        self.factories = tuple(factories)
+        self.takes_ctx = tuple(_takes_context(f) for f in self.factories)
+        self.retry = retry
+        self.timeout = timeout
+        self.adapter = adapter
+        self.plugins = plugins
+        self.callbacks = dict(callbacks)
+        self.context = context
+        self.meta = meta
+        self.session_id = session_id
+        self.rng = random.Random(seed if seed is not None else retry.seed)
+        self.retry_on_length = retry_on_length
+        self.guardrails = guardrails
+        self.drift = drift
+        self.intervals = {**DEFAULT_INTERVALS, **(intervals or {})}
+        self.continuation = continuation
+        self.build_continuation_prompt = build_continuation_prompt
+        self.remove_overlap = remove_overlap
+        self.max_overlap = max_overlap
+        self.record = record

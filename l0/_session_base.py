@@ -1,0 +1,205 @@
+"""The session's shared state, callbacks and observability events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import MappingProxyType
+from typing import Any
+
+from l0._callbacks import Notifier
+from l0._dispatch import HookTable, hook_table
+from l0._options import (
+    _HOOK_ARGS,
+    _Options,
+)
+from l0.errors import (
+    AttemptError,
+    StreamTimeoutError,
+)
+from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
+from l0.types import (
+    EventType,
+    State,
+)
+
+log = logging.getLogger("l0")
+
+_now = time.monotonic
+_OBS = ObservabilityEventType
+_TOKEN = EventType.TOKEN
+_RESET_EVENT = EventType.RESET
+_INF = float("inf")
+_END: Any = object()
+_CHECKPOINT_TEXT_LIMIT = 65536
+_CLOSE_GRACE = 2.0
+"""Seconds allowed for closing an abandoned provider stream before L0 stops waiting on it."""
+
+
+class _Abandon(Exception):
+    """Internal: the attempt ended because of a timeout timer or an abort request."""
+
+
+class SessionBase:
+    """The state every part of a session shares, plus notification and event emission.
+
+    :class:`l0._runtime.Session` combines this with one mixin per concern (timers and abort,
+    checks, continuation, attempts, retry decisions); each mixin only adds methods.
+    """
+
+    __slots__ = (
+        "_abort_requested",
+        "_aborted_reported",
+        "_attempt_start",
+        "_checked",
+        "_checkpoints",
+        "_checks_on",
+        "_closing",
+        "_drift_run",
+        "_fired",
+        "_guard_run",
+        "_handle",
+        "_interval",
+        "_iterator",
+        "_last",
+        "_loop",
+        "_next_check",
+        "_next_checkpoint",
+        "_notifier",
+        "_notify_after",
+        "_observed",
+        "_opts",
+        "_overlap_removed",
+        "_parked",
+        "_raw",
+        "_raw_list",
+        "_recording",
+        "_source",
+        "_start_ts",
+        "_started",
+        "_table",
+        "_task",
+        "_tool_starts",
+        "_wants_checkpoints",
+        "errors",
+        "finished",
+        "parent_id",
+        "state",
+        "stream_id",
+    )
+
+    def __init__(self, opts: _Options) -> None:
+        self._opts = opts
+        self.state = State()
+        self.errors: list[AttemptError] = []
+        self.stream_id = uuid7()
+        self.parent_id = current_parent.get()
+        self.finished = False
+        self._table: HookTable = hook_table(opts.plugins)
+        self._recording: Any = None
+        if opts.record is not None:
+            from l0.record import SessionRecording
+
+            self._recording = SessionRecording(
+                opts.record, self.stream_id, opts.session_id or self.stream_id
+            )
+        self._observed = (
+            bool(self._table.export) or "on_event" in opts.callbacks or self._recording is not None
+        )
+        self._notifier = Notifier()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._fired: StreamTimeoutError | None = None
+        self._parked = False
+        self._last = 0.0
+        self._attempt_start = 0.0
+        self._abort_requested = False
+        self._aborted_reported = False
+        self._iterator: Any = None
+        self._source: Any = None
+        self._closing: asyncio.Task[None] | None = None
+        self._raw: list[Any] = []
+        self._raw_list: list[Any] | None = None
+        self._started = False
+        self._guard_run: Any = None
+        self._drift_run: Any = None
+        self._checked = 0
+        self._checks_on = False
+        self._interval = 0
+        self._next_check = 1 << 62
+        self._next_checkpoint = 0
+        self._overlap_removed = 0
+        self._tool_starts: dict[str, float] = {}
+        self._checkpoints = 0
+        self._notify_after = 0
+        self._start_ts = 0.0
+        self._wants_checkpoints = (
+            "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
+        )
+
+    # --- notifications -------------------------------------------------------------------------
+
+    def _notify(self, name: str, *args: Any) -> None:
+        callback = self._opts.callbacks.get(name)
+        if callback is not None:
+            self._notifier.call(name, callback, args)
+        caller = self._table.lifecycle.get(f"l0_{name}")
+        if caller is not None:
+            names = _HOOK_ARGS[name]
+
+            def call_hook(*copied: Any, _caller: Any = caller, _names: Any = names) -> None:
+                _caller(**dict(zip(_names, copied, strict=True)))
+
+            self._notifier.call(f"l0_{name}", call_hook, args)
+
+    def _obs(self, kind: ObservabilityEventType, **data: Any) -> None:
+        if not self._observed:
+            return
+        opts = self._opts
+        event = ObservabilityEvent(
+            type=kind,
+            ts=time.time_ns() / 1_000_000,
+            stream_id=self.stream_id,
+            session_id=opts.session_id or self.stream_id,
+            data=MappingProxyType(data),
+            context=opts.context,
+            meta=opts.meta,
+            parent_id=self.parent_id,
+        )
+        for export in self._table.export:
+            try:
+                export(event)
+            except Exception:
+                log.exception("l0: exporter %r raised; the stream goes on", export)
+        on_event = opts.callbacks.get("on_event")
+        if on_event is not None:
+            self._notifier.call("on_event", on_event, (event,))
+        recording = self._recording
+        if recording is not None:
+            recording.obs(event)
+            if kind is _OBS.SESSION_END:
+                recording.end()
+
+    def _emit_fn(self, kind: str, **fields: Any) -> None:
+        self._obs(ObservabilityEventType(kind), **fields)
+
+    def _summary(self, status: str) -> None:
+        if not self._observed:
+            return
+        state = self.state
+        self._obs(
+            _OBS.SESSION_SUMMARY,
+            status=status,
+            token_count=state.token_count,
+            start_ts=self._start_ts,
+            end_ts=time.time_ns() / 1_000_000,
+            duration_ms=int((state.duration or 0.0) * 1000),
+            drift_detected=state.drift_detected,
+            guardrail_violations=len(state.violations),
+            fallback_depth=state.fallback_index,
+            retry_count=state.total_retries,
+            checkpoints_created=self._checkpoints,
+        )
+        self._obs(_OBS.SESSION_END, status=status)
