@@ -77,6 +77,7 @@ class SessionBase:
         "_recording",
         "_source",
         "_start_ts",
+        "_stream_retries",
         "_started",
         "_table",
         "_task",
@@ -92,6 +93,9 @@ class SessionBase:
     def __init__(self, opts: _Options) -> None:
         self._opts = opts
         self.state = State()
+        # Retries of the stream now running, (counted toward attempts, not counted): each
+        # fallback gets a fresh budget, while State's counters cover the whole session.
+        self._stream_retries = (0, 0)
         self.errors: list[AttemptError] = []
         self.stream_id = uuid7()
         self.parent_id = current_parent.get()
