@@ -102,7 +102,7 @@ def dist(session: nox.Session) -> None:
     shutil.rmtree(out, ignore_errors=True)
     projects = [".", *DISTRIBUTIONS]
     for project in projects:
-        session.run("python", "-m", "build", "--outdir", str(out), project, silent=True)
+        session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(out), project, silent=True)
     built = sorted(str(p) for p in out.iterdir())
     session.run("twine", "check", "--strict", *built)
     session.run("python", "tests/dist_check.py", "metadata", str(out), *projects)

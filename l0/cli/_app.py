@@ -61,18 +61,24 @@ def _needs(module: str, install: str) -> None:
         raise CliError(f"this command needs {module!r}: {install}") from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"l0 {l0.__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show the traceback of an unexpected error.")
     ] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print L0's version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print L0's version."),
+    ] = False,
 ) -> None:
     """L0: reliable LLM token streams. Start with `l0 demo`."""
-    del debug  # read by l0.cli.main before the command runs
-    if version:
-        print(f"l0 {l0.__version__}")
-        raise typer.Exit(0)
+    del debug, version  # --debug is read by l0.cli.main; --version by its callback
 
 
 # --- demo --------------------------------------------------------------------------------------
@@ -234,7 +240,7 @@ def chaos_serve(
     try:
         faults = parse_script(script)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(f"l0 chaos serve: {exc}") from None
     options: dict[str, Any] = {"script": faults, "port": port}
     if text is not None:
         options["text"] = text
@@ -247,14 +253,16 @@ def chaos_serve(
             while True:
                 await asyncio.sleep(0.2)
                 for request in server.requests[seen:]:
-                    print(f"  request {seen + 1}: model={request.model} -> {request.fault}")
+                    print(f"  request {seen + 1}: model={request.model} -> {request.fault.kind}")
                     sys.stdout.flush()
                     seen += 1
 
     try:
         asyncio.run(serve())
-    except OSError as exc:
-        raise CliError(f"l0 chaos serve: cannot listen on 127.0.0.1:{port}: {exc}") from None
+    except (OSError, RuntimeError) as exc:
+        raise CliError(
+            f"l0 chaos serve: cannot listen on 127.0.0.1:{port} ({exc}); try another --port"
+        ) from None
     except KeyboardInterrupt:
         print("stopped")
 
