@@ -102,7 +102,9 @@ def dist(session: nox.Session) -> None:
     shutil.rmtree(out, ignore_errors=True)
     projects = [".", *DISTRIBUTIONS]
     for project in projects:
-        session.run("python", "-m", "build", "--installer", "uv", "--outdir", str(out), project, silent=True)
+        session.run(
+            "python", "-m", "build", "--installer", "uv", "--outdir", str(out), project, silent=True
+        )
     built = sorted(str(p) for p in out.iterdir())
     session.run("twine", "check", "--strict", *built)
     session.run("python", "tests/dist_check.py", "metadata", str(out), *projects)
@@ -114,8 +116,9 @@ def dist(session: nox.Session) -> None:
         python = str(venv / ("Scripts" if sys.platform == "win32" else "bin") / "python")
         pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         # Our names come from dist/ only; then their third-party dependencies from the index.
-        session.run(*pip, "--no-index", "--find-links", str(out), "--no-deps", *names,
-                    external=True)
+        session.run(
+            *pip, "--no-index", "--find-links", str(out), "--no-deps", *names, external=True
+        )
         session.run(*pip, "--find-links", str(out), "l0[testing,cli]", *names, external=True)
         session.run(python, "-m", "pip", "check", external=True)
         smoke = ROOT / "tests" / "dist_check.py"

@@ -36,7 +36,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 chaos_app = typer.Typer(help="The local fault-injecting OpenAI-compatible server.")
-config_app = typer.Typer(help="The configuration in force (pyproject [tool.l0], l0.toml, L0_* variables).")
+config_app = typer.Typer(
+    help="The configuration in force (pyproject [tool.l0], l0.toml, L0_* variables)."
+)
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(config_app, name="config")
 
@@ -126,9 +128,7 @@ def demo(
         watcher = PlainView()
     reports = asyncio.run(scenes.play(chosen, watcher))
     if as_json:
-        _print_json(
-            {"ok": all(r.ok for r in reports), "scenes": [r.to_dict() for r in reports]}
-        )
+        _print_json({"ok": all(r.ok for r in reports), "scenes": [r.to_dict() for r in reports]})
     else:
         console.print()
         console.print(table("summary", SUMMARY_COLUMNS, summary_rows(reports)))

@@ -54,8 +54,8 @@ def parse_fault(word: str) -> Fault:
         ),
         "drop": (1, lambda n: Fault.drop_after(int(n))),
         "stall": (2, lambda n, s: Fault.stall_after(int(n), seconds=s)),
-        "slow-first": (1, lambda s: Fault.slow_first_token(s)),
-        "slow-headers": (1, lambda s: Fault.slow_headers(s)),
+        "slow-first": (1, Fault.slow_first_token),
+        "slow-headers": (1, Fault.slow_headers),
         "zero": (0, Fault.zero_output),
         "malformed": (1, lambda n: Fault.malformed_sse(after=int(n))),
         "refusal": (0, Fault.refusal),
@@ -72,7 +72,7 @@ def parse_fault(word: str) -> Fault:
     values: list[float] = [_number(word, a, "each value") for a in args]
     if name in ("status", "drop", "stall", "malformed") and values[0] != int(values[0]):
         raise ValueError(f"--script: {word!r}: the first value must be a whole number")
-    if name == "status" and not 400 <= values[0] <= 599:  # noqa: PLR2004 - HTTP error range
+    if name == "status" and not 400 <= values[0] <= 599:
         raise ValueError(f"--script: {word!r}: the status must be 400-599")
     try:
         return make(*values)

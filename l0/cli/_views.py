@@ -154,7 +154,7 @@ class PlainView:
             self._mid_line = True
         elif event.is_reset:
             withdrawn = (event.data or {}).get("withdrawn", "")
-            shown = withdrawn if len(withdrawn) <= 60 else f"{withdrawn[:28]}…{withdrawn[-28:]}"  # noqa: PLR2004
+            shown = withdrawn if len(withdrawn) <= 60 else f"{withdrawn[:28]}…{withdrawn[-28:]}"
             self._line(f" [withdrawn {len(withdrawn)} chars: {shown!r}]")
         elif event.is_error:
             self._line(f"  ! {describe_error(event)}")

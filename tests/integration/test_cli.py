@@ -86,7 +86,9 @@ def test_demo_lists_scenes_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert names == ["rate-limit", "continue", "guardrail", "drift", "fallback", "structured"]
 
 
-def test_run_without_a_key(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_without_a_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     err = one_line_error(*run_cli(capsys, "run", "--model", "m", "--prompt", "hi"))
     assert "no API key" in err
