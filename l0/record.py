@@ -417,7 +417,8 @@ class Replay:
         Raises:
             ValueError: ``speed`` is negative or not a number.
         """
-        if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed >= 0:
+        given: object = speed  # typed, but callers may pass anything
+        if isinstance(given, bool) or not isinstance(given, int | float) or not given >= 0:
             raise ValueError(f"speed={speed!r}: expected a number >= 0 (0: no waiting)")
         offsets = self.session.offsets
         started = time.monotonic()

@@ -69,7 +69,7 @@ async def _openai_smoke() -> str:
         result = client.chat.completions.create(
             model="large", messages=[{"role": "user", "content": "hi"}], stream=True
         )
-        text = await result.read()
+        text: str = await result.read()
         await sdk.close()
         if len(server.requests) != 3 or result.state.network_retry_count != 2:
             _fail(f"expected 3 requests and 2 retries, got {len(server.requests)} requests")

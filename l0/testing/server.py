@@ -213,7 +213,8 @@ class ChaosServer:
         model_scripts: Mapping[str, Sequence[Fault]] | None = None,
         port: int = 0,
     ) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        asked: object = port  # typed, but callers may pass anything
+        if isinstance(asked, bool) or not isinstance(asked, int) or not 0 <= asked <= 65535:
             raise ValueError(f"port={port!r}: expected an int from 0 to 65535 (0: any free port)")
         self._listen_port = port
         given = _token_tuple(tokens)

@@ -213,7 +213,8 @@ async def _record(path: Path) -> str:
             pass
         await result.wait_callbacks()
         await sdk.close()
-        return result.state.content
+        content: str = result.state.content
+        return content
 
 
 def test_replay_reproduces_the_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -304,7 +305,7 @@ def test_chaos_serve_answers_the_openai_sdk(tmp_path: Path) -> None:
             result = client.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": "hi"}], stream=True
             )
-            text = await result.read()
+            text: str = await result.read()
             await sdk.close()
             return text, result.state.network_retry_count
 
