@@ -26,34 +26,44 @@ def _fail(message: str) -> None:
     raise SystemExit(1)
 
 
-def check_metadata(out: Path, projects: list[str]) -> None:
-    """Wheels, sdists, lockstep versions and the declared ``l0`` range."""
+def check_versions(projects: list[str]) -> dict[str, str]:
+    """Lockstep versions, and every distribution but ``l0`` declares a compatible ``l0`` range.
+
+    Returns:
+        Each distribution's name and version.
+    """
     # Imported here: the smoke half runs in a fresh venv that need not have packaging.
     from packaging.requirements import Requirement
     from packaging.version import Version
 
-    versions = {}
-    for project in projects:
-        data = tomllib.loads((Path(project) / "pyproject.toml").read_text())["project"]
-        name, version = data["name"], data["version"]
-        versions[name] = version
+    data = {p: tomllib.loads((Path(p) / "pyproject.toml").read_text())["project"] for p in projects}
+    versions = {d["name"]: d["version"] for d in data.values()}
+    if len(set(versions.values())) != 1:
+        _fail(f"versions are not in lockstep: {versions}")
+    kernel = Version(versions["l0"])
+    upper = Version(f"{kernel.major}.{kernel.minor + 1}")
+    for project in data.values():
+        if project["name"] == "l0":
+            continue
+        ranges = [Requirement(r) for r in project.get("dependencies", [])]
+        ranges = [r for r in ranges if r.name == "l0"]
+        if not ranges:
+            _fail(f"{project['name']}: does not depend on l0")
+        spec = ranges[0].specifier
+        if kernel not in spec or upper in spec:
+            name = project["name"]
+            _fail(f"{name}: l0 range {spec!s} must admit {kernel} and stop below {upper}")
+    return versions
+
+
+def check_metadata(out: Path, projects: list[str]) -> None:
+    """A wheel and an sdist per project, lockstep versions and the declared ``l0`` range."""
+    versions = check_versions(projects)
+    for name, version in versions.items():
         stem = name.replace("-", "_")
         for pattern in (f"{stem}-{version}-*.whl", f"{stem}-{version}.tar.gz"):
             if not list(out.glob(pattern)):
                 _fail(f"{name}: no {pattern} in {out}")
-        if name == "l0":
-            continue
-        kernel = Version(versions.get("l0", data["version"]))
-        ranges = [Requirement(r) for r in data.get("dependencies", [])]
-        ranges = [r for r in ranges if r.name == "l0"]
-        if not ranges:
-            _fail(f"{name}: does not depend on l0")
-        spec = ranges[0].specifier
-        upper = Version(f"{kernel.major}.{kernel.minor + 1}")
-        if kernel not in spec or upper in spec or not any(s.operator == "<" for s in spec):
-            _fail(f"{name}: l0 range {spec} must admit {kernel} and stop below {upper}")
-    if len(set(versions.values())) != 1:
-        _fail(f"versions are not in lockstep: {versions}")
     print(f"metadata ok: {', '.join(f'{n} {v}' for n, v in sorted(versions.items()))}")
 
 
