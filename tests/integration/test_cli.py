@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,18 +95,15 @@ def test_run_without_a_key(
 
 
 def test_run_streams_through_retries(
-    isolated_config: None, capsys: pytest.CaptureFixture[str]
+    isolated_config: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The configured policy decides the retries; keep its backoff short.
+    monkeypatch.setenv("L0_RETRY_BASE_DELAY", "0.01")
     with ChaosServer(script=[Fault.status(503), Fault.drop_after(2)], text="one two three") as srv:
-        # The configured policy decides the retries; keep its backoff short.
-        os.environ["L0_RETRY_BASE_DELAY"] = "0.01"
-        try:
-            status, out, err = run_cli(
-                capsys, "run", "--model", "m", "--prompt", "hi", "--base-url", srv.base_url,
-                "--api-key", "test", "--json",
-            )  # fmt: skip
-        finally:
-            del os.environ["L0_RETRY_BASE_DELAY"]
+        status, out, err = run_cli(
+            capsys, "run", "--model", "m", "--prompt", "hi", "--base-url", srv.base_url,
+            "--api-key", "test", "--json",
+        )  # fmt: skip
         assert len(srv.requests) == 3
     assert status == 0, err
     data = json.loads(out)
