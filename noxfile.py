@@ -79,7 +79,9 @@ def demo(session: nox.Session) -> None:
 
     Arguments after ``--`` go to ``l0 demo``, e.g. ``nox -s demo -- --scene fallback``.
     """
-    _install_workspace(session)
+    # Not _install_workspace: the test fixture plugins would change a user's behaviour.
+    editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", dist)]
+    session.install("-e", ".[cli,testing,structured]", *editable)
     session.run("l0", "demo", *session.posargs)
 
 

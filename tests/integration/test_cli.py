@@ -131,6 +131,13 @@ def test_plugins_lists_the_openai_adapter_and_guardrail_rules(
     assert "exponential" in [p["name"] for p in data["retry_policies"]]
     builtins = {p["name"] for p in data["plugins"] if p["builtin"]}
     assert {"retry", "backoff", "iter_adapter"} <= builtins
+    # A third-party plugin shows with its own distribution and version.
+    sample = next(p for p in data["plugins"] if p["name"] == "sample")
+    assert (sample["distribution"], sample["version"], sample["builtin"]) == (
+        "l0-sample-plugin",
+        "0.3.1",
+        False,
+    )
     config = {c["key"]: c for c in data["config"]}
     assert config["retry.attempts"] == {
         "key": "retry.attempts",
