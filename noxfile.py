@@ -79,8 +79,10 @@ def demo(session: nox.Session) -> None:
 
     Arguments after ``--`` go to ``l0 demo``, e.g. ``nox -s demo -- --scene fallback``.
     """
-    # Not _install_workspace: the test fixture plugins would change a user's behaviour.
-    editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", dist)]
+    # Not _install_workspace: the test fixture plugins would change a user's behaviour, and the
+    # demo needs only the OpenAI adapter and the plugins (not LiteLLM's large install).
+    needed = ["./l0-openai", *(d for d in DISTRIBUTIONS if d.startswith("./plugins/"))]
+    editable = [arg for dist in needed for arg in ("-e", dist)]
     session.install("-e", ".[cli,testing,structured]", *editable)
     session.run("l0", "demo", *session.posargs)
 
