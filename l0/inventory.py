@@ -185,11 +185,17 @@ def inventory(
         cwd: Where to look for the config file (the working directory by default).
 
     Raises:
+        TypeError: ``plugins`` is not a plugin manager.
         ConfigError: the configuration is invalid.
         L0PluginError: a plugin failed to load or registers something wrong.
     """
-    from l0.plugins import build_plugin_manager
+    from l0.plugins import L0PluginManager, build_plugin_manager
 
+    if plugins is not None and not isinstance(plugins, L0PluginManager):
+        raise TypeError(
+            f"inventory(plugins={plugins!r}): expected an l0.L0PluginManager or None "
+            "(None builds one as l0.run does)"
+        )
     settings = load_config(cwd)
     pm = plugins
     if pm is None:
