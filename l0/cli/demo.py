@@ -37,6 +37,7 @@ ANSWER = (
     "answer while it streams."
 )
 PROMPT = "Why do LLM apps need a reliability layer?"
+MESSAGES: Any = [{"role": "user", "content": PROMPT}]
 LOOP = "I keep saying the same thing. " * 40
 AS_AN_AI = "As an AI language model, I cannot have opinions about reliability layers."
 # The server cuts this answer off before the JSON closes; L0 repairs the end.
@@ -119,7 +120,8 @@ class Scene:
         script: Faults for the server's requests, in order.
         model_scripts: Scripts of their own for some model names.
         options: Keyword options for ``l0.wrap`` (built per run: some are stateful).
-        structured: Parse the answer into :class:`Release` instead of reading text.
+        kind: ``"text"`` (read the answer), ``"structured"`` (parse it into :class:`Release`)
+            or ``"race"`` (race two models with ``l0.race_stream``; the first to stream leads).
     """
 
     name: str
@@ -127,7 +129,7 @@ class Scene:
     script: Callable[[], Sequence[Fault]]
     model_scripts: Callable[[], Mapping[str, Sequence[Fault]]] = dict
     options: Callable[[], dict[str, Any]] = dict
-    structured: bool = False
+    kind: str = "text"
 
 
 def _retry(**overrides: Any) -> l0.Retry:
@@ -190,7 +192,19 @@ def _scenes() -> tuple[Scene, ...]:
             "structured",
             "a JSON answer is cut off; L0 repairs it into a Pydantic model",
             lambda: [Fault.ok(text=TRUNCATED_JSON)],
-            structured=True,
+            kind="structured",
+        ),
+        Scene(
+            "race",
+            "two models race; the fast one leads, then stalls for good; the steady one wins",
+            list,
+            model_scripts=lambda: {
+                "demo-fast": [Fault.stall_after(3, seconds=30)] * 2,
+                # Starts late, so the fast model leads the race at first.
+                "demo-steady": [Fault.slow_first_token(0.5)],
+            },
+            options=lambda: {"retry": _retry(max_retries=1)},
+            kind="race",
         ),
     )
 
@@ -233,10 +247,83 @@ async def _watch(events: Any, watcher: Watcher, seen: _Seen) -> None:
         watcher.event(event)
 
 
+@dataclass(slots=True)
+class _Outcome:
+    ok: bool
+    text: str
+    sessions: list[l0.State]
+    note: str = ""
+
+
+async def _text(sdk: Any, options: dict[str, Any], watcher: Watcher, seen: _Seen) -> _Outcome:
+    client = l0.wrap(sdk, **options)
+    result = client.chat.completions.create(model="demo-large", messages=MESSAGES, stream=True)
+    state: l0.State = result.state
+    ok = True
+    try:
+        await _watch(result, watcher, seen)
+    except l0.L0Error as exc:
+        ok = False
+        seen.errors.append(type(exc).__name__)
+    note = ""
+    if state.resumed:
+        note = f"continued after {state.resume_from} chars; nothing shown twice"
+    return _Outcome(ok and state.completed, state.content, [state], note)
+
+
+async def _structured(sdk: Any, options: dict[str, Any], watcher: Watcher, seen: _Seen) -> _Outcome:
+    def factory() -> Awaitable[Any]:
+        return sdk.chat.completions.create(  # type: ignore[no-any-return]
+            model="demo-large", messages=MESSAGES, stream=True
+        )
+
+    watched = l0.structured_stream(Release, factory, **options)
+    try:
+        await _watch(watched, watcher, seen)
+        parsed = await watched.result()
+    except l0.L0Error as exc:
+        seen.errors.append(type(exc).__name__)
+        return _Outcome(False, watched.state.content, [watched.state])
+    note = f"{parsed.data!r}; repaired: {', '.join(parsed.corrections)}"
+    return _Outcome(watched.state.completed, parsed.raw, [watched.state], note)
+
+
+async def _race(sdk: Any, options: dict[str, Any], watcher: Watcher, seen: _Seen) -> _Outcome:
+    client = l0.wrap(sdk, **options)
+    models = ("demo-fast", "demo-steady")
+    sessions: list[tuple[str, l0.Result]] = []
+
+    def contender(model: str) -> Callable[[], l0.Result]:
+        def start() -> l0.Result:
+            result: l0.Result = client.chat.completions.create(
+                model=model, messages=MESSAGES, stream=True
+            )
+            sessions.append((model, result))
+            return result
+
+        return start
+
+    race = l0.race_stream([contender(model) for model in models])
+    ok = True
+    try:
+        await _watch(race, watcher, seen)
+    except l0.L0Error as exc:
+        ok = False
+        seen.errors.append(type(exc).__name__)
+    winners = [o.index for o in race.outcomes if o.status == "won"]
+    winner = sessions[-1][1].state if sessions else l0.State()
+    if winners:
+        winner = next(r.state for m, r in reversed(sessions) if m == models[winners[0]])
+    statuses = ", ".join(f"{models[o.index]} {o.status}" for o in race.outcomes)
+    return _Outcome(ok and bool(winners), winner.content, [r.state for _, r in sessions], statuses)
+
+
+_KINDS = {"text": _text, "structured": _structured, "race": _race}
+
+
 async def _run_scene(scene: Scene, server: ChaosServer, watcher: Watcher) -> SceneReport:
     import openai
 
-    messages: Any = [{"role": "user", "content": PROMPT}]
     options = {
         "retry": _retry(),
         "timeout": l0.Timeout(initial_token=1.0, inter_token=0.3),
@@ -244,59 +331,30 @@ async def _run_scene(scene: Scene, server: ChaosServer, watcher: Watcher) -> Sce
     }
     seen = _Seen()
     started = time.monotonic()
-    note = ""
-    ok = True
     # max_retries=0: L0 decides every retry, so the SDK's own never multiply them.
     sdk = openai.AsyncOpenAI(base_url=server.base_url, api_key="no-key-needed", max_retries=0)
     try:
-        if scene.structured:
-
-            def factory() -> Awaitable[Any]:
-                return sdk.chat.completions.create(
-                    model="demo-large", messages=messages, stream=True
-                )
-
-            watched = l0.structured_stream(Release, factory, **options)
-            state = watched.state
-            try:
-                await _watch(watched, watcher, seen)
-                parsed = await watched.result()
-                note = f"{parsed.data!r}; repaired: {', '.join(parsed.corrections)}"
-                text = parsed.raw
-            except l0.L0Error as exc:
-                ok, text = False, state.content
-                seen.errors.append(type(exc).__name__)
-        else:
-            client = l0.wrap(sdk, **options)
-            result = client.chat.completions.create(
-                model="demo-large", messages=messages, stream=True
-            )
-            state = result.state
-            try:
-                await _watch(result, watcher, seen)
-            except l0.L0Error as exc:
-                ok = False
-                seen.errors.append(type(exc).__name__)
-            text = state.content
-            if state.resumed:
-                note = f"continued after {state.resume_from} chars; nothing shown twice"
+        outcome = await _KINDS[scene.kind](sdk, options, watcher, seen)
     finally:
         await sdk.close()
-    ok = ok and state.completed
+    # Every session of the scene counts: a race runs several, each with its own retries.
+    network = sum(state.network_retry_count for state in outcome.sessions)
+    model = sum(state.model_retry_count for state in outcome.sessions)
+    final = outcome.sessions[-1] if outcome.sessions else l0.State()
     return SceneReport(
         scene=scene.name,
         title=scene.title,
-        ok=ok,
+        ok=outcome.ok,
         requests=len(server.requests),
-        retries=state.network_retry_count + state.model_retry_count,
-        network_retries=state.network_retry_count,
-        model_retries=state.model_retry_count,
-        fallback=state.fallback_index,
+        retries=network + model,
+        network_retries=network,
+        model_retries=model,
+        fallback=final.fallback_index,
         seconds=time.monotonic() - started,
-        tokens=state.token_count,
+        tokens=final.token_count,
         errors=tuple(seen.errors),
-        text=text,
-        note=note,
+        text=outcome.text,
+        note=outcome.note,
     )
 
 

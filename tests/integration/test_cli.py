@@ -82,7 +82,15 @@ def test_demo_lists_scenes_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run_cli(capsys, "demo", "--list", "--json")
     assert status == 0
     names = [s["scene"] for s in json.loads(out)]
-    assert names == ["rate-limit", "continue", "guardrail", "drift", "fallback", "structured"]
+    assert names == [
+        "rate-limit",
+        "continue",
+        "guardrail",
+        "drift",
+        "fallback",
+        "structured",
+        "race",
+    ]
 
 
 def test_run_without_a_key(

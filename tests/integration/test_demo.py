@@ -21,6 +21,7 @@ def test_demo_json_reports_every_scene_ok(capsys: pytest.CaptureFixture[str]) ->
         "drift",
         "fallback",
         "structured",
+        "race",
     ]
     assert all(s["ok"] for s in scenes.values())
     assert scenes["rate-limit"]["errors"] == ["RateLimitError", "APIConnectionError"]
@@ -41,6 +42,13 @@ def test_demo_json_reports_every_scene_ok(capsys: pytest.CaptureFixture[str]) ->
     structured = scenes["structured"]
     assert "Release(name='L0'" in structured["note"]
     assert "closed" in structured["note"]
+    # The race: the fast model leads, stalls twice (one retry of its own) and fails for good;
+    # the steady model's answer wins. Its first request was cancelled when the fast one led.
+    race = scenes["race"]
+    assert race["note"] == "demo-fast failed, demo-steady won"
+    assert race["errors"] == ["InterTokenTimeoutError", "InterTokenTimeoutError"]
+    assert race["retries"] == 1
+    assert race["text"].startswith("Streams fail in production")
 
 
 def test_plain_output_shows_recoveries_as_they_happen(capsys: pytest.CaptureFixture[str]) -> None:
