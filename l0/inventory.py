@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from l0.adapters import Adapters
-from l0.config import Settings, load_config, resolve_retry, resolve_timeout
-from l0.drift import available_detectors, resolve_drift
-from l0.guardrails import available_guardrails, resolve_guardrails
+from l0.config import ConfigValue, explain, load_config
+from l0.drift import available_detectors
+from l0.guardrails import available_guardrails
 
 if TYPE_CHECKING:
     from l0.plugins import L0PluginManager
 
-__all__ = ["ConfigValue", "Inventory", "Registered", "config_in_effect", "inventory"]
+__all__ = ["Inventory", "Registered", "inventory"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +38,6 @@ class Registered:
 
 
 @dataclass(frozen=True, slots=True)
-class ConfigValue:
-    """One configuration key as it is in force.
-
-    Attributes:
-        key: ``section.key``.
-        value: The value L0 uses.
-        source: ``default``, ``policy <name>``, the config file (pyproject ``[tool.l0]`` or
-            ``l0.toml``) or ``$L0_…`` for the environment.
-    """
-
-    key: str
-    value: Any
-    source: str
-
-
-@dataclass(frozen=True, slots=True)
 class Inventory:
     """Everything ``l0 plugins`` lists.
 
@@ -64,7 +48,7 @@ class Inventory:
         guardrail_presets: Named guardrail presets.
         drift_detectors: Named drift detectors.
         retry_policies: Named retry policies.
-        config: Every configuration key with its value and source.
+        config: Every configuration key with its value and source (:func:`l0.config.explain`).
         config_file: The configuration file read, if any.
     """
 
@@ -102,7 +86,13 @@ class Inventory:
             "drift_detectors": named(self.drift_detectors),
             "retry_policies": named(self.retry_policies),
             "config": [
-                {"key": c.key, "value": _plain(c.value), "source": c.source} for c in self.config
+                {
+                    "key": c.key,
+                    "value": _plain(c.value),
+                    "source": c.source,
+                    "location": c.location,
+                }
+                for c in self.config
             ],
             "config_file": self.config_file,
         }
@@ -127,51 +117,6 @@ def _adapters(pm: L0PluginManager) -> list[Registered]:
         doc = (getattr(impl.plugin, "__doc__", None) or "").strip().splitlines()
         found.append(Registered(impl.plugin_name, impl.plugin_name, doc[0] if doc else ""))
     return found
-
-
-def config_in_effect(settings: Settings, pm: L0PluginManager) -> list[ConfigValue]:
-    """Every configuration key with the value L0 uses and where it came from.
-
-    The names config selects (retry policy, guardrail preset and rules, drift detectors) are
-    resolved as ``l0.run`` resolves them, so an unknown name fails here as it would there.
-
-    Raises:
-        ConfigError: the configuration names something no plugin registers.
-    """
-    resolve_guardrails(None, pm, settings)
-    if settings.get("drift", "enabled"):
-        resolve_drift(None, pm, settings)
-    sources = settings.sources
-    policy = settings.get("retry", "policy", "fixed-jitter")
-    retry = resolve_retry(None, settings, pm)
-    timeout = resolve_timeout(None, settings)
-    defaults: dict[str, tuple[Any, str]] = {
-        "retry.policy": (policy, "default"),
-        "timeout.initial_token": (timeout.initial_token, "default"),
-        "timeout.inter_token": (timeout.inter_token, "default"),
-        "plugins.disable": ([], "default"),
-        "plugins.load": (None, "default (every installed plugin)"),
-        "plugins.trace": (False, "default"),
-        "guardrails.preset": (None, "default (none)"),
-        "guardrails.rules": ([], "default"),
-        "guardrails.severity": ({}, "default"),
-        "drift.enabled": (False, "default"),
-        "drift.detectors": (None, "default (every registered detector)"),
-        "drift.window": (None, "default (the detectors' own)"),
-        "drift.threshold": (None, "default (the detectors' own)"),
-    }
-    for name in ("attempts", "max_retries", "base_delay", "max_delay", "max_retry_after", "seed"):
-        defaults[f"retry.{name}"] = (getattr(retry, name), f"policy {policy}")
-    defaults["retry.strategy"] = (retry.strategy, f"policy {policy}")
-    out = []
-    for key in sorted(defaults, key=lambda k: (k.split(".")[0], k)):
-        section, name = key.split(".")
-        if key in sources:
-            out.append(ConfigValue(key, settings.get(section, name), sources[key]))
-        else:
-            value, source = defaults[key]
-            out.append(ConfigValue(key, value, source))
-    return out
 
 
 def inventory(
@@ -214,6 +159,6 @@ def inventory(
             Registered(name, plugin, spec.summary)
             for name, (spec, plugin) in sorted(pm.retry_policies().items())
         ],
-        config=config_in_effect(settings, pm),
+        config=explain(cwd, plugins=pm),
         config_file=str(settings.file) if settings.file is not None else None,
     )

@@ -357,19 +357,49 @@ def plugins(as_json: JsonOption = False) -> None:
 
 
 def _print_config(console: Console, data: dict[str, Any]) -> None:
-    rows = [(c["key"], json.dumps(c["value"]), c["source"]) for c in data["config"]]
+    rows = [(c["key"], json.dumps(c["value"]), c["source"], c["location"]) for c in data["config"]]
     title = f"configuration (file: {data['config_file'] or 'none'})"
-    console.print(table(title, ("key", "value", "source"), rows))
+    console.print(table(title, ("key", "value", "source", "where"), rows))
 
 
 @config_app.command("check")
 def config_check(as_json: JsonOption = False) -> None:
-    """Validate the configuration and the names it selects; print what is in force."""
-    found = _inventory("l0 config check")
-    data = {"ok": True, "config_file": found.config_file, "config": found.to_dict()["config"]}
+    """Validate the configuration and the names it selects; print what is in force.
+
+    Every problem is listed, one line each (errors first); the exit status is 1 if any is an
+    error, that is, if `l0.run` would refuse to start.
+    """
+    from l0.config import check
+
+    problems = check()
+    errors = [p for p in problems if p.severity == "error"]
+    data: dict[str, Any] = {
+        "ok": not errors,
+        "problems": [
+            {
+                "severity": p.severity,
+                "key": p.key,
+                "value": p.value if p.value is None else str(p.value),
+                "location": p.location,
+                "message": p.message,
+            }
+            for p in problems
+        ],
+    }
+    if not errors:
+        found = _inventory("l0 config check").to_dict()
+        data["config_file"] = found["config_file"]
+        data["config"] = found["config"]
     if as_json:
         _print_json(data)
-        return
-    console = _console()
-    _print_config(console, found.to_dict())
-    console.print(f"config ok ({found.config_file or 'no config file; defaults and L0_* only'})")
+    else:
+        for problem in problems:
+            print(f"l0 config check: {problem.severity}: {problem.message}", file=sys.stderr)
+        if not errors:
+            console = _console()
+            _print_config(console, data)
+            console.print(
+                f"config ok ({data['config_file'] or 'no config file; defaults and L0_* only'})"
+            )
+    if errors:
+        raise typer.Exit(1)

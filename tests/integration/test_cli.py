@@ -150,7 +150,8 @@ def test_plugins_lists_the_openai_adapter_and_guardrail_rules(
     assert config["retry.attempts"] == {
         "key": "retry.attempts",
         "value": 3,
-        "source": "policy fixed-jitter",
+        "source": "default",
+        "location": "retry policy 'fixed-jitter'",
     }
 
     # The table shows the same data.
@@ -158,7 +159,7 @@ def test_plugins_lists_the_openai_adapter_and_guardrail_rules(
     assert status == 0
     assert "l0-openai" in table
     assert "recommended" in table
-    assert "policy fixed-jitter" in table
+    assert "retry policy 'fixed-jitter'" in table
 
 
 def test_config_sources(
@@ -170,12 +171,13 @@ def test_config_sources(
     assert status == 0
     data = json.loads(out)
     assert data["ok"] is True
-    config = {c["key"]: (c["value"], c["source"]) for c in data["config"]}
-    assert config["retry.attempts"] == (5, str(Path("l0.toml").resolve()))
-    assert config["retry.policy"][0] == "exponential"
-    assert config["timeout.inter_token"] == (7.0, "$L0_TIMEOUT_INTER_TOKEN")
-    assert config["retry.max_retries"] == (6, "policy exponential")
-    assert config["plugins.disable"] == ([], "default")
+    assert data["problems"] == []
+    config = {c["key"]: (c["value"], c["source"], c["location"]) for c in data["config"]}
+    assert config["retry.attempts"] == (5, "l0.toml", str(Path("l0.toml").resolve()))
+    assert config["retry.policy"][:2] == ("exponential", "l0.toml")
+    assert config["timeout.inter_token"] == (7.0, "environment", "$L0_TIMEOUT_INTER_TOKEN")
+    assert config["retry.max_retries"] == (6, "default", "retry policy 'exponential'")
+    assert config["plugins.disable"][:2] == ([], "default")
 
 
 @pytest.mark.parametrize(
@@ -193,8 +195,20 @@ def test_config_check_reports_errors_in_one_line(
 ) -> None:
     Path("l0.toml").write_text(toml)
     err = one_line_error(*run_cli(capsys, "config", "check"))
-    assert err.startswith("l0 config check: ")
+    assert err.startswith("l0 config check: error: ")
     assert expected in err
+
+
+def test_config_check_lists_every_problem(
+    isolated_config: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("l0.toml").write_text("[retry]\nattempts = -1\nmax_retries = -2\n")
+    status, out, _ = run_cli(capsys, "config", "check", "--json")
+    assert status == 1
+    data = json.loads(out)
+    assert data["ok"] is False
+    assert [p["key"] for p in data["problems"]] == ["retry.attempts", "retry.max_retries"]
+    assert "config" not in data
 
 
 def test_plugins_with_bad_config_fails_cleanly(
@@ -210,7 +224,7 @@ def test_debug_shows_the_real_exception(
 ) -> None:
     Path("l0.toml").write_text("[retri]\n")
     with pytest.raises(CliError, match="unknown key"):
-        main(["--debug", "config", "check"])
+        main(["--debug", "plugins"])
 
 
 async def _record(path: Path) -> str:
