@@ -18,7 +18,13 @@ from l0.errors import (
     AttemptError,
     StreamTimeoutError,
 )
-from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
+from l0.events import (
+    ObservabilityEvent,
+    ObservabilityEventType,
+    current_parent,
+    uuid7,
+    without_request_messages,
+)
 from l0.types import (
     EventType,
     State,
@@ -56,6 +62,7 @@ class SessionBase:
         "_checkpoints",
         "_checks_on",
         "_closing",
+        "_content",
         "_drift_run",
         "_fired",
         "_guard_run",
@@ -113,6 +120,10 @@ class SessionBase:
         # (guardrail events come every check, several per rule) (#9).
         everything = "on_event" in opts.callbacks or self._recording is not None
         self._wanted: frozenset[str] | None = None if everything else self._table.export_types
+        # Prompt and completion text reach exporters only when one asks (``l0_wants_content``).
+        self._content = bool(self._table.content) and self._table.wants_content()
+        if not self._content:
+            opts.meta = without_request_messages(opts.meta)
         self._notifier = Notifier()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -236,5 +247,6 @@ class SessionBase:
             usage=dict(state.usage) if state.usage is not None else None,
             finish_reason=state.finish_reason,
             response_model=self._response_model,
+            output_text=state.content if self._content else None,
         )
         self._obs(_OBS.SESSION_END, status=status)

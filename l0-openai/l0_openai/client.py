@@ -17,7 +17,7 @@ from typing import Any
 
 import l0
 from l0.errors import UnsupportedClientError
-from l0.events import REQUEST_META_KEY
+from l0.events import REQUEST_META_KEY, wants_content
 from l0.types import AttemptContext
 
 __all__ = ["L0AsyncOpenAI", "wrap_client"]
@@ -118,6 +118,8 @@ class _StreamingCall:
             "operation": "chat",
             "models": [kwargs.get("model"), *models],
         }
+        if wants_content(options.get("plugins")) and key in kwargs:
+            request["messages"] = kwargs[key]
         options["meta"] = {**(options.get("meta") or {}), REQUEST_META_KEY: request}
         return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
 

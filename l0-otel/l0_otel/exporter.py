@@ -52,12 +52,59 @@ def _text(value: Any) -> str:
         return repr(value)
 
 
+def input_messages(messages: Any) -> list[dict[str, Any]]:
+    """Request messages in the GenAI conventions' shape: ``{"role", "parts": [...]}``.
+
+    Chat messages (``{"role", "content"}``, content a string or a list of parts) are converted;
+    a plain prompt string becomes one user message.
+    """
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    out: list[dict[str, Any]] = []
+    for message in messages if isinstance(messages, list | tuple) else ():
+        if not isinstance(message, Mapping):
+            continue
+        content = message.get("content")
+        parts: list[dict[str, Any]] = []
+        if isinstance(content, str):
+            parts.append({"type": "text", "content": content})
+        elif isinstance(content, list):
+            for part in content:
+                kind = str(part.get("type")) if isinstance(part, Mapping) else "unknown"
+                if kind == "text" and isinstance(part, Mapping):
+                    parts.append({"type": "text", "content": str(part.get("text", ""))})
+                else:
+                    parts.append({"type": kind, "content": _text(part)})
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, Mapping):
+                function = call.get("function") or {}
+                parts.append(
+                    {
+                        "type": "tool_call",
+                        "id": call.get("id"),
+                        "name": function.get("name"),
+                        "arguments": function.get("arguments"),
+                    }
+                )
+        if message.get("role") == "tool":
+            parts = [
+                {
+                    "type": "tool_call_response",
+                    "id": message.get("tool_call_id"),
+                    "response": content,
+                }
+            ]
+        out.append({"role": str(message.get("role", "user")), "parts": parts})
+    return out
+
+
 class _Session:
     __slots__ = (
         "attempt",
         "attempt_span",
         "attrs",
         "fallback_index",
+        "messages",
         "models",
         "ready_ts",
         "reasons",
@@ -74,6 +121,7 @@ class _Session:
         self.attempt = 0
         self.fallback_index = 0
         self.models: list[str] = []
+        self.messages: Any = None
         self.ready_ts: float | None = None
         self.reasons: list[str] = []
         self.rules: list[str] = []
@@ -152,6 +200,14 @@ class OTelExporter:
         kinds = (*starts, *tools, *(t for t in self._handlers if t not in per_check))
         return frozenset(str(t) for t in kinds)
 
+    def wants_content(self) -> bool:
+        """Whether sessions should hand over prompt and completion text (``l0_wants_content``).
+
+        Asked once per session: true when ``capture_content`` is on (and export is enabled).
+        """
+        settings = self._fixed if self._fixed is not None else read_settings()
+        return settings.enabled and settings.capture_content
+
     @property
     def instruments(self) -> Instruments:
         """The metric instruments (created on first use)."""
@@ -221,6 +277,8 @@ class OTelExporter:
         )
         session = _Session(span, attrs, settings)
         session.models = models
+        if settings.capture_content:
+            session.messages = request.get("messages")
         self._sessions[event.stream_id] = session
         if len(self._sessions) > _MAX_OPEN:
             _, dropped = self._sessions.popitem(last=False)
@@ -329,7 +387,8 @@ class OTelExporter:
         )
 
     def _failed(self, session: _Session, event: ObservabilityEvent) -> None:
-        """The attempt failed: its error type, and the zero-output count."""
+        """The attempt failed: its error type, the rules it tripped, the zero-output count."""
+        self._attempt_violations(session, event)
         kind = str(event.get("error_type") or "")
         if not kind:
             return
@@ -385,6 +444,26 @@ class OTelExporter:
 
     def _fallback_selected(self, session: _Session, event: ObservabilityEvent) -> None:
         session.fallback_index = int(event.get("index") or 0)
+
+    def _attempt_violations(self, session: _Session, event: ObservabilityEvent) -> None:
+        # The failure event names the rules that ended the attempt: no per-check events needed.
+        span = session.attempt_span
+        violations = event.get("violations")
+        if span is None or not violations:
+            return
+        rules: list[str] = []
+        for violation in violations:
+            rule = str(violation.get("rule"))
+            rules.append(rule)
+            span.add_event(
+                sc.EVENT_VIOLATION,
+                {
+                    sc.L0_GUARDRAIL_RULE: rule,
+                    sc.L0_GUARDRAIL_SEVERITY: str(violation.get("severity")),
+                },
+                timestamp=_ns(event),
+            )
+        span.set_attribute(sc.L0_GUARDRAIL_RULES, list(dict.fromkeys(rules)))
 
     def _violations(self, session: _Session, event: ObservabilityEvent) -> None:
         # From the summary, once per session: listening to GUARDRAIL_* events would make the
@@ -505,11 +584,29 @@ class OTelExporter:
         if model:
             attrs[sc.GEN_AI_RESPONSE_MODEL] = str(model)
             session.attrs[sc.GEN_AI_RESPONSE_MODEL] = str(model)
+        if session.settings.capture_content:
+            self._content(session, event, attrs)
         span.set_attributes(attrs)
         if outcome != sc.OUTCOME_ERROR:
             span.set_status(Status(StatusCode.OK))
         if session.settings.metrics:
             self._session_metrics(session, event, outcome, input_tokens, output_tokens)
+
+    @staticmethod
+    def _content(session: _Session, event: ObservabilityEvent, attrs: dict[str, Any]) -> None:
+        """``gen_ai.input.messages`` / ``gen_ai.output.messages`` (opt-in: capture_content)."""
+        if session.messages is not None:
+            attrs[sc.GEN_AI_INPUT_MESSAGES] = _text(input_messages(session.messages))
+        output = event.get("output_text")
+        if isinstance(output, str):
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "parts": [{"type": "text", "content": output}],
+            }
+            finish = event.get("finish_reason")
+            if finish:
+                message["finish_reason"] = str(finish)
+            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = _text([message])
 
     def _metric_attrs(self, session: _Session) -> dict[str, Any]:
         attrs = base_attributes(session.attrs)
