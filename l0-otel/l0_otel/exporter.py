@@ -10,7 +10,6 @@ event.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
 from l0_otel import semconv as sc
+from l0_otel.content import error_type_of, input_messages, output_messages, text_of
 from l0_otel.metrics import Instruments, base_attributes, bounded
 from l0_otel.settings import OTelSettings, read_settings
 
@@ -35,67 +35,6 @@ _GENERIC_ADAPTERS = frozenset({"iter"})
 
 def _ns(event: ObservabilityEvent) -> int:
     return int(event.ts * 1_000_000)
-
-
-def error_type_of(text: Any) -> str:
-    """The class name in an exception's ``repr``: ``"RateLimitError('…')"`` → ``RateLimitError``."""
-    name = str(text).split("(", 1)[0].strip()
-    return name.rsplit(".", 1)[-1][:64] or "Exception"
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=repr)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def input_messages(messages: Any) -> list[dict[str, Any]]:
-    """Request messages in the GenAI conventions' shape: ``{"role", "parts": [...]}``.
-
-    Chat messages (``{"role", "content"}``, content a string or a list of parts) are converted;
-    a plain prompt string becomes one user message.
-    """
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    out: list[dict[str, Any]] = []
-    for message in messages if isinstance(messages, list | tuple) else ():
-        if not isinstance(message, Mapping):
-            continue
-        content = message.get("content")
-        parts: list[dict[str, Any]] = []
-        if isinstance(content, str):
-            parts.append({"type": "text", "content": content})
-        elif isinstance(content, list):
-            for part in content:
-                kind = str(part.get("type")) if isinstance(part, Mapping) else "unknown"
-                if kind == "text" and isinstance(part, Mapping):
-                    parts.append({"type": "text", "content": str(part.get("text", ""))})
-                else:
-                    parts.append({"type": kind, "content": _text(part)})
-        for call in message.get("tool_calls") or ():
-            if isinstance(call, Mapping):
-                function = call.get("function") or {}
-                parts.append(
-                    {
-                        "type": "tool_call",
-                        "id": call.get("id"),
-                        "name": function.get("name"),
-                        "arguments": function.get("arguments"),
-                    }
-                )
-        if message.get("role") == "tool":
-            parts = [
-                {
-                    "type": "tool_call_response",
-                    "id": message.get("tool_call_id"),
-                    "response": content,
-                }
-            ]
-        out.append({"role": str(message.get("role", "user")), "parts": parts})
-    return out
 
 
 class _Session:
@@ -510,7 +449,7 @@ class OTelExporter:
             sc.GEN_AI_TOOL_CALL_ID: str(event.get("tool_call_id")),
         }
         if session.settings.capture_content:
-            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = _text(event.get("arguments"))
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = text_of(event.get("arguments"))
         session.target().add_event(sc.EVENT_TOOL_CALL, attrs, timestamp=_ns(event))
 
     def _abort(self, session: _Session, event: ObservabilityEvent) -> None:
@@ -596,17 +535,12 @@ class OTelExporter:
     def _content(session: _Session, event: ObservabilityEvent, attrs: dict[str, Any]) -> None:
         """``gen_ai.input.messages`` / ``gen_ai.output.messages`` (opt-in: capture_content)."""
         if session.messages is not None:
-            attrs[sc.GEN_AI_INPUT_MESSAGES] = _text(input_messages(session.messages))
+            attrs[sc.GEN_AI_INPUT_MESSAGES] = text_of(input_messages(session.messages))
         output = event.get("output_text")
         if isinstance(output, str):
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "parts": [{"type": "text", "content": output}],
-            }
-            finish = event.get("finish_reason")
-            if finish:
-                message["finish_reason"] = str(finish)
-            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = _text([message])
+            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = text_of(
+                output_messages(output, event.get("finish_reason"))
+            )
 
     def _metric_attrs(self, session: _Session) -> dict[str, Any]:
         attrs = base_attributes(session.attrs)
@@ -683,7 +617,7 @@ class OTelExporter:
         if span is None:
             return
         if event.type is _T.TOOL_RESULT and session.settings.capture_content:
-            span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _text(event.get("result")))
+            span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, text_of(event.get("result")))
         elif event.type is _T.TOOL_ERROR:
             span.set_attribute(sc.ERROR_TYPE, error_type_of(event.get("error")))
             span.set_status(Status(StatusCode.ERROR))

@@ -155,6 +155,8 @@ async def test_give_up_sends_exactly_one_event(sentry: CapturingTransport) -> No
     assert exception["type"] == "InternalServerError"
     assert exception["module"] == "openai"
     assert exception["mechanism"] == {"type": "l0", "handled": False}
+    assert exception["value"].startswith("Error code: 500")
+    assert exception["stacktrace"]["frames"]  # the error object itself, with its traceback
     assert event["tags"]["gen_ai.request.model"] == "gpt-4o"
     assert event["tags"]["gen_ai.provider.name"] == "openai"
     assert event["tags"]["l0.attempts"] == 2
