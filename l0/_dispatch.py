@@ -89,6 +89,7 @@ class HookTable:
         lifecycle: For each ``l0_on_*`` hook that has implementations, its pluggy caller.
         guardrail_check: True when some plugin implements ``l0_guardrail_check``.
         content: The exporters' ``l0_wants_content`` probes (see :meth:`wants_content`).
+        export_pairs: ``export`` zipped with ``export_filters`` (built once, not per event).
         version: The manager version the table was built from.
     """
 
@@ -99,6 +100,7 @@ class HookTable:
     guardrail_check: bool
     version: int
     content: tuple[Any, ...] = ()
+    export_pairs: tuple[tuple[Callable[..., Any], frozenset[str] | None], ...] = ()
 
     def wants_content(self) -> bool:
         """Whether an exporter asks for prompt and completion text in this session."""
@@ -119,14 +121,16 @@ class HookTable:
             if caller.get_hookimpls():
                 lifecycle[name] = caller
         export = compile_hook(pm.hook.l0_export_event)
+        filters = tuple(_types_of(function) for function in export)
         return cls(
             export=export,
             export_types=export_types(export),
-            export_filters=tuple(_types_of(function) for function in export),
+            export_filters=filters,
             lifecycle=lifecycle,
             guardrail_check=bool(pm.hook.l0_guardrail_check.get_hookimpls()),
             version=pm.version,
             content=content_probes(export),
+            export_pairs=tuple(zip(export, filters, strict=True)),
         )
 
 

@@ -21,7 +21,9 @@ from l0.errors import (
 from l0.events import (
     ObservabilityEvent,
     ObservabilityEventType,
+    TYPES_BY_VALUE,
     current_parent,
+    new_event,
     uuid7,
     without_request_messages,
 )
@@ -178,19 +180,21 @@ class SessionBase:
         wanted = self._wanted
         if wanted is not None and kind not in wanted:
             return
+        self._deliver(kind, data)
+
+    def _deliver(self, kind: ObservabilityEventType, data: dict[str, Any]) -> None:
         opts = self._opts
-        event = ObservabilityEvent(
-            type=kind,
-            ts=time.time_ns() / 1_000_000,
-            stream_id=self.stream_id,
-            session_id=opts.session_id or self.stream_id,
-            data=MappingProxyType(data),
-            context=opts.context,
-            meta=opts.meta,
-            parent_id=self.parent_id,
+        event = new_event(
+            kind,
+            time.time_ns() / 1_000_000,
+            self.stream_id,
+            opts.session_id or self.stream_id,
+            MappingProxyType(data),
+            opts.context,
+            opts.meta,
+            self.parent_id,
         )
-        table = self._table
-        for export, types in zip(table.export, table.export_filters, strict=True):
+        for export, types in self._table.export_pairs:
             if types is not None and kind not in types:
                 continue
             try:
@@ -225,7 +229,11 @@ class SessionBase:
         return guard_emit, drift_emit
 
     def _emit_fn(self, kind: str, **fields: Any) -> None:
-        self._obs(ObservabilityEventType(kind), **fields)
+        # Guardrail and drift events, several per rule and check: no enum call, no re-packing.
+        obs_kind = TYPES_BY_VALUE[kind]
+        wanted = self._wanted
+        if self._observed and (wanted is None or obs_kind in wanted):
+            self._deliver(obs_kind, fields)
 
     def _summary(self, status: str) -> None:
         if not self._observed:

@@ -202,6 +202,54 @@ class ObservabilityEvent:
         )
 
 
+_FIELDS = (
+    "type",
+    "ts",
+    "stream_id",
+    "session_id",
+    "data",
+    "context",
+    "meta",
+    "parent_id",
+)
+_new = object.__new__
+_set_type, _set_ts, _set_stream, _set_session, _set_data, _set_context, _set_meta, _set_parent = (
+    getattr(ObservabilityEvent, name).__set__ for name in _FIELDS
+)
+
+
+def new_event(
+    kind: ObservabilityEventType,
+    ts: float,
+    stream_id: str,
+    session_id: str,
+    data: Mapping[str, Any],
+    context: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    parent_id: str | None,
+) -> ObservabilityEvent:
+    """An :class:`ObservabilityEvent`, built without the frozen dataclass ``__init__``.
+
+    The same object the constructor makes (equal, frozen), in about half the time: it writes
+    the slots directly instead of through ``object.__setattr__``. Sessions build one per
+    event, and guardrails emit several per rule and check when an exporter reads everything.
+    """
+    event = _new(ObservabilityEvent)
+    _set_type(event, kind)
+    _set_ts(event, ts)
+    _set_stream(event, stream_id)
+    _set_session(event, session_id)
+    _set_data(event, data)
+    _set_context(event, context)
+    _set_meta(event, meta)
+    _set_parent(event, parent_id)
+    return event
+
+
+TYPES_BY_VALUE: dict[str, ObservabilityEventType] = {t.value: t for t in ObservabilityEventType}
+"""Event types by name: a dict lookup, several times cheaper than calling the enum."""
+
+
 _uuid_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
