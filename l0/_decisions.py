@@ -99,8 +99,11 @@ class DecisionsMixin(SessionBase):
 
     @staticmethod
     def _failure(error: BaseException) -> dict[str, Any]:
-        """Event fields naming why an attempt ended: its error type, and the guardrail rules
-        (name, severity) it tripped, so exporters mark the attempt without per-check events."""
+        """Event fields naming why an attempt ended: its error type and tripped rules.
+
+        The guardrail rules (name, severity) let exporters mark the attempt without reading
+        the per-check guardrail events.
+        """
         violations = []
         if isinstance(error, GuardrailError):
             violations = [

@@ -19,9 +19,8 @@ from l0.errors import (
     StreamTimeoutError,
 )
 from l0.events import (
-    ObservabilityEvent,
-    ObservabilityEventType,
     TYPES_BY_VALUE,
+    ObservabilityEventType,
     current_parent,
     new_event,
     uuid7,

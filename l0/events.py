@@ -62,6 +62,7 @@ def without_request_messages(meta: Mapping[str, Any]) -> Mapping[str, Any]:
     kept = {k: v for k, v in request.items() if k != "messages"}
     return MappingProxyType({**meta, REQUEST_META_KEY: MappingProxyType(kept)})
 
+
 current_parent: ContextVar[str | None] = ContextVar("l0_current_parent", default=None)
 """The stream id that sessions created in this context report as their ``parent_id``.
 

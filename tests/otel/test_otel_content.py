@@ -38,7 +38,7 @@ async def ask(server: ChaosServer, seen: list[ObservabilityEvent], **options: An
         text = await result.read()
         await result.wait_callbacks()
     await client.close()
-    return text
+    return str(text)
 
 
 def summary(seen: list[ObservabilityEvent]) -> ObservabilityEvent:

@@ -29,7 +29,7 @@ class CapturingTransport(Transport):
         return [dict(e) for env in self.envelopes if (e := env.get_transaction_event()) is not None]
 
     def spans(self) -> list[dict[str, Any]]:
-        """Child spans of every transaction as ``{name, op, status, data, span_id, parent_span_id}``.
+        """Child spans of every transaction: ``{name, op, status, data}`` and ids.
 
         Older SDKs nest them in the transaction event; newer ones send ``span`` items (v2).
         """

@@ -220,9 +220,7 @@ class SentryExporter:
             return
         status = str(event.get("status"))
         span.set_data("l0.outcome", status)
-        span.set_status(
-            {"success": "ok", "cancelled": "cancelled"}.get(status, "internal_error")
-        )
+        span.set_status({"success": "ok", "cancelled": "cancelled"}.get(status, "internal_error"))
         span.finish()
 
     def _violations(self, session: _Session, event: ObservabilityEvent) -> None:
@@ -279,7 +277,7 @@ class SentryExporter:
             "category": session.category,
             "reason": event.get("reason"),
         }
-        payload: dict[str, Any] = {
+        payload: Any = {  # sentry_sdk.Event, a TypedDict
             "level": "error",
             "logger": "l0",
             "tags": self._tags(session, event),
