@@ -556,32 +556,17 @@ class OTelExporter:
         input_tokens: Any,
         output_tokens: Any,
     ) -> None:
-        instruments = self.instruments
-        # The session is one logical operation: labelled with the model it asked for first
-        # (and the one that answered); per-attempt metrics carry each attempt's model.
-        attrs = base_attributes(session.attrs)
-        if sc.GEN_AI_RESPONSE_MODEL in session.attrs:
-            attrs[sc.GEN_AI_RESPONSE_MODEL] = session.attrs[sc.GEN_AI_RESPONSE_MODEL]
-        duration = attrs.copy()
-        if sc.ERROR_TYPE in session.attrs:
-            duration[sc.ERROR_TYPE] = session.attrs[sc.ERROR_TYPE]
-        start, end = event.get("start_ts"), event.get("end_ts")
-        if isinstance(start, int | float) and isinstance(end, int | float) and start:
-            instruments.duration.record(max(0.0, (end - start) / 1000), duration)
-        if isinstance(input_tokens, int):
-            instruments.tokens.record(input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
-        if isinstance(output_tokens, int):
-            instruments.tokens.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
-        tokens = int(event.get("token_count") or 0)
-        if (
-            outcome in (sc.OUTCOME_SUCCESS, sc.OUTCOME_RECOVERED)
-            and session.ready_ts
-            and tokens > 1
-        ):
-            end_ts = end if isinstance(end, int | float) else event.ts
-            gap = max(0.0, (end_ts - session.ready_ts) / 1000 / (tokens - 1))
-            instruments.gap.record(gap, attrs)
-        instruments.sessions.add(1, {**base_attributes(session.attrs), sc.L0_OUTCOME: outcome})
+        end = event.get("end_ts")
+        self.instruments.record_session(
+            session.attrs,
+            outcome,
+            start_ms=event.get("start_ts"),
+            end_ms=end if isinstance(end, int | float) else event.ts,
+            ready_ms=session.ready_ts,
+            tokens=int(event.get("token_count") or 0),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
 
     def _end(self, session: _Session, event: ObservabilityEvent) -> None:
         self._close_attempt(session, event, sc.OUTCOME_ABORTED)
