@@ -408,7 +408,7 @@ class Session(
                             is_network=category in (ErrorCategory.NETWORK, ErrorCategory.TRANSIENT),
                             is_model_issue=counted,
                             delay_ms=delay * 1000,
-                            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+                            **self._failure(error),
                         )
                         notify("on_retry", state.attempt + 1, reason)
                         await self._sleep(delay)
@@ -421,7 +421,7 @@ class Session(
                             from_index=index,
                             to_index=index + 1,
                             reason=reason,
-                            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+                            **self._failure(error),
                         )
                         notify("on_fallback", index + 1, reason)
                         break

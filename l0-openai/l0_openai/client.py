@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import l0
 from l0.errors import UnsupportedClientError
-from l0.events import REQUEST_META_KEY
+from l0.events import REQUEST_META_KEY, wants_content
 from l0.health import provider_key
 from l0.types import AttemptContext
 
@@ -209,6 +209,8 @@ class _StreamingCall(Generic[_T]):
             "operation": "chat",
             "models": [kwargs.get("model"), *models],
         }
+        if wants_content(options.get("plugins")) and key in kwargs:
+            request["messages"] = kwargs[key]
         options["meta"] = {**(options.get("meta") or {}), REQUEST_META_KEY: request}
         return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
 
