@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from types import MappingProxyType
+from collections.abc import Sequence
 from typing import Any
 
 from l0._callbacks import Notifier
@@ -121,7 +122,7 @@ class SessionBase:
         self._source: Any = None
         self._closing: asyncio.Task[None] | None = None
         self._raw: list[Any] = []
-        self._raw_list: list[Any] | None = None
+        self._raw_list: Sequence[Any] | None = None
         self._started = False
         self._guard_run: Any = None
         self._drift_run: Any = None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from collections import deque
 from typing import Any, cast
 
-from l0.errors import InvalidStreamError
+from l0.errors import ConfigError, InvalidStreamError
 from l0.tool_calls import (
     ChatChunkReader,
     ChunkStream,
@@ -19,8 +20,13 @@ from l0.tool_calls import (
     usage_to_dict,
 )
 from l0.types import Event, EventType
+from l0_openai.native import NativeStream, can_read_natively
 
-__all__ = ["OpenAIAdapter", "ResponsesReader"]
+__all__ = ["TRANSPORTS", "OpenAIAdapter", "ResponsesReader"]
+
+TRANSPORTS = ("native", "sdk")
+"""How the adapter reads a stream: L0's own SSE parser over the SDK's HTTP response, or the
+SDK's iterator of chunk objects."""
 
 log = logging.getLogger("l0.openai")
 
@@ -222,11 +228,38 @@ class OpenAIAdapter:
         warn_sdk_retries: Log a warning, once per adapter, when the stream's client has
             ``max_retries > 0``: the SDK then retries inside each L0 attempt, so retries
             multiply (create the client with ``max_retries=0``, or use ``l0.wrap(client)``).
+        transport: ``"native"`` (the default, or the ``L0_OPENAI_TRANSPORT`` environment
+            variable): L0 parses the response's SSE bytes itself and builds the SDK's chunk
+            objects only for ``result.raw()``; ``"sdk"``: iterate the SDK's own chunk objects.
+            Streams the native parser cannot read exactly (see
+            :func:`l0_openai.native.can_read_natively`) always use the SDK's iterator.
+        keep_raw: With the native transport, keep each event's bytes so ``result.raw()`` can
+            build the SDK's chunk objects; ``False`` keeps nothing (``raw()`` is empty).
+
+    Raises:
+        ConfigError: ``transport`` is not one of :data:`TRANSPORTS` (a ``ValueError``).
     """
 
     name = "openai"
 
-    def __init__(self, *, require_finish_reason: bool = True, warn_sdk_retries: bool = True):
+    def __init__(
+        self,
+        *,
+        require_finish_reason: bool = True,
+        warn_sdk_retries: bool = True,
+        transport: str | None = None,
+        keep_raw: bool = True,
+    ):
+        where = "transport"
+        if transport is None:
+            transport = os.environ.get("L0_OPENAI_TRANSPORT") or "native"
+            where = "L0_OPENAI_TRANSPORT"
+        if transport not in TRANSPORTS:
+            raise ConfigError(
+                f"{where}={transport!r}: choose one of {', '.join(map(repr, TRANSPORTS))}"
+            )
+        self.transport = transport
+        self.keep_raw = keep_raw
         self.require_finish_reason = require_finish_reason
         self.warn_sdk_retries = warn_sdk_retries
         self._warned = False
@@ -239,7 +272,7 @@ class OpenAIAdapter:
             return False
         return isinstance(stream, (openai.AsyncStream, openai.Stream))
 
-    def wrap(self, stream: Any) -> ChunkStream:
+    def wrap(self, stream: Any) -> ChunkStream | NativeStream:
         """Return the iterator of L0 tokens and events for ``stream``.
 
         Raises:
@@ -256,7 +289,10 @@ class OpenAIAdapter:
             )
         if self.warn_sdk_retries and not self._warned:
             self._check_sdk_retries(stream)
-        return ChunkStream(stream, _SniffingReader(stream, self.require_finish_reason))
+        reader = _SniffingReader(stream, self.require_finish_reason)
+        if self.transport == "native" and can_read_natively(stream):
+            return NativeStream(stream, reader, keep_raw=self.keep_raw)
+        return ChunkStream(stream, reader)
 
     def _check_sdk_retries(self, stream: Any) -> None:
         retries = getattr(getattr(stream, "_client", None), "max_retries", 0)
