@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from types import MappingProxyType
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 from l0._callbacks import Notifier

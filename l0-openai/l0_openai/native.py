@@ -162,8 +162,9 @@ class NativeStream:
         self._done = False
         self._closed = False
         self._timeout_errors, self._request_errors = _transport_errors()
-        self._payloads: list[bytes] | None = [] if keep_raw else None
-        self.raw_chunks = RawChunks(stream, self._payloads if keep_raw else [])
+        payloads: list[bytes] = []
+        self._payloads = payloads if keep_raw else None
+        self.raw_chunks = RawChunks(stream, payloads)
 
     def __aiter__(self) -> NativeStream:
         return self

@@ -1,4 +1,4 @@
-"""An incremental Server-Sent Events decoder over bytes.
+r"""An incremental Server-Sent Events decoder over bytes.
 
 It follows the WHATWG event-stream rules that matter for LLM streams: lines end with ``\\n``,
 ``\\r\\n`` or a lone ``\\r`` (a ``\\r`` at the end of a read waits for the next read, which may
@@ -21,7 +21,7 @@ _BOM = b"\xef\xbb\xbf"
 
 
 class SSEDecoder:
-    """Turns network reads into ``(event, data)`` pairs.
+    r"""Turns network reads into ``(event, data)`` pairs.
 
     Example:
         >>> decoder = SSEDecoder()
