@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import random
+import types
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,12 +55,36 @@ _HOOK_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+_TAKES_CTX: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 def _takes_context(factory: Callable[..., Any]) -> bool:
     """True when ``factory`` has a required positional parameter (it wants the attempt context).
 
     ``functools.partial(sdk_call, model=...)`` and ``*args`` callables get no argument, so
     wrapping an SDK function keeps working.
     """
+    # Plain functions and lambdas (a new object per l0.run call) are read from their code in
+    # well under a microsecond; inspect.signature took ~20 µs per session.
+    function = factory.__func__ if type(factory) is types.MethodType else factory
+    if type(function) is types.FunctionType:
+        code = function.__code__
+        bound = 1 if function is not factory else 0
+        required = code.co_argcount - len(function.__defaults__ or ()) - bound
+        return required > 0
+    try:
+        return _TAKES_CTX[factory]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
+        pass
+    takes = _inspect_takes_context(factory)
+    try:
+        _TAKES_CTX[factory] = takes
+    except TypeError:
+        pass
+    return takes
+
+
+def _inspect_takes_context(factory: Callable[..., Any]) -> bool:
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -73,6 +99,8 @@ class _Options:
     """Validated arguments of one ``l0.run`` call."""
 
     __slots__ = (
+        "_rng",
+        "_seed",
         "adapter",
         "build_continuation_prompt",
         "callbacks",
@@ -89,7 +117,6 @@ class _Options:
         "remove_overlap",
         "retry",
         "retry_on_length",
-        "rng",
         "session_id",
         "takes_ctx",
         "timeout",
@@ -128,7 +155,9 @@ class _Options:
         self.context = context
         self.meta = meta
         self.session_id = session_id
-        self.rng = random.Random(seed if seed is not None else retry.seed)
+        # The generator is made on the first jitter drawn: most sessions never retry.
+        self._seed = seed if seed is not None else retry.seed
+        self._rng: random.Random | None = None
         self.retry_on_length = retry_on_length
         self.guardrails = guardrails
         self.drift = drift
@@ -138,3 +167,11 @@ class _Options:
         self.remove_overlap = remove_overlap
         self.max_overlap = max_overlap
         self.record = record
+
+    @property
+    def rng(self) -> random.Random:
+        """The session's jitter generator, seeded with ``seed`` (else ``Retry.seed``)."""
+        rng = self._rng
+        if rng is None:
+            rng = self._rng = random.Random(self._seed)
+        return rng
