@@ -68,11 +68,13 @@ def contenders(url: str, litellm: bool) -> dict[str, Callable[[int], Awaitable[s
 
     async def wrap_native(n: int) -> str:
         call = wrapped.chat.completions.create
-        return await call(model=f"n{n}", messages=MESSAGES, stream=True).read()
+        text: str = await call(model=f"n{n}", messages=MESSAGES, stream=True).read()
+        return text
 
     async def wrap_sdk(n: int) -> str:
         call = wrapped_sdk.chat.completions.create
-        return await call(model=f"n{n}", messages=MESSAGES, stream=True).read()
+        text: str = await call(model=f"n{n}", messages=MESSAGES, stream=True).read()
+        return text
 
     found: dict[str, Callable[[int], Awaitable[str]]] = {
         "raw": raw,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 import types
@@ -77,10 +78,8 @@ def _takes_context(factory: Callable[..., Any]) -> bool:
     except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
         pass
     takes = _inspect_takes_context(factory)
-    try:
+    with contextlib.suppress(TypeError):
         _TAKES_CTX[factory] = takes
-    except TypeError:
-        pass
     return takes
 
 

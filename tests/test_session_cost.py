@@ -57,7 +57,7 @@ class Callable1:
         return three()
 
 
-def plain(ctx: AttemptContext, extra: int = 0) -> Any:
+def plain(ctx: AttemptContext | None, extra: int = 0) -> Any:
     return three()
 
 
@@ -76,7 +76,7 @@ def keyword_only(*, ctx: AttemptContext | None = None) -> Any:
 @pytest.mark.parametrize(
     ("factory", "takes"),
     [
-        (lambda: three(), False),
+        (three, False),
         (lambda ctx: three(), True),
         (plain, True),
         (optional, False),
