@@ -79,6 +79,7 @@ class SessionBase:
         "_source",
         "_start_ts",
         "_started",
+        "_stream_id",
         "_table",
         "_task",
         "_tool_starts",
@@ -87,14 +88,14 @@ class SessionBase:
         "finished",
         "parent_id",
         "state",
-        "stream_id",
     )
 
     def __init__(self, opts: _Options) -> None:
         self._opts = opts
         self.state = State()
         self.errors: list[AttemptError] = []
-        self.stream_id = uuid7()
+        # Made on first use: a session nobody observes never needs its id.
+        self._stream_id: str | None = None
         self.parent_id = current_parent.get()
         self.finished = False
         self._table: HookTable = hook_table(opts.plugins)
@@ -139,6 +140,14 @@ class SessionBase:
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
+
+    @property
+    def stream_id(self) -> str:
+        """The session's UUIDv7, made when first asked for (observed sessions: at the start)."""
+        stream_id = self._stream_id
+        if stream_id is None:
+            stream_id = self._stream_id = uuid7()
+        return stream_id
 
     # --- notifications -------------------------------------------------------------------------
 
