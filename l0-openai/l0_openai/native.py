@@ -28,7 +28,7 @@ from l0.tool_calls import ChunkReader
 from l0.types import Event, EventType
 from l0_openai.sse import SSEDecoder
 
-__all__ = ["NativeStream", "RawChunks", "can_read_natively"]
+__all__ = ["NativeStream", "RawChunks", "can_read_natively", "plain_text"]
 
 
 def can_read_natively(stream: Any) -> bool:
@@ -52,6 +52,32 @@ def can_read_natively(stream: Any) -> bool:
         and getattr(response, "is_stream_consumed", True) is False
         and getattr(response, "is_closed", True) is False
     )
+
+
+_NOT_PLAIN: Any = object()
+
+
+def plain_text(chunk: Any) -> Any:
+    """The text of a chat chunk that carries only text, else a sentinel (not ``None``).
+
+    Most chunks of an answer are ``{"choices": [{"index": 0, "delta": {"content": "..."},
+    "finish_reason": null}]}``: they change nothing but the text, so they skip the general
+    reader. Anything else (usage, a finish reason, tool calls, a refusal, a role, more choices)
+    goes to the reader. Returns ``""`` for empty content.
+    """
+    if type(chunk) is not dict or chunk.get("usage") is not None:
+        return _NOT_PLAIN
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return _NOT_PLAIN
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("index") or choice.get("finish_reason") is not None:
+        return _NOT_PLAIN
+    delta = choice.get("delta")
+    if type(delta) is not dict or len(delta) != 1:
+        return _NOT_PLAIN
+    content = delta.get("content")
+    return content if type(content) is str else _NOT_PLAIN
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -136,6 +162,7 @@ class NativeStream:
         "_decoder",
         "_done",
         "_events",
+        "_fed",
         "_next_read",
         "_out",
         "_payloads",
@@ -157,6 +184,7 @@ class NativeStream:
         self._decoder = SSEDecoder()
         self._events: list[tuple[str | None, bytes]] = []
         self._pos = 0
+        self._fed = False
         self._reader = reader
         self._out: deque[Event] = deque()
         self._done = False
@@ -176,6 +204,7 @@ class NativeStream:
         feed = self._reader.feed
         payloads = self._payloads
         loads = orjson.loads
+        plain, not_plain = plain_text, _NOT_PLAIN
         while not self._done:
             events = self._events
             pos = self._pos
@@ -207,6 +236,15 @@ class NativeStream:
                 raise self._api_error(chunk["error"])
             if payloads is not None:
                 payloads.append(data)
+            if self._fed:
+                text = plain(chunk)
+                if text is not not_plain:
+                    if text:
+                        return text  # type: ignore[no-any-return]
+                    continue
+            else:
+                # The first event goes to the reader, which picks chat or Responses from it.
+                self._fed = True
             text = feed(chunk, out)
             if text is not None:
                 return text

@@ -1,11 +1,18 @@
-"""The native SSE decoder of ``l0-openai``: framing rules and reads cut anywhere."""
+"""The native SSE decoder of ``l0-openai``: framing rules, reads cut anywhere, the text shortcut."""
 
 from __future__ import annotations
+
+from collections import deque
+from typing import Any
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from l0_openai.native import _NOT_PLAIN, plain_text
 from l0_openai.sse import SSEDecoder
+
+from l0.tool_calls import ChatChunkReader
+from l0.types import Event
 
 Events = list[tuple[str | None, bytes]]
 
@@ -155,3 +162,50 @@ def test_arbitrary_bytes_never_crash_and_cuts_do_not_matter(body: bytes, cuts: l
     points = sorted({min(cut, len(body)) for cut in cuts})
     pieces = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
     assert decode([piece for piece in pieces if piece]) == decode([body] if body else [])
+
+
+_KEYS = ["choices", "usage", "index", "delta", "content", "finish_reason", "refusal", "role"]
+_KEYS += ["tool_calls", "function_call", "text"]
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 2) | st.sampled_from(["", "x", "stop", "a b"]),
+    lambda inner: (
+        st.lists(inner, max_size=2)
+        | st.dictionaries(
+            st.sampled_from(_KEYS),
+            inner,
+            max_size=3,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    content=st.text(max_size=5),
+    extra=st.dictionaries(st.sampled_from(["usage", "index", "finish_reason", "role"]), _json),
+    chunk=_json,
+)
+def test_plain_text_shortcut_agrees_with_the_chat_reader(
+    content: str, extra: dict[str, Any], chunk: Any
+) -> None:
+    # The shortcut either declines or gives what the general reader gives, with no events
+    # and no change to the reader's state.
+    shaped = {"choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+    for key, value in extra.items():
+        target = shaped if key == "usage" else shaped["choices"][0]
+        target[key] = value
+    for candidate in (shaped, chunk):
+        text = plain_text(candidate)
+        reader = ChatChunkReader()
+        out: deque[Event] = deque()
+        try:
+            expected = reader.feed(candidate, out)
+        except Exception:
+            assert text is _NOT_PLAIN
+            continue
+        if text is not _NOT_PLAIN:
+            assert (text or None) == expected
+            assert not out
+            assert (reader.usage, reader.finish_reason, reader.refusal) == (None, None, None)
+            assert not reader.tools.pending
