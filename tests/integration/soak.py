@@ -12,8 +12,9 @@ Between rounds and at the end, the process is checked for leaks: asyncio tasks, 
 descriptors and sockets, threads (not the event loop's bounded executor pool), and memory
 (``sys.getallocatedblocks`` after a collection; later rounds may not grow it by more than 5%).
 
-Run ``python -m tests.integration.soak [--sessions 1000] [--rounds 3] [--seed 1]`` (or
-``nox -s soak``); ``tests/integration/test_soak.py`` runs a short version in CI.
+Run ``python -m tests.integration.soak [--sessions 1000] [--rounds 3] [--seed 1]
+[--budget 170]`` (or ``nox -s soak``); it stops by itself after ``--budget`` seconds.
+``tests/integration/test_soak.py`` runs a short version in CI.
 """
 
 from __future__ import annotations
@@ -138,9 +139,16 @@ async def _session(client: openai.AsyncOpenAI, model: str, text: str) -> str:
     return "ok"
 
 
-async def soak(sessions: int, rounds: int, seed: int, *, verbose: bool = True) -> list[Round]:
-    """Run the soak; return one :class:`Round` per round. Raises nothing: read ``problems``."""
+async def soak(
+    sessions: int, rounds: int, seed: int, *, verbose: bool = True, budget: float = 170.0
+) -> list[Round]:
+    """Run the soak; return one :class:`Round` per round. Raises nothing: read ``problems``.
+
+    ``budget`` bounds the whole run in seconds: a round still running then is cancelled
+    (its sessions closed) and reported as a problem, and no further round starts.
+    """
     rng = random.Random(seed)
+    deadline = time.monotonic() + budget
     gc.collect()
     before = Resources.now()
     results: list[Round] = []
@@ -163,9 +171,22 @@ async def soak(sessions: int, rounds: int, seed: int, *, verbose: bool = True) -
                 plans.append((model, text, len(faults) - 1))
             gc.collect()
             cpu, wall = time.process_time(), time.perf_counter()
-            outcomes = await asyncio.gather(
-                *(_session(client, model, text) for model, text, _ in plans)
-            )
+            tasks = [
+                asyncio.ensure_future(_session(client, model, text)) for model, text, _ in plans
+            ]
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0.0)):
+                    outcomes = await asyncio.gather(*tasks)
+            except TimeoutError:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                outcomes = [
+                    "over the time budget"
+                    if t.cancelled() or t.exception() is not None
+                    else t.result()
+                    for t in tasks
+                ]
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             server.reset()
             gc.collect()
@@ -182,6 +203,9 @@ async def soak(sessions: int, rounds: int, seed: int, *, verbose: bool = True) -
                 problems=found,
             )
             results.append(record)
+            if time.monotonic() >= deadline:
+                record.problems.append(f"the soak ran out of its {budget:.0f} s budget")
+                break
             if verbose:
                 print(
                     f"round {number + 1}: {sessions} sessions in {wall:.1f} s "
@@ -219,9 +243,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--budget", type=float, default=170.0, help="seconds for the whole run")
     args = parser.parse_args()
     start = time.monotonic()
-    results = asyncio.run(soak(args.sessions, args.rounds, args.seed))
+    results = asyncio.run(soak(args.sessions, args.rounds, args.seed, budget=args.budget))
     problems = [p for r in results for p in r.problems]
     for problem in problems[:20]:
         print("PROBLEM", problem)

@@ -6,7 +6,7 @@ from tests.integration.soak import soak
 
 
 async def test_short_soak_every_session_ends_as_its_policy_allows() -> None:
-    rounds = await soak(sessions=100, rounds=2, seed=7, verbose=False)
+    rounds = await soak(sessions=100, rounds=2, seed=7, verbose=False, budget=600)
     assert [r.problems for r in rounds] == [[], []]
     for record in rounds:
         assert record.succeeded + record.exhausted == record.sessions
