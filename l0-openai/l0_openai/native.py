@@ -16,6 +16,7 @@ read) is left to the SDK's own iterator (:func:`can_read_natively`).
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -46,12 +47,30 @@ def can_read_natively(stream: Any) -> bool:
     ):
         return False
     response = getattr(stream, "response", None)
-    # A body someone started reading (or closed) is not ours to read again.
-    return (
-        response is not None
-        and getattr(response, "is_stream_consumed", True) is False
-        and getattr(response, "is_closed", True) is False
-    )
+    if response is None or not _not_started(getattr(stream, "_iterator", None)):
+        return False
+    if getattr(response, "is_stream_consumed", True) is False:
+        return getattr(response, "is_closed", True) is False
+    # A body read whole before the stream was handed over (mock transports, some proxies'
+    # clients) is still readable; one someone started streaming and closed is not.
+    try:
+        response.content  # noqa: B018 (raises when the body was never read)
+    except Exception:
+        return False
+    return True
+
+
+def _not_started(iterator: Any) -> bool:
+    """True when the SDK's own async generator has not run yet (nobody iterated the stream)."""
+    state = getattr(inspect, "getasyncgenstate", None)
+    if state is not None:
+        try:
+            return bool(state(iterator) == inspect.AGEN_CREATED)  # type: ignore[attr-defined,unused-ignore]
+        except (TypeError, AttributeError):
+            return False
+    frame = getattr(iterator, "ag_frame", None)
+    # Before its first step a generator's frame has run no instruction (f_lasti 0, or -1).
+    return frame is not None and frame.f_lasti <= 0
 
 
 _NOT_PLAIN: Any = object()

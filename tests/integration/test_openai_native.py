@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from l0_openai import OpenAIAdapter
-from l0_openai.native import NativeStream
+from l0_openai.native import NativeStream, can_read_natively
 from openai.types.chat import ChatCompletionChunk
 
 import l0
@@ -316,4 +316,18 @@ async def test_fuzzed_bodies_end_with_exact_text_or_a_typed_error(
         except (l0.errors.L0Error, openai.OpenAIError) as exc:
             outcome = exc
         assert outcome == _GOOD or not isinstance(outcome, (str, l0.errors.InvalidStreamError))
+        await client.close()
+
+
+async def test_a_stream_someone_started_reading_keeps_the_sdk_iterator() -> None:
+    async with ChaosServer(text="one two three") as server:
+        client = client_for(server)
+        fresh = await factory(client)()
+        assert can_read_natively(fresh)
+        started = await factory(client)()
+        first = await started.__anext__()
+        assert first.choices[0].delta.role == "assistant"
+        assert not can_read_natively(started)
+        await fresh.close()
+        await started.close()
         await client.close()
