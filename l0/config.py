@@ -162,6 +162,12 @@ def _bool(value: object) -> bool:
     raise ValueError("true or false")
 
 
+def _openai_transport(value: object) -> str:
+    if value not in ("native", "sdk"):
+        raise ValueError("'native' or 'sdk'")
+    return str(value)
+
+
 _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
     "retry": {
         "policy": _name,
@@ -182,6 +188,8 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
         "window": _drift_window,
         "threshold": _unit_interval,
     },
+    # Read by the l0-openai adapter: L0's own SSE parser, or the SDK's chunk iterator.
+    "openai": {"transport": _openai_transport},
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from collections import deque
@@ -228,9 +227,10 @@ class OpenAIAdapter:
         warn_sdk_retries: Log a warning, once per adapter, when the stream's client has
             ``max_retries > 0``: the SDK then retries inside each L0 attempt, so retries
             multiply (create the client with ``max_retries=0``, or use ``l0.wrap(client)``).
-        transport: ``"native"`` (the default, or the ``L0_OPENAI_TRANSPORT`` environment
-            variable): L0 parses the response's SSE bytes itself and builds the SDK's chunk
-            objects only for ``result.raw()``; ``"sdk"``: iterate the SDK's own chunk objects.
+        transport: ``"native"``: L0 parses the response's SSE bytes itself and builds the
+            SDK's chunk objects only for ``result.raw()``; ``"sdk"``: iterate the SDK's own
+            chunk objects. ``None`` (the default) follows the configuration
+            (``openai.transport`` / ``L0_OPENAI_TRANSPORT``), else ``"native"``.
             Streams the native parser cannot read exactly (see
             :func:`l0_openai.native.can_read_natively`) always use the SDK's iterator.
         keep_raw: With the native transport, keep each event's bytes so ``result.raw()`` can
@@ -250,20 +250,25 @@ class OpenAIAdapter:
         transport: str | None = None,
         keep_raw: bool = True,
     ):
-        where = "transport"
-        if transport is None:
-            transport = os.environ.get("L0_OPENAI_TRANSPORT") or "native"
-            where = "L0_OPENAI_TRANSPORT"
-        if transport not in TRANSPORTS:
+        if transport is not None and transport not in TRANSPORTS:
             raise ConfigError(
-                f"{where}={transport!r}: choose one of {', '.join(map(repr, TRANSPORTS))}"
+                f"transport={transport!r}: choose one of {', '.join(map(repr, TRANSPORTS))}"
             )
-        self.transport = transport
+        self._transport = transport
         self.keep_raw = keep_raw
         self.require_finish_reason = require_finish_reason
         self.warn_sdk_retries = warn_sdk_retries
         self._warned = False
         self._lock = threading.Lock()
+
+    @property
+    def transport(self) -> str:
+        """The transport in force: the argument, else the configuration, else ``"native"``."""
+        if self._transport is not None:
+            return self._transport
+        from l0.config import load_config
+
+        return str(load_config().get("openai", "transport", "native"))
 
     def detect(self, stream: Any) -> bool:
         """True for ``openai.AsyncStream`` and ``openai.Stream`` (refused in :meth:`wrap`)."""

@@ -231,14 +231,32 @@ async def test_wrap_transport_option_and_its_validation() -> None:
         await client.close()
 
 
-def test_transport_argument_and_environment_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transport_argument_and_configuration_are_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with pytest.raises(ConfigError, match="transport='http2': choose one of"):
         OpenAIAdapter(transport="http2")
     monkeypatch.setenv("L0_OPENAI_TRANSPORT", "fastest")
-    with pytest.raises(ConfigError, match="L0_OPENAI_TRANSPORT='fastest'"):
-        OpenAIAdapter()
+    with pytest.raises(ConfigError, match="L0_OPENAI_TRANSPORT.*'native' or 'sdk'"):
+        _ = OpenAIAdapter().transport
     monkeypatch.setenv("L0_OPENAI_TRANSPORT", "sdk")
     assert OpenAIAdapter().transport == "sdk"
+    assert OpenAIAdapter(transport="native").transport == "native"
+    monkeypatch.delenv("L0_OPENAI_TRANSPORT")
+    assert OpenAIAdapter().transport == "native"
+
+
+async def test_configured_sdk_transport_applies_to_the_plugin_adapter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("L0_OPENAI_TRANSPORT", "sdk")
+    async with ChaosServer(text="configured") as server:
+        client = client_for(server)
+        result = l0.run(factory(client), retry=FAST)
+        kinds = {type(result._session._iterator) async for e in result if e.is_token}
+        assert kinds == {ChunkStream}
+        assert result.state.content == "configured"
+        await client.close()
 
 
 async def test_strict_validation_clients_keep_the_sdk_iterator() -> None:
