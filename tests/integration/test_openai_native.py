@@ -237,7 +237,7 @@ def test_transport_argument_and_configuration_are_checked(
     with pytest.raises(ConfigError, match="transport='http2': choose one of"):
         OpenAIAdapter(transport="http2")
     monkeypatch.setenv("L0_OPENAI_TRANSPORT", "fastest")
-    with pytest.raises(ConfigError, match="L0_OPENAI_TRANSPORT.*'native' or 'sdk'"):
+    with pytest.raises(ConfigError, match=r"L0_OPENAI_TRANSPORT.*'native' or 'sdk'"):
         _ = OpenAIAdapter().transport
     monkeypatch.setenv("L0_OPENAI_TRANSPORT", "sdk")
     assert OpenAIAdapter().transport == "sdk"
