@@ -68,7 +68,11 @@ def _takes_context(factory: Callable[..., Any]) -> bool:
     # Plain functions and lambdas (a new object per l0.run call) are read from their code in
     # well under a microsecond; inspect.signature took ~20 µs per session.
     function = factory.__func__ if type(factory) is types.MethodType else factory
-    if type(function) is types.FunctionType:
+    # (inspect.signature follows __wrapped__ and __signature__: leave those to it.)
+    if type(function) is types.FunctionType and not (
+        function.__dict__
+        and ("__wrapped__" in function.__dict__ or "__signature__" in function.__dict__)
+    ):
         code = function.__code__
         bound = 1 if function is not factory else 0
         required = code.co_argcount - len(function.__defaults__ or ()) - bound

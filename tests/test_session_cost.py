@@ -69,6 +69,11 @@ def star(*args: Any) -> Any:
     return three()
 
 
+@functools.wraps(plain)
+def wrapped_plain(*args: Any, **kwargs: Any) -> Any:
+    return plain(*args, **kwargs)
+
+
 def keyword_only(*, ctx: AttemptContext | None = None) -> Any:
     return three()
 
@@ -81,6 +86,7 @@ def keyword_only(*, ctx: AttemptContext | None = None) -> Any:
         (plain, True),
         (optional, False),
         (star, False),
+        (wrapped_plain, True),  # inspect.signature follows __wrapped__
         (keyword_only, False),
         (Callable0(), False),
         (Callable1(), True),
