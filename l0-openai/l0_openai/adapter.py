@@ -233,8 +233,9 @@ class OpenAIAdapter:
             (``openai.transport`` / ``L0_OPENAI_TRANSPORT``), else ``"native"``.
             Streams the native parser cannot read exactly (see
             :func:`l0_openai.native.can_read_natively`) always use the SDK's iterator.
-        keep_raw: With the native transport, keep each event's bytes so ``result.raw()`` can
-            build the SDK's chunk objects; ``False`` keeps nothing (``raw()`` is empty).
+        keep_raw: Keep what ``result.raw()`` needs: each event's bytes with the native
+            transport (the SDK's objects are built from them on demand), the SDK's chunk
+            objects with the ``sdk`` transport. ``False`` keeps nothing (``raw()`` is empty).
 
     Raises:
         ConfigError: ``transport`` is not one of :data:`TRANSPORTS` (a ``ValueError``).
@@ -297,7 +298,7 @@ class OpenAIAdapter:
         reader = _SniffingReader(stream, self.require_finish_reason)
         if self.transport == "native" and can_read_natively(stream):
             return NativeStream(stream, reader, keep_raw=self.keep_raw)
-        return ChunkStream(stream, reader)
+        return ChunkStream(stream, reader, keep_raw=self.keep_raw)
 
     def _check_sdk_retries(self, stream: Any) -> None:
         retries = getattr(getattr(stream, "_client", None), "max_retries", 0)

@@ -280,10 +280,11 @@ async def test_strict_validation_clients_keep_the_sdk_iterator() -> None:
 async def test_keep_raw_false_keeps_nothing() -> None:
     async with ChaosServer(text="no raw kept") as server:
         client = client_for(server)
-        adapter = OpenAIAdapter(keep_raw=False)
-        result = l0.run(factory(client), adapter=adapter, retry=FAST)
-        assert await result.read() == "no raw kept"
-        assert result.raw() == []
+        for transport in TRANSPORTS:
+            adapter = OpenAIAdapter(keep_raw=False, transport=transport)
+            result = l0.run(factory(client), adapter=adapter, retry=FAST)
+            assert await result.read() == "no raw kept"
+            assert result.raw() == []
         await client.close()
 
 
