@@ -23,7 +23,18 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ObservabilityEvent", "ObservabilityEventType", "current_parent", "uuid7"]
+__all__ = [
+    "REQUEST_META_KEY",
+    "ObservabilityEvent",
+    "ObservabilityEventType",
+    "current_parent",
+    "uuid7",
+]
+
+REQUEST_META_KEY = "l0.request"
+"""``meta`` key under which a client wrapper describes the request for exporters: a mapping
+with ``provider`` (``"openai"``), ``operation`` (``"chat"``) and ``models`` (the model of each
+stream, by fallback index)."""
 
 current_parent: ContextVar[str | None] = ContextVar("l0_current_parent", default=None)
 """The stream id that sessions created in this context report as their ``parent_id``.
@@ -82,6 +93,15 @@ class ObservabilityEventType(StrEnum):
     FINALIZATION_END = "FINALIZATION_END"
     ABORT_REQUESTED = "ABORT_REQUESTED"
     ABORT_COMPLETED = "ABORT_COMPLETED"
+    GROUP_START = "GROUP_START"
+    GROUP_TASK_COMPLETE = "GROUP_TASK_COMPLETE"
+    GROUP_TASK_FAILED = "GROUP_TASK_FAILED"
+    GROUP_TASK_CANCELLED = "GROUP_TASK_CANCELLED"
+    GROUP_WINNER = "GROUP_WINNER"
+    GROUP_PROGRESS = "GROUP_PROGRESS"
+    CONSENSUS_REACHED = "CONSENSUS_REACHED"
+    CONSENSUS_FAILED = "CONSENSUS_FAILED"
+    GROUP_END = "GROUP_END"
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -222,6 +242,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "is_network",
             "is_model_issue",
             "delay_ms",
+            "error_type",
         ),
     ),
     ObservabilityEventType.RETRY_START: (
@@ -234,11 +255,11 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ),
     ObservabilityEventType.RETRY_GIVE_UP: (
         "no retry and no fallback left: the session fails",
-        ("attempts", "last_error", "category", "reason"),
+        ("attempts", "last_error", "category", "reason", "error_type", "error_message"),
     ),
     ObservabilityEventType.FALLBACK_START: (
         "moving to the next fallback stream",
-        ("from_index", "to_index", "reason"),
+        ("from_index", "to_index", "reason", "error_type"),
     ),
     ObservabilityEventType.FALLBACK_MODEL_SELECTED: ("a fallback stream is in use", ("index",)),
     ObservabilityEventType.FALLBACK_END: (
@@ -343,6 +364,10 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "fallback_depth",
             "retry_count",
             "checkpoints_created",
+            "violated_rules",
+            "usage",
+            "finish_reason",
+            "response_model",
         ),
     ),
     ObservabilityEventType.SESSION_END: ("the last event of a session", ("status",)),
@@ -353,6 +378,42 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.ABORT_COMPLETED: (
         "the provider stream is closed after an abort",
         ("resources_freed", "token_count"),
+    ),
+    ObservabilityEventType.GROUP_START: (
+        "a race, parallel run, batch, pool or consensus begins (`kind`)",
+        ("group_id", "kind", "task_count", "mode"),
+    ),
+    ObservabilityEventType.GROUP_TASK_COMPLETE: (
+        "a task of a group finished with a value",
+        ("group_id", "kind", "index", "duration_ms"),
+    ),
+    ObservabilityEventType.GROUP_TASK_FAILED: (
+        "a task of a group failed (or its value was rejected)",
+        ("group_id", "kind", "index", "error"),
+    ),
+    ObservabilityEventType.GROUP_TASK_CANCELLED: (
+        "a task of a group was cancelled (a race was won, fail-fast, timeout)",
+        ("group_id", "kind", "index"),
+    ),
+    ObservabilityEventType.GROUP_WINNER: (
+        "a race has its winner (streaming race: its leader)",
+        ("group_id", "kind", "index", "elapsed_ms"),
+    ),
+    ObservabilityEventType.GROUP_PROGRESS: (
+        "a task of a parallel run, batch or pool settled",
+        ("group_id", "kind", "done", "failed", "total"),
+    ),
+    ObservabilityEventType.CONSENSUS_REACHED: (
+        "the outputs agree enough for the strategy",
+        ("group_id", "kind", "strategy", "agreement", "outputs"),
+    ),
+    ObservabilityEventType.CONSENSUS_FAILED: (
+        "the outputs do not agree enough, or too few tasks succeeded",
+        ("group_id", "kind", "strategy", "agreement", "outputs", "reason"),
+    ),
+    ObservabilityEventType.GROUP_END: (
+        "the last event of a group",
+        ("group_id", "kind", "status", "duration_ms"),
     ),
 }
 """For each event type: when it is emitted and its own fields (besides the common ones)."""
