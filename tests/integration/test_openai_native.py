@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import openai
 import pytest
@@ -217,7 +217,11 @@ async def test_dropped_connection_is_the_sdks_connection_error() -> None:
 async def test_wrap_transport_option_and_its_validation() -> None:
     async with ChaosServer(text="wrapped text") as server:
         client = client_for(server)
-        for name, kind in (("sdk", ChunkStream), ("native", NativeStream)):
+        choices: list[tuple[Literal["native", "sdk"], type]] = [
+            ("sdk", ChunkStream),
+            ("native", NativeStream),
+        ]
+        for name, kind in choices:
             wrapped = l0.wrap(client, transport=name)
             result = wrapped.chat.completions.create(model="m", messages=MESSAGES, stream=True)
             kinds = set()
@@ -227,7 +231,7 @@ async def test_wrap_transport_option_and_its_validation() -> None:
             assert kinds == {kind}
             assert result.state.content == "wrapped text"
         with pytest.raises(TypeError, match="transport='fast': choose one of 'native', 'sdk'"):
-            l0.wrap(client, transport="fast")
+            l0.wrap(client, transport="fast")  # type: ignore[call-overload]
         await client.close()
 
 
