@@ -40,7 +40,7 @@ from l0.testing import ChaosServer, Fault, split_words
 MAX_RETRIES = 3
 POLICY = l0.Retry(max_retries=MAX_RETRIES, attempts=MAX_RETRIES, base_delay=0.01, max_delay=0.05)
 # Generous: under a thousand concurrent sessions a good answer may be slow to start.
-TIMEOUT = l0.Timeout(initial_token=10.0, inter_token=4.0)
+TIMEOUT = l0.Timeout(initial_token=20.0, inter_token=8.0)
 MESSAGES: Any = [{"role": "user", "content": "Say your line."}]
 
 
