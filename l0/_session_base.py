@@ -81,6 +81,7 @@ class SessionBase:
         "_start_ts",
         "_started",
         "_stream_id",
+        "_stream_retries",
         "_table",
         "_task",
         "_tool_starts",
@@ -95,6 +96,9 @@ class SessionBase:
     def __init__(self, opts: _Options) -> None:
         self._opts = opts
         self.state = State()
+        # Retries of the stream now running, (counted toward attempts, not counted): each
+        # fallback gets a fresh budget, while State's counters cover the whole session.
+        self._stream_retries = (0, 0)
         self.errors: list[AttemptError] = []
         # Made on first use: a session nobody observes never needs its id.
         self._stream_id: str | None = None
