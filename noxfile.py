@@ -79,6 +79,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """1,000 concurrent sessions x 3 rounds through the real openai SDK with random faults."""
+    _install_workspace(session)
+    session.run("python", "-m", "tests.integration.soak", *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """Install the `l0` command and run `l0 demo` (the real OpenAI SDK, the local chaos server).
 

@@ -7,7 +7,7 @@ import copy
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack
 
@@ -532,9 +532,13 @@ class RunOptions(TypedDict, total=False):
 
 
 class ClientOptions(RunOptions, total=False):
-    """Options of ``l0.wrap(client, ...)``: those of :func:`run` plus ``fallback_models``."""
+    """Options of ``l0.wrap(client, ...)``: those of :func:`run` plus ``fallback_models``.
+
+    ``transport`` (``"native"`` or ``"sdk"``) chooses how ``l0-openai`` reads the streams.
+    """
 
     fallback_models: Sequence[str]
+    transport: Literal["native", "sdk"]
 
 
 @overload

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from l0._session_base import _OBS, _RESET_EVENT, _TOKEN, SessionBase, _now
@@ -85,7 +85,9 @@ class AttemptMixin(SessionBase):
         # Adapters may keep every provider chunk (including those that yield no event) in a
         # ``raw_chunks`` list on their iterator; result.raw() then returns exactly those.
         raw_list = getattr(iterator, "raw_chunks", None)
-        self._raw_list = raw_list if isinstance(raw_list, list) else None
+        # A Sequence that builds the chunk objects on demand counts too: raw() copies it.
+        is_raw = isinstance(raw_list, Sequence) and not isinstance(raw_list, str)
+        self._raw_list = raw_list if is_raw else None
         self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator
 

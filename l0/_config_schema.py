@@ -159,6 +159,10 @@ def _share(value: object) -> float:
         return _seconds_ge0(value)
     except ValueError:
         raise ValueError("a number >= 0 (0.2 = 20%)") from None
+def _openai_transport(value: object) -> str:
+    if value not in ("native", "sdk"):
+        raise ValueError("'native' or 'sdk'")
+    return str(value)
 
 
 _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
@@ -194,6 +198,8 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
         "store_timeout": _seconds_gt0,
     },
     "redis": {"url": _name, "prefix": _name},
+    # Read by the l0-openai adapter: L0's own SSE parser, or the SDK's chunk iterator.
+    "openai": {"transport": _openai_transport},
 }
 
 

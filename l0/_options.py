@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
+import types
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,12 +56,38 @@ _HOOK_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+_TAKES_CTX: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 def _takes_context(factory: Callable[..., Any]) -> bool:
     """True when ``factory`` has a required positional parameter (it wants the attempt context).
 
     ``functools.partial(sdk_call, model=...)`` and ``*args`` callables get no argument, so
     wrapping an SDK function keeps working.
     """
+    # Plain functions and lambdas (a new object per l0.run call) are read from their code in
+    # well under a microsecond; inspect.signature took ~20 µs per session.
+    function = factory.__func__ if type(factory) is types.MethodType else factory
+    # (inspect.signature follows __wrapped__ and __signature__: leave those to it.)
+    if type(function) is types.FunctionType and not (
+        function.__dict__
+        and ("__wrapped__" in function.__dict__ or "__signature__" in function.__dict__)
+    ):
+        code = function.__code__
+        bound = 1 if function is not factory else 0
+        required = code.co_argcount - len(function.__defaults__ or ()) - bound
+        return required > 0
+    try:
+        return _TAKES_CTX[factory]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
+        pass
+    takes = _inspect_takes_context(factory)
+    with contextlib.suppress(TypeError):
+        _TAKES_CTX[factory] = takes
+    return takes
+
+
+def _inspect_takes_context(factory: Callable[..., Any]) -> bool:
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -73,6 +102,8 @@ class _Options:
     """Validated arguments of one ``l0.run`` call."""
 
     __slots__ = (
+        "_rng",
+        "_seed",
         "adapter",
         "build_continuation_prompt",
         "callbacks",
@@ -90,7 +121,6 @@ class _Options:
         "remove_overlap",
         "retry",
         "retry_on_length",
-        "rng",
         "session_id",
         "takes_ctx",
         "timeout",
@@ -130,7 +160,9 @@ class _Options:
         self.context = context
         self.meta = meta
         self.session_id = session_id
-        self.rng = random.Random(seed if seed is not None else retry.seed)
+        # The generator is made on the first jitter drawn: most sessions never retry.
+        self._seed = seed if seed is not None else retry.seed
+        self._rng: random.Random | None = None
         self.retry_on_length = retry_on_length
         self.guardrails = guardrails
         self.drift = drift
@@ -142,3 +174,11 @@ class _Options:
         self.record = record
         self.health = health
         """(HealthService, Health, one key or None per stream), or None: no provider health."""
+
+    @property
+    def rng(self) -> random.Random:
+        """The session's jitter generator, seeded with ``seed`` (else ``Retry.seed``)."""
+        rng = self._rng
+        if rng is None:
+            rng = self._rng = random.Random(self._seed)
+        return rng

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -89,6 +90,7 @@ class SessionBase:
         "_source",
         "_start_ts",
         "_started",
+        "_stream_id",
         "_stream_retries",
         "_table",
         "_task",
@@ -99,7 +101,6 @@ class SessionBase:
         "finished",
         "parent_id",
         "state",
-        "stream_id",
     )
 
     def __init__(self, opts: _Options) -> None:
@@ -109,7 +110,8 @@ class SessionBase:
         # fallback gets a fresh budget, while State's counters cover the whole session.
         self._stream_retries = (0, 0)
         self.errors: list[AttemptError] = []
-        self.stream_id = uuid7()
+        # Made on first use: a session nobody observes never needs its id.
+        self._stream_id: str | None = None
         self.parent_id = current_parent.get()
         self.finished = False
         self._table: HookTable = hook_table(opts.plugins)
@@ -145,7 +147,7 @@ class SessionBase:
         self._source: Any = None
         self._closing: asyncio.Task[None] | None = None
         self._raw: list[Any] = []
-        self._raw_list: list[Any] | None = None
+        self._raw_list: Sequence[Any] | None = None
         self._started = False
         self._guard_run: Any = None
         self._drift_run: Any = None
@@ -166,6 +168,14 @@ class SessionBase:
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
+
+    @property
+    def stream_id(self) -> str:
+        """The session's UUIDv7, made when first asked for (observed sessions: at the start)."""
+        stream_id = self._stream_id
+        if stream_id is None:
+            stream_id = self._stream_id = uuid7()
+        return stream_id
 
     # --- notifications -------------------------------------------------------------------------
 

@@ -386,14 +386,25 @@ class ChunkStream(AsyncIterator["Event | str"]):
     Args:
         source: The provider's stream (an async iterator or iterable).
         reader: Turns each chunk into text and events (:class:`ChatChunkReader` or your own).
+        keep_raw: Keep the chunks for ``result.raw()``; ``False`` keeps none, so a long answer
+            does not hold every chunk object in memory until the session ends.
 
     Attributes:
-        raw_chunks: Every chunk received so far, in order.
+        raw_chunks: Every chunk received so far, in order (empty with ``keep_raw=False``).
     """
 
-    __slots__ = ("_closed", "_done", "_next", "_out", "_reader", "_source", "raw_chunks")
+    __slots__ = (
+        "_closed",
+        "_done",
+        "_keep",
+        "_next",
+        "_out",
+        "_reader",
+        "_source",
+        "raw_chunks",
+    )
 
-    def __init__(self, source: Any, reader: ChunkReader) -> None:
+    def __init__(self, source: Any, reader: ChunkReader, *, keep_raw: bool = True) -> None:
         self._source = source
         iterator = source if hasattr(type(source), "__anext__") else source.__aiter__()
         self._next = iterator.__anext__
@@ -401,6 +412,7 @@ class ChunkStream(AsyncIterator["Event | str"]):
         self._out: deque[Event] = deque()
         self._done = False
         self._closed = False
+        self._keep = keep_raw
         self.raw_chunks: list[Any] = []
 
     def __aiter__(self) -> ChunkStream:
@@ -411,7 +423,7 @@ class ChunkStream(AsyncIterator["Event | str"]):
         if out:
             return out.popleft()
         feed = self._reader.feed
-        raw = self.raw_chunks
+        raw = self.raw_chunks if self._keep else None
         while not self._done:
             try:
                 chunk = await self._next()
@@ -425,7 +437,8 @@ class ChunkStream(AsyncIterator["Event | str"]):
                     f"the provider sent a stream chunk that is not valid JSON ({exc.msg} at "
                     f"position {exc.pos}): {exc.doc[:200]!r}"
                 ) from exc
-            raw.append(chunk)
+            if raw is not None:
+                raw.append(chunk)
             text = feed(chunk, out)
             if text is not None:
                 return text

@@ -8,7 +8,7 @@ import threading
 from collections import deque
 from typing import Any, cast
 
-from l0.errors import InvalidStreamError
+from l0.errors import ConfigError, InvalidStreamError
 from l0.tool_calls import (
     ChatChunkReader,
     ChunkStream,
@@ -19,8 +19,13 @@ from l0.tool_calls import (
     usage_to_dict,
 )
 from l0.types import Event, EventType
+from l0_openai.native import NativeStream, can_read_natively
 
-__all__ = ["OpenAIAdapter", "ResponsesReader"]
+__all__ = ["TRANSPORTS", "OpenAIAdapter", "ResponsesReader"]
+
+TRANSPORTS = ("native", "sdk")
+"""How the adapter reads a stream: L0's own SSE parser over the SDK's HTTP response, or the
+SDK's iterator of chunk objects."""
 
 log = logging.getLogger("l0.openai")
 
@@ -234,15 +239,49 @@ class OpenAIAdapter:
         warn_sdk_retries: Log a warning, once per adapter, when the stream's client has
             ``max_retries > 0``: the SDK then retries inside each L0 attempt, so retries
             multiply (create the client with ``max_retries=0``, or use ``l0.wrap(client)``).
+        transport: ``"native"``: L0 parses the response's SSE bytes itself and builds the
+            SDK's chunk objects only for ``result.raw()``; ``"sdk"``: iterate the SDK's own
+            chunk objects. ``None`` (the default) follows the configuration
+            (``openai.transport`` / ``L0_OPENAI_TRANSPORT``), else ``"native"``.
+            Streams the native parser cannot read exactly (see
+            :func:`l0_openai.native.can_read_natively`) always use the SDK's iterator.
+        keep_raw: Keep what ``result.raw()`` needs: each event's bytes with the native
+            transport (the SDK's objects are built from them on demand), the SDK's chunk
+            objects with the ``sdk`` transport. ``False`` keeps nothing (``raw()`` is empty).
+
+    Raises:
+        ConfigError: ``transport`` is not one of :data:`TRANSPORTS` (a ``ValueError``).
     """
 
     name = "openai"
 
-    def __init__(self, *, require_finish_reason: bool = True, warn_sdk_retries: bool = True):
+    def __init__(
+        self,
+        *,
+        require_finish_reason: bool = True,
+        warn_sdk_retries: bool = True,
+        transport: str | None = None,
+        keep_raw: bool = True,
+    ):
+        if transport is not None and transport not in TRANSPORTS:
+            raise ConfigError(
+                f"transport={transport!r}: choose one of {', '.join(map(repr, TRANSPORTS))}"
+            )
+        self._transport = transport
+        self.keep_raw = keep_raw
         self.require_finish_reason = require_finish_reason
         self.warn_sdk_retries = warn_sdk_retries
         self._warned = False
         self._lock = threading.Lock()
+
+    @property
+    def transport(self) -> str:
+        """The transport in force: the argument, else the configuration, else ``"native"``."""
+        if self._transport is not None:
+            return self._transport
+        from l0.config import load_config
+
+        return str(load_config().get("openai", "transport", "native"))
 
     def detect(self, stream: Any) -> bool:
         """True for ``openai.AsyncStream`` and ``openai.Stream`` (refused in :meth:`wrap`)."""
@@ -251,7 +290,7 @@ class OpenAIAdapter:
             return False
         return isinstance(stream, (openai.AsyncStream, openai.Stream))
 
-    def wrap(self, stream: Any) -> ChunkStream:
+    def wrap(self, stream: Any) -> ChunkStream | NativeStream:
         """Return the iterator of L0 tokens and events for ``stream``.
 
         Raises:
@@ -268,7 +307,10 @@ class OpenAIAdapter:
             )
         if self.warn_sdk_retries and not self._warned:
             self._check_sdk_retries(stream)
-        return ChunkStream(stream, _SniffingReader(stream, self.require_finish_reason))
+        reader = _SniffingReader(stream, self.require_finish_reason)
+        if self.transport == "native" and can_read_natively(stream):
+            return NativeStream(stream, reader, keep_raw=self.keep_raw)
+        return ChunkStream(stream, reader, keep_raw=self.keep_raw)
 
     def _check_sdk_retries(self, stream: Any) -> None:
         retries = getattr(getattr(stream, "_client", None), "max_retries", 0)

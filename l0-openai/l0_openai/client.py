@@ -25,6 +25,7 @@ from l0.errors import UnsupportedClientError
 from l0.events import REQUEST_META_KEY, wants_content
 from l0.health import provider_key
 from l0.types import AttemptContext
+from l0_openai.transport import check_transport, with_transport
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
@@ -76,7 +77,7 @@ class _RawResponses:
         return getattr(self._raw, name)
 
 
-_L0_KEYS = frozenset({"fallback_models"})
+_L0_KEYS = frozenset({"fallback_models", "transport"})
 """Options the wrapper understands besides those of ``l0.run``."""
 
 
@@ -102,6 +103,7 @@ def _check_options(options: Mapping[str, Any] | None, where: str) -> dict[str, A
         isinstance(models, str) or not all(isinstance(m, str) for m in models)
     ):
         raise TypeError(f"{where}: fallback_models={models!r}: expected a list of model names")
+    check_transport(options.get("transport"), where)
     return dict(options)
 
 
@@ -184,6 +186,7 @@ class _StreamingCall(Generic[_T]):
             return self._resource(self._owner.l0_client).create(**kwargs)
         options = {**self._owner.l0_options, **_check_options(per_call, "l0_options")}
         models = list(options.pop("fallback_models", None) or ())
+        with_transport(options)
         fallbacks = list(options.pop("fallbacks", None) or ())
         # The SDK's own retries are off for these requests (see L0AsyncOpenAI): L0 owns them.
         create = self._resource(self._owner.l0_streaming_client).create

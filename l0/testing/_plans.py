@@ -208,6 +208,23 @@ def _text_stream(fault: Fault, tokens: Sequence[str], chunks: _Chunks) -> tuple[
     return steps, len(content)
 
 
+def _stream_error_steps(fault: Fault, tokens: Sequence[str], chunks: _Chunks) -> list[_Step]:
+    """``after`` content chunks, then the error event; the body ends without ``[DONE]``."""
+    steps: list[_Step] = [chunks.choice({"role": "assistant", "content": ""})]
+    steps += [chunks.choice({"content": token}) for token in tokens[: fault.after]]
+    steps.append(_Send(b"data: " + fault.body.encode() + b"\n\n"))
+    return steps
+
+
+def _raw_sse_steps(fault: Fault) -> list[_Step]:
+    steps: list[_Step] = []
+    for position, piece in enumerate(fault.pieces):
+        if position and fault.delay:
+            steps.append(_Pause(fault.delay))
+        steps.append(_Send(piece))
+    return steps
+
+
 def _stream_plan(
     fault: Fault, tokens: Sequence[str], record: RecordedRequest, headers: list[tuple[bytes, bytes]]
 ) -> _Plan:
@@ -219,6 +236,11 @@ def _stream_plan(
         record.model,
         usage_chunk,
     )
+    headers = [(b"content-type", b"text/event-stream; charset=utf-8"), *headers]
+    if fault.kind == "stream_error":
+        return _Plan(200, headers, _stream_error_steps(fault, tokens, chunks))
+    if fault.kind == "raw_sse":
+        return _Plan(200, headers, _raw_sse_steps(fault))
     if fault.kind == "tool_calls":
         steps, completion = _tool_call_stream(fault, chunks)
     else:
@@ -227,7 +249,6 @@ def _stream_plan(
         if usage_chunk:
             steps.append(chunks.usage(_usage(_count_prompt_tokens(record.messages), completion)))
         steps.append(_Send(b"data: [DONE]\n\n"))
-    headers = [(b"content-type", b"text/event-stream; charset=utf-8"), *headers]
     delay = fault.seconds if fault.kind == "slow_headers" else 0.0
     return _Plan(200, headers, steps, header_delay=delay)
 
@@ -295,6 +316,8 @@ def _completion_plan(
 
 def _plan(fault: Fault, tokens: Sequence[str], record: RecordedRequest) -> _Plan:
     headers = [(b"x-request-id", f"req_l0chaos_{record.index}".encode())]
+    if fault.kind in {"stream_error", "raw_sse"} and not record.stream:
+        fault = Fault.status(500)
     if fault.kind == "status":
         body = fault.body.encode()
         extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in fault.headers]

@@ -40,6 +40,8 @@ FaultKind = Literal[
     "malformed_sse",
     "tool_calls",
     "refusal",
+    "stream_error",
+    "raw_sse",
 ]
 """The behaviours a :class:`Fault` can script."""
 
@@ -55,7 +57,7 @@ _STARTUP_TIMEOUT: Final = 30.0
 # a client stopped reading and its socket buffer is full.
 _GRACEFUL_SHUTDOWN: Final = 1
 _WORD: Final = re.compile(r"\s*\S+|\s+")
-_TEXTLESS_KINDS: Final = frozenset({"status", "zero_output", "tool_calls"})
+_TEXTLESS_KINDS: Final = frozenset({"status", "zero_output", "tool_calls", "raw_sse"})
 
 _T = TypeVar("_T")
 
@@ -158,6 +160,7 @@ class Fault:
         headers: Extra response headers of a ``status`` fault.
         calls: ``(name, arguments as JSON)`` of each scripted tool call.
         split: How many chunks carry each tool call's arguments.
+        pieces: The body writes of a ``raw_sse`` fault, sent as given.
     """
 
     kind: FaultKind
@@ -173,6 +176,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     calls: tuple[tuple[str, str], ...] = ()
     split: int = 1
+    pieces: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         _check_count("after", self.after)
@@ -393,6 +397,59 @@ class Fault:
         """
         given = _token_tuple(tokens)
         return Fault("refusal", text=None if given is not None else text, tokens=given)
+
+    @staticmethod
+    def stream_error(
+        after: int = 0,
+        *,
+        code: str | None = "server_error",
+        message: str = "The server had an error while processing your request.",
+        text: str | None = None,
+        tokens: Sequence[str] | None = None,
+    ) -> Fault:
+        """After ``after`` content chunks, send an ``{"error": {...}}`` event and end the body.
+
+        This is how OpenAI reports a failure once a stream has started with status 200; the SDK
+        raises ``openai.APIError`` with the error's ``message`` and ``code``. Non-streaming: a 500.
+
+        Args:
+            after: Content chunks sent before the error event.
+            code: The error's ``code`` (``None`` sends ``null``).
+            message: The error's ``message``.
+            text: Answer text for this request.
+            tokens: Exact token split for this request.
+
+        Returns:
+            The fault.
+        """
+        error = {"message": message, "type": "server_error", "param": None, "code": code}
+        return Fault(
+            "stream_error",
+            text=text,
+            tokens=_token_tuple(tokens),
+            after=after,
+            body=json.dumps({"error": error}, separators=(",", ":")),
+        )
+
+    @staticmethod
+    def raw_sse(pieces: Sequence[bytes], *, gap: float = 0.0) -> Fault:
+        """Answer a streaming request with exactly these body bytes, one write per piece.
+
+        For testing stream parsers: pieces may cut events, lines or UTF-8 characters anywhere.
+
+        Args:
+            pieces: The body, as the writes to make (each non-empty ``bytes``).
+            gap: Seconds to wait between writes, so they reach the client as separate reads.
+
+        Returns:
+            The fault.
+        """
+        checked = tuple(pieces)
+        for piece in checked:
+            value: object = piece  # callers may pass anything; say what was wrong
+            if not isinstance(value, bytes) or not value:
+                raise TypeError(f"pieces: {piece!r}: expected non-empty bytes")
+        return Fault("raw_sse", pieces=checked, delay=gap)
 
 
 @dataclass(frozen=True, slots=True)

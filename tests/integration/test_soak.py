@@ -1,0 +1,17 @@
+"""The soak's short version: 100 concurrent sessions, two rounds, every fault (see soak.py)."""
+
+from __future__ import annotations
+
+from tests.integration.soak import soak
+
+
+async def test_short_soak_every_session_ends_as_its_policy_allows() -> None:
+    rounds = await soak(sessions=100, rounds=2, seed=7, verbose=False, budget=600)
+    assert [r.problems for r in rounds] == [[], []]
+    for record in rounds:
+        assert record.succeeded + record.exhausted == record.sessions
+        # Sessions scripted with more faults than retries must give up; the others may only
+        # give up if the machine was slow enough for a timeout to hit a good answer too
+        # (still a correct ending, so only a wholesale failure is flagged here).
+        assert record.exhausted >= record.expected_exhausted
+        assert record.succeeded >= (record.sessions - record.expected_exhausted) // 2
