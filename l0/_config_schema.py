@@ -159,6 +159,8 @@ def _share(value: object) -> float:
         return _seconds_ge0(value)
     except ValueError:
         raise ValueError("a number >= 0 (0.2 = 20%)") from None
+
+
 def _openai_transport(value: object) -> str:
     if value not in ("native", "sdk"):
         raise ValueError("'native' or 'sdk'")
