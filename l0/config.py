@@ -35,8 +35,9 @@ A bad key or value raises :class:`~l0.errors.ConfigError` naming the source, the
 and what is allowed, when ``l0.run`` is called and before any request. An unknown ``L0_*``
 environment variable only warns (once), naming the closest known one.
 
-Configuration is resolved once and cached; the cache is checked on every read against the
-file's size and modification time and the ``L0_*`` environment, and :func:`reload` drops it.
+Configuration is resolved once and cached; every read compares the ``L0_*`` environment, and
+at most every :data:`RECHECK_SECONDS` the file's size and modification time (so an edit is seen
+within that interval); :func:`reload` drops the cache at once.
 :func:`explain` lists every value in effect with its source; :func:`check` lists every problem.
 
 This module sits below :mod:`l0.plugins` in the import graph: it never imports it. Functions
@@ -48,6 +49,7 @@ from __future__ import annotations
 import difflib
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -79,6 +81,7 @@ __all__ = [
     "Settings",
     "check",
     "explain",
+    "RECHECK_SECONDS",
     "load_config",
     "reload",
     "reset_config_cache",
@@ -188,11 +191,20 @@ def _collect(cwd: str, env: tuple[tuple[str, str], ...]) -> tuple[Settings, Path
     return settings, file
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     env: tuple[tuple[str, str], ...]
     stamp: tuple[int, ...]
     settings: Settings
+    checked: float = 0.0
+
+
+RECHECK_SECONDS: float = 0.5
+"""How long a cached configuration is trusted before the file system is looked at again.
+
+Within this interval an edited or newly created config file is not seen (a changed ``L0_*``
+environment always is); :func:`reload` forces a fresh read. ``0`` checks on every read.
+"""
 
 
 def _stamp(cwd: str, file: Path | None) -> tuple[int, ...]:
@@ -246,12 +258,17 @@ def _entry(cwd: str | os.PathLike[str] | None) -> _Entry:
     key = os.fspath(cwd) if cwd is not None else os.getcwd()
     env = _env_snapshot()
     entry = _cache.get(key)
-    # A few stats per read (issue 11): an edited file (size, mtime or a replaced inode), a new
-    # nearer file or a changed L0_* environment is seen by the next l0.run without reload().
-    if entry is not None and entry.env == env and _stamp(key, entry.settings.file) == entry.stamp:
-        return entry
+    # The stats of _stamp cost more than the rest of a cached read (issue 11), so the file
+    # system is looked at most every RECHECK_SECONDS; the L0_* environment on every read.
+    if entry is not None and entry.env == env:
+        now = time.monotonic()
+        if now - entry.checked < RECHECK_SECONDS:
+            return entry
+        if _stamp(key, entry.settings.file) == entry.stamp:
+            entry.checked = now
+            return entry
     settings, file = _collect(key, env)
-    entry = _Entry(env=env, stamp=_stamp(key, file), settings=settings)
+    entry = _Entry(env=env, stamp=_stamp(key, file), settings=settings, checked=time.monotonic())
     with _cache_lock:
         if len(_cache) > 64:
             _cache.clear()

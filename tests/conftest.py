@@ -14,6 +14,14 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
+@pytest.fixture(autouse=True)
+def _config_checked_on_every_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests edit config files and read them back at once: no recheck interval."""
+    import l0.config
+
+    monkeypatch.setattr(l0.config, "RECHECK_SECONDS", 0.0)
+
+
 @pytest.fixture
 def isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Run in an empty directory with no L0_* variables and no cached config or manager."""

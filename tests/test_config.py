@@ -553,3 +553,24 @@ def test_an_exporter_setting_that_is_not_a_table_is_refused(tmp_path: Path) -> N
     (tmp_path / "pyproject.toml").write_text("[tool.l0]\notel = 3\n")
     with pytest.raises(ConfigError, match=r"otel = 3 must be a table"):
         load_config(tmp_path)
+
+
+def test_file_is_rechecked_at_most_every_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(l0.config, "RECHECK_SECONDS", 3600.0)
+    config = write(tmp_path / "l0.toml", "[retry]\nattempts = 1\n")
+    first = load_config()
+    write(config, "[retry]\nattempts = 12\n")
+    # Within the interval the file system is not looked at: the edit is not seen yet ...
+    assert load_config() is first
+    # ... but the environment is, on every read.
+    monkeypatch.setenv("L0_RETRY_ATTEMPTS", "4")
+    assert load_config().get("retry", "attempts") == 4
+    monkeypatch.delenv("L0_RETRY_ATTEMPTS")
+    # reload() forces a fresh read of the edited file.
+    assert l0.config.reload().get("retry", "attempts") == 12
+    # Once the interval has passed, the next read stats the file and sees an edit.
+    write(config, "[retry]\nattempts = 123\n")
+    monkeypatch.setattr(l0.config, "RECHECK_SECONDS", 0.0)
+    assert load_config().get("retry", "attempts") == 123
