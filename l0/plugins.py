@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import pluggy
 
@@ -45,6 +45,7 @@ __all__ = [
     "PluginInfo",
     "build_plugin_manager",
     "default_plugin_manager",
+    "detects_by_type",
     "hookimpl",
     "reset_default_plugin_manager",
 ]
@@ -52,6 +53,20 @@ __all__ = [
 log = logging.getLogger("l0.plugins")
 
 hookimpl = pluggy.HookimplMarker("l0")
+
+_BY_TYPE: Final = "l0_detects_by_type"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def detects_by_type(function: _F) -> _F:
+    """Mark an ``l0_detect_adapter`` implementation whose answer depends on ``type(stream)`` only.
+
+    When every implementation is marked, L0 asks once per stream type and caches the answer
+    (until a plugin is registered or unregistered) instead of calling the hook per session.
+    """
+    setattr(function, _BY_TYPE, True)
+    return function
 """Marker for hook implementations: ``@l0.hookimpl def l0_on_retry(attempt, reason): ...``."""
 
 BUILTINS: Final = ("iter_adapter", "categorize", "retry", "backoff", "policies")
@@ -168,6 +183,11 @@ class Hooks:
 
     def __init__(self, pm: L0PluginManager) -> None:
         self._hook = pm.hook
+        self._pm = pm
+        # type(stream) -> adapter, valid while every l0_detect_adapter implementation is
+        # marked by_type and the manager's version (bumped by register/unregister) holds.
+        self._by_type: dict[type, Adapter | None] = {}
+        self._by_type_version = -1
 
     def _call(self, name: str, **kwargs: Any) -> Any:
         caller: pluggy.HookCaller = getattr(self._hook, name)
@@ -181,8 +201,30 @@ class Hooks:
             raise _plugin_error(caller, exc) from exc
 
     def detect_adapter(self, stream: Any) -> Adapter | None:
-        """Ask ``l0_detect_adapter``."""
-        result: Adapter | None = self._call("l0_detect_adapter", stream=stream)
+        """Ask ``l0_detect_adapter``, once per stream type when every answer depends on it only.
+
+        Implementations marked with :func:`detects_by_type` answer from ``type(stream)``
+        alone; when all of them are, the answer is cached per type (issue 11: no hook call per
+        session) until a plugin is registered or unregistered.
+        """
+        version = self._pm.version
+        if version != self._by_type_version:
+            impls = self._hook.l0_detect_adapter.get_hookimpls()
+            cacheable = all(getattr(i.function, _BY_TYPE, False) for i in impls)
+            self._by_type = {}
+            self._by_type_version = version if cacheable else -2
+        if self._by_type_version >= 0:
+            kind = type(stream)
+            try:
+                return self._by_type[kind]
+            except KeyError:
+                pass
+            result: Adapter | None = self._call("l0_detect_adapter", stream=stream)
+            if len(self._by_type) > 256:
+                self._by_type.clear()
+            self._by_type[kind] = result
+            return result
+        result = self._call("l0_detect_adapter", stream=stream)
         return result
 
     def categorize_error(self, error: BaseException) -> ErrorCategory | None:

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from l0.errors import categorize_error, get_status_code
-from l0.plugins import hookimpl
+from l0.plugins import detects_by_type, hookimpl
 from l0.types import Adapter, ErrorCategory
 from l0_litellm.adapter import LiteLLMAdapter
 
@@ -103,6 +103,7 @@ def categorize_litellm_error(error: BaseException) -> ErrorCategory | None:
 
 
 @hookimpl
+@detects_by_type
 def l0_detect_adapter(stream: Any) -> Adapter | None:
     """Claim LiteLLM's ``CustomStreamWrapper`` streams."""
     return ADAPTER if ADAPTER.detect(stream) else None

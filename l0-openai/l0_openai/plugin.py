@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from l0.errors import get_status_code
-from l0.plugins import hookimpl
+from l0.plugins import detects_by_type, hookimpl
 from l0.types import Adapter, ErrorCategory
 from l0_openai.adapter import OpenAIAdapter
 
@@ -106,6 +106,7 @@ ADAPTER = OpenAIAdapter()
 
 
 @hookimpl
+@detects_by_type
 def l0_detect_adapter(stream: Any) -> Adapter | None:
     """Claim ``openai.AsyncStream`` objects (chat completions and Responses)."""
     return ADAPTER if ADAPTER.detect(stream) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from l0.plugins import hookimpl
+from l0.plugins import detects_by_type, hookimpl
 from l0.types import Adapter, Event
 
 
@@ -32,6 +32,7 @@ ADAPTER = IterAdapter()
 
 
 @hookimpl(trylast=True)
+@detects_by_type
 def l0_detect_adapter(stream: Any) -> Adapter | None:
     """Claim any async iterable; other adapters are asked first."""
     return ADAPTER if ADAPTER.detect(stream) else None
