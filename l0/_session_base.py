@@ -43,6 +43,8 @@ _INF = float("inf")
 _END: Any = object()
 _CHECKPOINT_TEXT_LIMIT = 65536
 _CLOSE_GRACE = 2.0
+_CHECK_FLAGS: dict[frozenset[str], tuple[bool, bool]] = {}
+"""Per export-type set: does it hold guardrail events, drift events."""
 """Seconds allowed for closing an abandoned provider stream before L0 stops waiting on it."""
 
 
@@ -240,9 +242,19 @@ class SessionBase:
         guard_emit = drift_emit = emit
         if emit is not None and wanted is not None:
             # Unobserved guardrails take their fast path: no events built per check (#9).
-            if not any(kind.startswith("GUARDRAIL_") for kind in wanted):
+            # The export table's set is shared by sessions: scan it once (issue 11).
+            flags = _CHECK_FLAGS.get(wanted)
+            if flags is None:
+                flags = (
+                    any(kind.startswith("GUARDRAIL_") for kind in wanted),
+                    any(kind.startswith("DRIFT_") for kind in wanted),
+                )
+                if len(_CHECK_FLAGS) > 64:
+                    _CHECK_FLAGS.clear()
+                _CHECK_FLAGS[wanted] = flags
+            if not flags[0]:
                 guard_emit = None
-            if not any(kind.startswith("DRIFT_") for kind in wanted):
+            if not flags[1]:
                 drift_emit = None
         return guard_emit, drift_emit
 
