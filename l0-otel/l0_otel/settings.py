@@ -103,7 +103,15 @@ def read_settings() -> OTelSettings:
         config = load_config()
     except Exception:
         return OTelSettings()
+    # load_config hands back the same object while the configuration holds: parse it once
+    # per configuration, not on every session (issue 11).
+    cached = _last
+    if cached is not None and cached[0] is config:
+        return cached[1]
     table = config.values.get("otel")
-    if not table:
-        return OTelSettings()
-    return OTelSettings(**settings_from(table, config.sources))
+    settings = OTelSettings(**settings_from(table, config.sources)) if table else OTelSettings()
+    globals()["_last"] = (config, settings)
+    return settings
+
+
+_last: tuple[Any, OTelSettings] | None = None
