@@ -24,6 +24,8 @@ from l0._guardrail_types import (
     GuardrailRule,
     RuleSession,
     Violations,
+    check_failed,
+    fill_violations,
 )
 from l0.types import GuardrailViolation, Severity, State
 
@@ -107,14 +109,17 @@ class GuardrailEngine:
         for rule in self.rules:
             if not (rule.streaming or context.completed):
                 continue
-            if rule.session is not None:
-                session = rule.session(rule)
-                if rule.streaming:
-                    found.extend(session.feed(text, context.state) or ())
-                if context.completed:
-                    found.extend(session.finish(context) or ())
-            elif rule.check is not None:
-                found.extend(rule.check(context) or ())
+            try:
+                if rule.session is not None:
+                    session = rule.session(rule)
+                    if rule.streaming:
+                        found.extend(fill_violations(rule, session.feed(text, context.state) or ()))
+                    if context.completed:
+                        found.extend(fill_violations(rule, session.finish(context) or ()))
+                elif rule.check is not None:
+                    found.extend(fill_violations(rule, rule.check(context) or ()))
+            except Exception as exc:
+                raise check_failed(rule, exc) from exc
         return GuardrailResult(tuple(self._stamp(found)))
 
     def validate(self, text: str) -> list[GuardrailViolation]:
@@ -166,7 +171,7 @@ class GuardrailRun:
             else:
                 plain.append((index, rule))
         self._sessions = sessions
-        self._stream_feeds = tuple(s.feed for _, r, s in sessions if r.streaming)
+        self._stream_feeds = tuple((r, s.feed) for _, r, s in sessions if r.streaming)
         self._plain = plain
         self._plain_streaming = tuple((i, r) for i, r in plain if r.streaming)
         self._full = [False] * len(engine.rules)
@@ -202,18 +207,23 @@ class GuardrailRun:
             delta = self._first(delta, state)
         self._chars += len(delta)
         out: list[GuardrailViolation] | None = None
-        for feed in self._stream_feeds:
-            found = feed(delta, state)
-            if found:
-                if out is None:
-                    out = []
-                out.extend(found)
-        for index, rule in self._plain_streaming:
-            found = self._plain_check(index, rule, delta, state, completed=False)
-            if found:
-                if out is None:
-                    out = []
-                out.extend(found)
+        rule: GuardrailRule | None = None
+        try:
+            for rule, feed in self._stream_feeds:
+                found = feed(delta, state)
+                if found:
+                    if out is None:
+                        out = []
+                    out.extend(fill_violations(rule, found))
+            for index, rule in self._plain_streaming:
+                found = self._plain_check(index, rule, delta, state, completed=False)
+                if found:
+                    if out is None:
+                        out = []
+                    out.extend(found)
+        except Exception as exc:
+            # A bug in a rule is not a model failure: raised at once, never retried (#8 item 7).
+            raise check_failed(rule, exc) from exc
         if self._late or self._error is not None:
             out = self._take_late(out)
         if out:
@@ -249,8 +259,13 @@ class GuardrailRun:
         if self._emit is not None:
             return self._phase("post", checks)
         out: list[GuardrailViolation] = []
-        for _, _, call in checks:
-            out.extend(call() or ())
+        for _, rule, call in checks:
+            try:
+                found = call()
+            except Exception as exc:
+                raise check_failed(rule, exc) from exc
+            if found:
+                out.extend(fill_violations(rule, found))
         result = self._take_late(out)
         return self._engine._stamp(result) if result else None
 
@@ -266,7 +281,10 @@ class GuardrailRun:
         for index, rule, call in checks:
             began = _now()
             emit("GUARDRAIL_RULE_START", index=index, rule_id=rule.name, callback_id=None)
-            found = stamp(call() or ())
+            try:
+                found = stamp(fill_violations(rule, call() or ()))
+            except Exception as exc:
+                raise check_failed(rule, exc) from exc
             emit(
                 "GUARDRAIL_RULE_RESULT",
                 index=index,
@@ -330,7 +348,7 @@ class GuardrailRun:
             found = rule.check(context)
             if context._used:
                 self._full[index] = True
-            return self._fresh(found)
+            return self._fresh(fill_violations(rule, found) if found else found)
         if chars >= self._next_slow[index] and index not in self._pending:
             # Snapshots grow by half each time, so all deferred checks of a long answer cost
             # O(n) together instead of O(n) each.
@@ -353,11 +371,12 @@ class GuardrailRun:
         error: BaseException | None = None
         assert rule.check is not None
         try:
-            self._late.extend(self._fresh(rule.check(context)))
+            found = rule.check(context)
+            self._late.extend(self._fresh(fill_violations(rule, found) if found else found))
         except Exception as exc:
             # Re-raised at the next check: a guardrail that fails must not pass silently.
             error = exc
-            self._error = exc
+            self._error = check_failed(rule, exc)
         if emit is not None:
             emit(
                 "GUARDRAIL_CALLBACK_END",
@@ -374,7 +393,8 @@ class GuardrailRun:
     ) -> list[GuardrailViolation]:
         assert rule.check is not None
         context = GuardrailContext(None, delta="", completed=True, state=state)
-        return self._fresh(rule.check(context))
+        found = rule.check(context)
+        return self._fresh(fill_violations(rule, found) if found else found)
 
 
 # --- one-shot checks -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Split from :mod:`l0.guardrails`, which re-exports every public name here.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -181,7 +182,7 @@ def _build_rule(
             f"guardrail rule {name!r} (from plugin {plugin!r}) built {type(rule).__name__}; "
             "expected GuardrailRule"
         )
-    return rule
+    return rule if rule.plugin is not None else dataclasses.replace(rule, plugin=plugin)
 
 
 def _build_preset(name: str, pm: L0PluginManager, where: str = "") -> GuardrailPreset:
@@ -193,13 +194,16 @@ def _build_preset(name: str, pm: L0PluginManager, where: str = "") -> GuardrailP
         raise _unknown("preset", name, registry, where)
     spec, plugin = entry
     if spec.factory is not None:
-        rules = tuple(spec.factory())
-        for rule in rules:
+        built = tuple(spec.factory())
+        for rule in built:
             if not isinstance(rule, GuardrailRule):
                 raise L0PluginError(
                     f"guardrail preset {name!r} (from plugin {plugin!r}) built {rule!r}; "
                     "expected GuardrailRule items"
                 )
+        rules = tuple(
+            r if r.plugin is not None else dataclasses.replace(r, plugin=plugin) for r in built
+        )
     else:
         rules = tuple(_build_rule(r, {}, pm, f"preset {name!r}: ") for r in spec.rules)
     return GuardrailPreset(name, rules)
@@ -218,7 +222,11 @@ def _plugin_rules(pm: L0PluginManager) -> list[GuardrailRule]:
             found: Violations = _fn(context)
             return found
 
-        rules.append(GuardrailRule(f"plugin:{impl.plugin_name}", check=check, streaming=True))
+        rules.append(
+            GuardrailRule(
+                f"plugin:{impl.plugin_name}", check=check, streaming=True, plugin=impl.plugin_name
+            )
+        )
     return rules
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias
 
+from l0.errors import GuardrailCheckError
 from l0.types import GuardrailViolation, Severity, State
 
 SEVERITIES: Final = ("warning", "error", "fatal")
@@ -117,6 +118,8 @@ class GuardrailRule:
         recoverable: Whether a retry may fix it; ``False`` stops without retrying.
         description: One line for listings and docs.
         session: Factory of the incremental state for one attempt.
+        plugin: The plugin that offered the rule (set by the registry; ``None`` for a rule
+            built in-process). Named when the rule's check raises.
     """
 
     name: str
@@ -126,6 +129,7 @@ class GuardrailRule:
     recoverable: bool = True
     description: str = ""
     session: Callable[[GuardrailRule], RuleSession] | None = None
+    plugin: str | None = None
 
     def __post_init__(self) -> None:
         name: object = self.name
@@ -199,3 +203,41 @@ class GuardrailPreset:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+
+def fill_violations(
+    rule: GuardrailRule, found: Sequence[GuardrailViolation]
+) -> Sequence[GuardrailViolation]:
+    """``found`` with the rule's severity/recoverable wherever the check left them unset."""
+    if rule.severity == "error" and rule.recoverable:
+        return found  # the rule's values are the violation defaults: nothing to fill
+    out = []
+    for v in found:
+        unset_severity, unset_recoverable = v._unset
+        if (unset_severity and v.severity != rule.severity) or (
+            unset_recoverable and v.recoverable != rule.recoverable
+        ):
+            v = GuardrailViolation(
+                v.rule,
+                v.message,
+                rule.severity if unset_severity else v.severity,
+                rule.recoverable if unset_recoverable else v.recoverable,
+                v.position,
+            )
+        out.append(v)
+    return out
+
+
+def check_failed(rule: GuardrailRule | None, exc: BaseException) -> GuardrailCheckError:
+    """The internal error for a rule whose check (or session) raised ``exc``."""
+    if isinstance(exc, GuardrailCheckError):
+        return exc
+    name = rule.name if rule is not None else "?"
+    plugin = rule.plugin if rule is not None else None
+    where = f"guardrail rule {name!r}" + (f" (from plugin {plugin!r})" if plugin else "")
+    return GuardrailCheckError(
+        f"{where} raised {type(exc).__name__}: {exc}; this is a bug in the rule, not a model "
+        "failure, so it is not retried",
+        rule=name,
+        plugin=plugin,
+    )

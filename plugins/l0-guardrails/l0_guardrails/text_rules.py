@@ -115,6 +115,12 @@ def markdown_rule(*, severity: Severity = "error", recoverable: bool = True) -> 
 # --- patterns --------------------------------------------------------------------------------
 
 _Q = "['\u2019]"
+# "I cannot", "I can't", "I'm unable to", "I am not able to", "I won't": the contracted forms
+# start right after the "i" (issue 8 item 11), the others after a space.
+_I_CANNOT = (
+    rf"i(?: cannot| can{_Q}t| can not| won{_Q}t| am unable to|{_Q}m unable to"
+    rf"| am not able to|{_Q}m not able to)(?: actually| really| currently| simply)?"
+)
 DEFAULT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     (r"\bas an ai(?: language model| assistant| model)?\b", "meta statement: 'As an AI…'"),
     (
@@ -122,12 +128,22 @@ DEFAULT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
         "meta statement: 'I'm just an AI'",
     ),
     (
-        rf"\bi (?:cannot|can{_Q}t|can not|won{_Q}t|am unable to|{_Q}m unable to|am not able to) "
-        r"(?:help|assist)(?: you)? with (?:that|this|your request)\b",
+        rf"\b{_I_CANNOT} (?:help|assist)(?: you)? with (?:that|this|your request|the request)\b",
         "refusal: 'I cannot help with that'",
     ),
     (
-        rf"\bi(?:{_Q}m| am) sorry,? but i (?:cannot|can{_Q}t|can not|won{_Q}t|am unable to)\b",
+        rf"\b{_I_CANNOT} (?:provide|share|give you|disclose|offer) (?:that|this|such|the requested)"
+        r" (?:information|data|details|content)\b",
+        "refusal: 'I cannot provide that information'",
+    ),
+    (
+        rf"\b{_I_CANNOT} (?:perform|complete|do|fulfill|carry out) (?:that|this) "
+        r"(?:task|request|action)(?: for you)?\b",
+        "refusal: 'I cannot perform that task'",
+    ),
+    (
+        rf"\bi(?:{_Q}m| am) sorry,? but i(?: cannot| can{_Q}t| can not| won{_Q}t| am unable to"
+        rf"|{_Q}m unable to| am not able to|{_Q}m not able to)\b",
         "refusal: 'I'm sorry, but I cannot'",
     ),
 )
@@ -136,7 +152,18 @@ DEFAULT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
 _DEFAULT_PREFILTER: Final = "(?=[aAiI])"
 # Every default pattern contains one of these (lowercased); a batch without any skips the regex.
 # Substring search runs at memchr speed, a few times faster than the regex (issue 4/8 bench).
-_DEFAULT_NEEDLES: Final = ("an ai", "a language model", "an artificial", "help", "assist", "sorry")
+_DEFAULT_NEEDLES: Final = (
+    "an ai",
+    "a language model",
+    "an artificial",
+    "cannot",
+    "can't",
+    "can\u2019t",
+    "can not",
+    "won't",
+    "won\u2019t",
+    "able to",
+)
 
 
 def _compile(
