@@ -217,14 +217,17 @@ def fill_violations(
         if (unset_severity and v.severity != rule.severity) or (
             unset_recoverable and v.recoverable != rule.recoverable
         ):
-            v = GuardrailViolation(
-                v.rule,
-                v.message,
-                rule.severity if unset_severity else v.severity,
-                rule.recoverable if unset_recoverable else v.recoverable,
-                v.position,
+            out.append(
+                GuardrailViolation(
+                    v.rule,
+                    v.message,
+                    rule.severity if unset_severity else v.severity,
+                    rule.recoverable if unset_recoverable else v.recoverable,
+                    v.position,
+                )
             )
-        out.append(v)
+        else:
+            out.append(v)
     return out
 
 
