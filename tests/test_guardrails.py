@@ -480,7 +480,9 @@ async def test_deferred_check_that_raises_is_reraised_at_the_next_check() -> Non
     state._parts.append("789abc")
     assert run.feed("789abc", state) is None
     await asyncio.sleep(0)
-    with pytest.raises(RuntimeError, match="rule bug"):
+    with pytest.raises(
+        l0.errors.GuardrailCheckError, match="rule 'b' raised RuntimeError: rule bug"
+    ):
         run.feed("d", state)
 
 
