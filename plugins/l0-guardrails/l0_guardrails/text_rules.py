@@ -547,13 +547,14 @@ def loop_period(text: str, min_period: int, repeats: int, max_period: int) -> in
         if span > n:
             return None  # farther occurrences only need more text
         # Cheap rejections first: the character before the match, then two whole periods.
-        if (pos == 0 or text[pos - 1] == text[n - k - 1]) and text.startswith(
-            text[n - d :], n - 2 * d
+        if (
+            (pos == 0 or text[pos - 1] == text[n - k - 1])
+            and text.startswith(text[n - d :], n - 2 * d)
+            and text.startswith(text[n - span + d :], n - span)
         ):
-            if text.startswith(text[n - span + d :], n - span):
-                if d < min_period or _LETTER.search(text, n - d) is None:
-                    return None
-                return d
+            if d < min_period or _LETTER.search(text, n - d) is None:
+                return None
+            return d
         pos = text.rfind(probe, lowest, pos + k - 1)
     return None
 
