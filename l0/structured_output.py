@@ -63,6 +63,9 @@ _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 # else is skipped by the scanner, which is what makes it fast.
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*(?:(")|\\?\Z)|[\[\]{},]', re.DOTALL)
 _CLOSER: Final = {"{": "}", "[": "]"}
+# A number at the very end of a cut value may itself be cut ("15" of "1500"): nothing after it
+# says it ended. A letter before it means it is part of a literal or a key, not a number.
+_TRAILING_NUMBER = re.compile(r"(?<![\w.+-])-?(?:\d[\d.eE+-]*)?\Z")
 
 
 class JSONParseError(ValueError):
@@ -197,6 +200,12 @@ def _correct(text: str) -> ParsedJSON | None:
             fixed = fixed[:position] + fixed[position + 1 :]
         corrections.append(f"removed {_plural(len(scan.trailing_commas), 'trailing comma')}")
         scan = _scan(fixed)
+    if scan.end is None and not scan.in_string:
+        number = _TRAILING_NUMBER.search(fixed)
+        if number is not None and number.start() < len(fixed):
+            fixed = fixed[: number.start()]
+            corrections.append("dropped the unfinished number at the end")
+            scan = _scan(fixed)
     if scan.end is None:
         closers = "".join(_CLOSER[c] for c in reversed(scan.open))
         closed = None if scan.in_string else _loads(fixed + closers)
@@ -337,12 +346,19 @@ class _Outcome:
 class _Validator:
     """Parses and validates an answer, remembering the outcome of the latest one."""
 
-    __slots__ = ("adapter", "auto_correct", "last", "schema_name")
+    __slots__ = ("accept_truncated", "adapter", "auto_correct", "last", "schema_name")
 
-    def __init__(self, adapter: pydantic.TypeAdapter[Any], schema_name: str, auto_correct: bool):
+    def __init__(
+        self,
+        adapter: pydantic.TypeAdapter[Any],
+        schema_name: str,
+        auto_correct: bool,
+        accept_truncated: bool = False,
+    ):
         self.adapter = adapter
         self.schema_name = schema_name
         self.auto_correct = auto_correct
+        self.accept_truncated = accept_truncated
         self.last = _Outcome()
 
     def validate(self, text: str) -> _Outcome:
@@ -380,6 +396,16 @@ class _Validator:
         def check(context: GuardrailContext) -> list[GuardrailViolation]:
             if not context.completed:
                 return []
+            state = context.state
+            if not self.accept_truncated and state is not None and state.finish_reason == "length":
+                # A cut answer may validate (a number cut short, an optional field missing)
+                # and still be wrong: a content failure, retried (issue 8 item 3).
+                return [
+                    rule.violation(
+                        "the answer was cut at the token limit (finish_reason='length'); "
+                        "pass accept_truncated=True to accept what arrived"
+                    )
+                ]
             outcome = self.validate(context.content)
             if outcome.ok:
                 return []
@@ -415,17 +441,20 @@ def _prepare(
     stream: Callable[..., Any],
     auto_correct: object,
     options: dict[str, Any],
+    accept_truncated: object = False,
 ) -> tuple[Result, _Validator]:
     adapter = _adapter(schema)
     if not isinstance(auto_correct, bool):
         raise TypeError(f"auto_correct={auto_correct!r}: expected True or False")
+    if not isinstance(accept_truncated, bool):
+        raise TypeError(f"accept_truncated={accept_truncated!r}: expected True or False")
     if options.get("continue_from_last_good_token") is True:
         raise ValueError(
             "continue_from_last_good_token=True cannot be used with structured output: a "
             "continuation glues the next answer onto a cut JSON prefix, and the model rarely "
             "resumes the syntax exactly; structured output retries from scratch instead"
         )
-    validator = _Validator(adapter, _schema_name(schema), auto_correct)
+    validator = _Validator(adapter, _schema_name(schema), auto_correct, accept_truncated)
     options["guardrails"] = _with_rule(options, validator.rule())
     return run(stream, **options), validator
 
@@ -471,6 +500,7 @@ async def structured(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredResult[T]: ...
 
@@ -481,6 +511,7 @@ async def structured(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredResult[Any]: ...
 
@@ -490,6 +521,7 @@ async def structured(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredResult[Any]:
     """Run ``stream`` and return its answer parsed and validated against ``schema``.
@@ -502,6 +534,10 @@ async def structured(
         auto_correct: Fix common JSON defects (trailing commas, a truncated end, and with
             ``l0[structured]`` what json-repair fixes); ``False`` accepts only valid JSON.
             Fences and prose around the JSON are skipped either way.
+        accept_truncated: Accept an answer the provider cut at the token limit
+            (``finish_reason="length"``), its unfinished last item dropped. By default such an
+            answer is a content failure and retried, because a cut answer can validate and
+            still be wrong (``"quantity": 15`` of ``1500``).
         **run_options: Any option of :func:`l0.run` (``retry=``, ``timeout=``,
             ``fallbacks=``, ``guardrails=``, callbacks ...), except
             ``continue_from_last_good_token=True``.
@@ -516,7 +552,7 @@ async def structured(
         TypeError: ``schema`` is not a type pydantic can validate, or an option is wrong.
         ValueError: ``continue_from_last_good_token=True`` was passed.
     """
-    result, validator = _prepare(schema, stream, auto_correct, dict(run_options))
+    result, validator = _prepare(schema, stream, auto_correct, dict(run_options), accept_truncated)
     try:
         text = await result.read()
     except RetryExhaustedError as exc:
@@ -535,11 +571,14 @@ class StructuredStream(Generic[T]):
     Awaiting ``result()`` without iterating runs the stream to the end.
     """
 
-    __slots__ = ("_result", "_validator")
+    __slots__ = ("_result", "_shown", "_validator")
 
     def __init__(self, result: Result, validator: _Validator) -> None:
         self._result = result
         self._validator = validator
+        # The text the iterating consumer was shown, so partial() forgets a withdrawn answer
+        # at the reset (issue 8 item 9); None while nobody iterates.
+        self._shown: list[str] | None = None
 
     @property
     def state(self) -> State:
@@ -555,8 +594,19 @@ class StructuredStream(Generic[T]):
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
+        shown: list[str] = []
+        self._shown = shown
         try:
             async for event in self._result:
+                if event.is_token:
+                    shown.append(event.text or "")
+                elif event.is_reset:
+                    data = event.data if isinstance(event.data, dict) else {}
+                    withdrawn = len(data.get("withdrawn") or "")
+                    kept = "".join(shown)
+                    shown.clear()
+                    if withdrawn < len(kept):
+                        shown.append(kept[: len(kept) - withdrawn])
                 yield event
         except RetryExhaustedError as exc:
             error = _translate(exc, self._validator)
@@ -568,8 +618,11 @@ class StructuredStream(Generic[T]):
         """The JSON received so far, completed as far as it goes (``None`` before any).
 
         Not validated: useful to show progress, e.g. the fields of an object as they arrive.
+        While the stream is iterated it follows what was shown: a ``reset`` withdraws the
+        rejected answer, so ``partial()`` is ``None`` until the next one starts.
         """
-        text = extract_json(self._result.state.content)
+        shown = self._shown
+        text = extract_json("".join(shown) if shown is not None else self._result.state.content)
         if not text:
             return None
         try:
@@ -600,6 +653,7 @@ def structured_stream(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredStream[T]: ...
 
@@ -610,6 +664,7 @@ def structured_stream(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredStream[Any]: ...
 
@@ -619,6 +674,7 @@ def structured_stream(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredStream[Any]:
     """Like :func:`structured`, but returns at once with a :class:`StructuredStream`.
@@ -626,5 +682,5 @@ def structured_stream(
     The arguments and errors are those of :func:`structured`; the stream starts when the
     returned object is iterated or its ``result()`` awaited.
     """
-    result, validator = _prepare(schema, stream, auto_correct, dict(run_options))
+    result, validator = _prepare(schema, stream, auto_correct, dict(run_options), accept_truncated)
     return StructuredStream(result, validator)
