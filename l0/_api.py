@@ -155,7 +155,12 @@ async def _recorded(events: AsyncIterator[Event], recording: Any) -> AsyncIterat
         async for event in events:
             recording.stream(event)
             yield event
+    except BaseException as exc:
+        # The error the consumer sees is recorded, so replay raises it again (#8 item 5).
+        recording.end(exc)
+        raise
     finally:
+        recording.end()
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -180,7 +180,7 @@ class SessionBase:
         if recording is not None:
             recording.obs(event)
             if kind is _OBS.SESSION_END:
-                recording.end()
+                recording.session_end(str(data.get("status", "")))
 
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)

@@ -221,6 +221,8 @@ class State:
     ended_at: float | None = None
     error: BaseException | None = None
     """The error that ended the session, if it failed."""
+    record_error: str | None = None
+    """Why writing the ``record=`` file failed (set by ``wait_callbacks()``), else ``None``."""
 
     @property
     def content(self) -> str:
