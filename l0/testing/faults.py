@@ -397,7 +397,7 @@ class Fault:
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
-    """A chat completions request as the server received it, before any fault applied.
+    """A request as the server received it, before any fault applied.
 
     Attributes:
         index: Position in :attr:`ChaosServer.requests` (0-based, reset by ``reset()``).
@@ -408,6 +408,7 @@ class RecordedRequest:
         headers: Request headers, names lower-cased.
         time: ``time.monotonic()`` when the request was recorded.
         fault: The fault the server answered with.
+        path: The endpoint: ``/v1/chat/completions``, ``/v1/responses`` or ``/v1/embeddings``.
     """
 
     index: int
@@ -418,3 +419,4 @@ class RecordedRequest:
     headers: dict[str, str]
     time: float
     fault: Fault
+    path: str = "/v1/chat/completions"
