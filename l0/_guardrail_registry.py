@@ -175,7 +175,7 @@ def _build_rule(
         rule = spec.factory(**options)
     except (TypeError, ValueError) as exc:
         raise ValueError(
-            f"guardrail rule {name!r} (from {plugin!r}) rejected its options: {exc}"
+            f"{where}guardrail rule {name!r} (from {plugin!r}) rejected its options: {exc}"
         ) from exc
     if not isinstance(rule, GuardrailRule):
         raise L0PluginError(
@@ -230,7 +230,40 @@ def _plugin_rules(pm: L0PluginManager) -> list[GuardrailRule]:
     return rules
 
 
-def _collect(value: Any, pm: L0PluginManager, out: list[GuardrailRule]) -> None:
+def _check_options(
+    options: Mapping[str, Mapping[str, Any]], pm: L0PluginManager, settings: Settings
+) -> None:
+    registry = _registry(pm)
+    for name in options:
+        if name not in registry.rules:
+            source = settings.sources.get("guardrails.options", "config")
+            raise ConfigError(
+                f"{source}: guardrails.options names {name!r}, which is no registered rule; "
+                f"choose one of: {registry.describe('rule')}",
+                key="guardrails.options",
+                value=name,
+            )
+
+
+def _with_options(
+    rules: Sequence[GuardrailRule], options: Mapping[str, Mapping[str, Any]], pm: L0PluginManager
+) -> list[GuardrailRule]:
+    """A preset's rules, each rule named in config ``guardrails.options`` rebuilt with them."""
+    if not options:
+        return list(rules)
+    where = "guardrails.options: "
+    return [
+        _build_rule(r.name, options[r.name], pm, where) if r.name in options else r for r in rules
+    ]
+
+
+def _collect(
+    value: Any,
+    pm: L0PluginManager,
+    out: list[GuardrailRule],
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
+    options = options or {}
     if isinstance(value, GuardrailRule):
         out.append(value)
     elif isinstance(value, GuardrailPreset):
@@ -238,9 +271,9 @@ def _collect(value: Any, pm: L0PluginManager, out: list[GuardrailRule]) -> None:
     elif isinstance(value, str):
         registry = _registry(pm)
         if value in registry.presets or value == "none":
-            out.extend(_build_preset(value, pm).rules)
+            out.extend(_with_options(_build_preset(value, pm).rules, options, pm))
         elif value in registry.rules:
-            out.append(_build_rule(value, {}, pm))
+            out.append(_build_rule(value, options.get(value, {}), pm))
         elif value in _STANDARD_PRESETS:
             raise _unknown("preset", value, registry, "guardrails=: ")
         else:
@@ -254,7 +287,7 @@ def _collect(value: Any, pm: L0PluginManager, out: list[GuardrailRule]) -> None:
     elif isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
         for item in value:
             if isinstance(item, GuardrailRule | GuardrailPreset | str):
-                _collect(item, pm, out)
+                _collect(item, pm, out, options)
             else:
                 raise TypeError(
                     f"guardrails=[..., {item!r}, ...]: expected GuardrailRule objects, "
@@ -288,17 +321,20 @@ def resolve_guardrails(
         return None
     explicit_none = isinstance(value, GuardrailPreset) and not value.rules
     rules: list[GuardrailRule] = []
+    options: dict[str, dict[str, Any]] = dict(settings.get("guardrails", "options", {}) or {})
+    if options:
+        _check_options(options, pm, settings)
     if value is None:
         preset = settings.get("guardrails", "preset")
         if preset is not None:
             source = settings.sources.get("guardrails.preset", "config")
             where = f"{source}: guardrails.preset = {preset!r}: "
-            rules.extend(_build_preset(preset, pm, where).rules)
+            rules.extend(_with_options(_build_preset(preset, pm, where).rules, options, pm))
         for name in settings.get("guardrails", "rules", []) or []:
             where = f"{settings.sources.get('guardrails.rules', 'config')}: guardrails.rules: "
-            rules.append(_build_rule(name, {}, pm, where))
+            rules.append(_build_rule(name, options.get(name, {}), pm, where))
     else:
-        _collect(value, pm, rules)
+        _collect(value, pm, rules, options)
     severity: dict[str, Any] = dict(settings.get("guardrails", "severity", {}) or {})
     if severity:
         registry = _registry(pm)

@@ -20,6 +20,7 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     guardrails.preset      name of a registered guardrail preset ("recommended", "strict", …)
     guardrails.rules       list of registered rule names, added to the preset
     guardrails.severity    table rule name -> "warning" | "error" | "fatal" (env: "rule=sev,…")
+    guardrails.options     table rule name -> table of the rule's factory options (env: JSON)
     drift.enabled          bool: detect drift
     drift.detectors        list of registered detector names (default: all)
     drift.window           int >= 16: tokens in the sliding window
@@ -127,6 +128,22 @@ def _severity_map(value: object) -> dict[str, str]:
     return out
 
 
+def _rule_options(value: object) -> dict[str, dict[str, Any]]:
+    expected = "a table of rule name -> table of options (env: a JSON object)"
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(expected) from None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Mapping) for k, v in value.items()
+    ):
+        raise ValueError(expected)
+    return {k: dict(v) for k, v in value.items()}
+
+
 def _unit_interval(value: object) -> float:
     if isinstance(value, str):
         try:
@@ -175,7 +192,12 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
     },
     "timeout": {"initial_token": _timeout_seconds, "inter_token": _timeout_seconds},
     "plugins": {"disable": _names, "load": _names, "trace": _bool},
-    "guardrails": {"preset": _name, "rules": _names, "severity": _severity_map},
+    "guardrails": {
+        "preset": _name,
+        "rules": _names,
+        "severity": _severity_map,
+        "options": _rule_options,
+    },
     "drift": {
         "enabled": _bool,
         "detectors": _names,
