@@ -104,11 +104,12 @@ def _message(item_id: str, kind: str, text: str, status: str) -> dict[str, Any]:
 def _text_steps(fault: Fault, tokens: Sequence[str], events: _Events) -> tuple[list[_Step], Any]:
     kind = fault.kind
     strike = fault.after if kind in {"drop_after", "stall_after", "malformed_sse"} else None
-    strike_steps: list[_Step] = {
+    strikes: dict[str, list[_Step]] = {
         "drop_after": [_DROP],
         "stall_after": [_Pause(fault.seconds)],
         "malformed_sse": [_Send(MALFORMED_EVENT)],
-    }.get(kind, [])
+    }
+    strike_steps = strikes.get(kind, [])
     item_id = f"msg_l0chaos{events.record.index}"
     part_kind = "refusal" if kind == "refusal" else "output_text"
     content = () if kind == "zero_output" else tuple(tokens)
