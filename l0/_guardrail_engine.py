@@ -38,7 +38,13 @@ _now = time.monotonic
 
 
 def _as_dict(violation: GuardrailViolation) -> dict[str, Any]:
-    return dataclasses.asdict(violation)
+    return {
+        "rule": violation.rule,
+        "message": violation.message,
+        "severity": violation.severity,
+        "recoverable": violation.recoverable,
+        "position": violation.position,
+    }
 
 
 class GuardrailEngine:

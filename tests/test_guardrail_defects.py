@@ -344,3 +344,24 @@ def test_the_repetition_rule_leaves_rulers_and_data_alone(text: str) -> None:
 def test_repetition_options_are_checked() -> None:
     with pytest.raises(ValueError, match="min_period=2"):
         repetition_rule(min_period=2)
+
+
+async def test_violation_events_carry_the_filled_fields_only() -> None:
+    events: list[Any] = []
+    rule = GuardrailRule("five", check=says_five, streaming=True, severity="warning")
+    result = l0.run(Counted(), guardrails=[rule], retry=FAST, on_event=events.append)
+    await result.read()
+    await result.wait_callbacks()
+    found = [
+        e.data["violation"]
+        for e in events
+        if e.type.value == "GUARDRAIL_RULE_RESULT" and e.data["violation"]
+    ]
+    assert found
+    assert found[0] == {
+        "rule": "five",
+        "message": "said five",
+        "severity": "warning",
+        "recoverable": True,
+        "position": None,
+    }
