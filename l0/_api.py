@@ -155,8 +155,9 @@ async def _recorded(events: AsyncIterator[Event], recording: Any) -> AsyncIterat
         async for event in events:
             recording.stream(event)
             yield event
-    except BaseException as exc:
-        # The error the consumer sees is recorded, so replay raises it again (#8 item 5).
+    except Exception as exc:
+        # The error the consumer sees is recorded, so replay raises it again (#8 item 5). Not
+        # GeneratorExit or cancellation: a consumer that stops early did not see a failure.
         recording.end(exc)
         raise
     finally:

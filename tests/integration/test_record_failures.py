@@ -118,3 +118,19 @@ async def test_write_errors_are_logged_once_and_never_stall(
         assert "/dev/full" in result.state.record_error
     logged = [r for r in caplog.records if "record" in r.getMessage()]
     assert len(logged) == 1
+
+
+async def test_a_consumer_that_stops_early_records_no_error(tmp_path: Path) -> None:
+    path = tmp_path / "early.jsonl"
+
+    async def many() -> AsyncIterator[str]:
+        for word in ["one ", "two ", "three ", "four "]:
+            yield word
+
+    result = l0.run(many, record=path)
+    async for event in result:
+        if event.is_token:
+            break
+    await result.aclose()
+    await result.wait_callbacks()
+    assert replay(path).error is None
