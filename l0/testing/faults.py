@@ -408,6 +408,10 @@ class RecordedRequest:
         headers: Request headers, names lower-cased.
         time: ``time.monotonic()`` when the request was recorded.
         fault: The fault the server answered with.
+        ended: ``time.monotonic()`` when the server stopped answering it (the response was
+            sent whole, dropped, or the client closed the connection); ``None`` while the
+            response is still being written.
+        disconnected: Whether the client closed the connection before the response ended.
         path: The endpoint: ``/v1/chat/completions``, ``/v1/responses`` or ``/v1/embeddings``.
     """
 
@@ -419,4 +423,6 @@ class RecordedRequest:
     headers: dict[str, str]
     time: float
     fault: Fault
+    ended: float | None = None
+    disconnected: bool = False
     path: str = "/v1/chat/completions"
