@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 import l0
-from l0 import structured_output as structured_module
+from l0 import _structured_json as structured_json
 from l0.structured_output import JSONParseError, ParsedJSON, extract_json, parse_json
 
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
@@ -150,7 +150,7 @@ def test_auto_correct_false_accepts_only_valid_json(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["", "   ", "nothing to see", '{"a": }', "{'a': 1}"])
 def test_unreadable_text_without_json_repair(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(structured_module, "_load_json_repair", lambda: None)
+    monkeypatch.setattr(structured_json, "_load_json_repair", lambda: None)
     with pytest.raises(JSONParseError) as caught:
         parse_json(text)
     if text.strip():
@@ -165,7 +165,7 @@ def test_json_repair_is_the_last_resort(monkeypatch: pytest.MonkeyPatch) -> None
         assert options["return_objects"] is True
         return {"a": 1} if text.startswith("{'a'") else ""
 
-    monkeypatch.setattr(structured_module, "_load_json_repair", lambda: fake_repair)
+    monkeypatch.setattr(structured_json, "_load_json_repair", lambda: fake_repair)
     parsed = parse_json("Answer: {'a': 1}")
     assert parsed == ParsedJSON({"a": 1}, '{"a":1}', ("repaired by json-repair",))
     # Fixable by our own corrections: the repairer is not asked.
@@ -177,13 +177,13 @@ def test_json_repair_is_the_last_resort(monkeypatch: pytest.MonkeyPatch) -> None
     def broken_repair(text: str, **options: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(structured_module, "_load_json_repair", lambda: broken_repair)
+    monkeypatch.setattr(structured_json, "_load_json_repair", lambda: broken_repair)
     with pytest.raises(JSONParseError, match="json-repair failed"):
         parse_json("{'a': 1}")
 
 
 def test_json_repair_loader_matches_what_is_installed() -> None:
-    repair = structured_module._load_json_repair()
+    repair = structured_json._load_json_repair()
     try:
         import json_repair  # noqa: F401
     except ImportError:
