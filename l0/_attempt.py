@@ -101,7 +101,7 @@ class AttemptMixin(SessionBase):
         tried = ", ".join(Adapters.names(opts.plugins)) or "none"
         raise AdapterNotFoundError(
             f"the stream factory returned {type(source).__module__}.{type(source).__qualname__}, "
-            f"which no adapter can read (tried: {tried}); {install_hint(source)}."
+            f"which no adapter can read (tried: {tried}); {install_hint(source, opts.plugins)}."
         )
 
     def _item(self, obj: Any) -> Event | None:
@@ -113,7 +113,8 @@ class AttemptMixin(SessionBase):
             else:
                 raise InvalidStreamError(
                     f"the stream yielded {type(item).__module__}.{type(item).__qualname__}; "
-                    f"L0 accepts str tokens and l0.Event items: {install_hint(item)}."
+                    f"L0 accepts str tokens and l0.Event items: "
+                    f"{install_hint(item, self._opts.plugins)}."
                 )
         if item.raw is not None:
             self._raw.append(item.raw)
@@ -150,6 +151,8 @@ class AttemptMixin(SessionBase):
         if kind is EventType.COMPLETE:
             if item.usage is not None:
                 state.usage = item.usage
+            if isinstance(item.data, Mapping) and item.data.get("model"):
+                self._response_model = str(item.data["model"])
             if isinstance(item.data, Mapping) and "finish_reason" in item.data:
                 state.finish_reason = item.data["finish_reason"]
                 if state.finish_reason == "length" and self._opts.retry_on_length:
@@ -180,12 +183,12 @@ class AttemptMixin(SessionBase):
         state._withdraw(len(withdrawn))
         if self._checks_on:
             # Incremental checks cannot un-see text: restart them over what is left.
-            emit = self._emit_fn if self._observed else None
+            guard_emit, drift_emit = self._check_emitters()
             opts = self._opts
             if self._guard_run is not None:
-                self._guard_run = opts.guardrails.start(emit)
+                self._guard_run = opts.guardrails.start(guard_emit)
             if self._drift_run is not None:
-                self._drift_run = opts.drift.start(emit)
+                self._drift_run = opts.drift.start(drift_emit)
             self._checked = 0
             self._next_check = min(self._next_check, len(state._parts) + self._interval)
 

@@ -75,12 +75,14 @@ class SessionBase:
         "_raw",
         "_raw_list",
         "_recording",
+        "_response_model",
         "_source",
         "_start_ts",
         "_started",
         "_table",
         "_task",
         "_tool_starts",
+        "_wanted",
         "_wants_checkpoints",
         "errors",
         "finished",
@@ -107,6 +109,10 @@ class SessionBase:
         self._observed = (
             bool(self._table.export) or "on_event" in opts.callbacks or self._recording is not None
         )
+        # Exporters that name their event types spare the session from building the others
+        # (guardrail events come every check, several per rule) (#9).
+        everything = "on_event" in opts.callbacks or self._recording is not None
+        self._wanted: frozenset[str] | None = None if everything else self._table.export_types
         self._notifier = Notifier()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -135,6 +141,7 @@ class SessionBase:
         self._checkpoints = 0
         self._notify_after = 0
         self._start_ts = 0.0
+        self._response_model: str | None = None
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
@@ -157,6 +164,9 @@ class SessionBase:
     def _obs(self, kind: ObservabilityEventType, **data: Any) -> None:
         if not self._observed:
             return
+        wanted = self._wanted
+        if wanted is not None and kind not in wanted:
+            return
         opts = self._opts
         event = ObservabilityEvent(
             type=kind,
@@ -168,11 +178,14 @@ class SessionBase:
             meta=opts.meta,
             parent_id=self.parent_id,
         )
-        for export in self._table.export:
+        table = self._table
+        for export, types in zip(table.export, table.export_filters, strict=True):
+            if types is not None and kind not in types:
+                continue
             try:
                 export(event)
             except Exception:
-                log.exception("l0: exporter %r raised; the stream goes on", export)
+                self._notifier.failed(f"exporter {getattr(export, '__qualname__', export)}")
         on_event = opts.callbacks.get("on_event")
         if on_event is not None:
             self._notifier.call("on_event", on_event, (event,))
@@ -182,11 +195,31 @@ class SessionBase:
             if kind is _OBS.SESSION_END:
                 recording.session_end(str(data.get("status", "")))
 
+    def _wants(self, kind: ObservabilityEventType) -> bool:
+        """Whether an event of ``kind`` would reach anyone (so it is worth building)."""
+        wanted = self._wanted
+        return self._observed and (wanted is None or kind in wanted)
+
+    def _check_emitters(self) -> tuple[Any, Any]:
+        """``emit`` for guardrails and for drift: ``None`` when nobody reads their events."""
+        emit = self._emit_fn if self._observed else None
+        wanted = self._wanted
+        guard_emit = drift_emit = emit
+        if emit is not None and wanted is not None:
+            # Unobserved guardrails take their fast path: no events built per check (#9).
+            if not any(kind.startswith("GUARDRAIL_") for kind in wanted):
+                guard_emit = None
+            if not any(kind.startswith("DRIFT_") for kind in wanted):
+                drift_emit = None
+        return guard_emit, drift_emit
+
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)
 
     def _summary(self, status: str) -> None:
         if not self._observed:
+            # Callback failures are counted per session; their counts are logged at its end.
+            self._notifier.finish()
             return
         state = self.state
         self._obs(
@@ -201,5 +234,10 @@ class SessionBase:
             fallback_depth=state.fallback_index,
             retry_count=state.total_retries,
             checkpoints_created=self._checkpoints,
+            violated_rules=[v.rule for v in state.violations],
+            usage=dict(state.usage) if state.usage is not None else None,
+            finish_reason=state.finish_reason,
+            response_model=self._response_model,
         )
         self._obs(_OBS.SESSION_END, status=status)
+        self._notifier.finish()
