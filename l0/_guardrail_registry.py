@@ -137,6 +137,22 @@ def _registry(pm: L0PluginManager) -> _Registry:
     return registry
 
 
+def available_guardrails(
+    pm: L0PluginManager,
+) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """Registered rules and presets: ``{name: (plugin, description)}`` for each.
+
+    Raises:
+        L0PluginError: a plugin registers something that is not a spec, or a name twice.
+    """
+    registry = _registry(pm)
+    rules = {name: (plugin, spec.description) for name, (spec, plugin) in registry.rules.items()}
+    presets = {
+        name: (plugin, spec.description) for name, (spec, plugin) in registry.presets.items()
+    }
+    return rules, presets
+
+
 def _manager(plugins: L0PluginManager | None) -> L0PluginManager:
     if plugins is not None:
         return plugins

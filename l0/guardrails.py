@@ -39,6 +39,7 @@ from l0._guardrail_registry import (
     _build_rule,
     _manager,
     _registry,
+    available_guardrails,
     resolve_guardrails,
 )
 from l0._guardrail_types import (
@@ -69,6 +70,7 @@ __all__ = [
     "PresetSpec",
     "RuleSession",
     "RuleSpec",
+    "available_guardrails",
     "create_guardrail_engine",
     "custom_pattern_rule",
     "json_rule",
