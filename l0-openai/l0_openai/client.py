@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import l0
 from l0.errors import UnsupportedClientError
-from l0.events import REQUEST_META_KEY
+from l0.events import REQUEST_META_KEY, wants_content
+from l0.health import provider_key
 from l0.types import AttemptContext
 
 if TYPE_CHECKING:
@@ -194,6 +195,10 @@ class _StreamingCall(Generic[_T]):
                     return create(**_with_prompt(params, key, ctx.continuation_prompt))
                 return create(**params)
 
+            # Provider health (l0.health) keys this stream by base URL and model.
+            factory.l0_provider = provider_key(  # type: ignore[attr-defined]
+                str(self._owner.l0_client.base_url), str(params.get("model", ""))
+            )
             return factory
 
         primary = factory_for(dict(kwargs))
@@ -204,6 +209,8 @@ class _StreamingCall(Generic[_T]):
             "operation": "chat",
             "models": [kwargs.get("model"), *models],
         }
+        if wants_content(options.get("plugins")) and key in kwargs:
+            request["messages"] = kwargs[key]
         options["meta"] = {**(options.get("meta") or {}), REQUEST_META_KEY: request}
         return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
 
