@@ -170,7 +170,13 @@ async def _recorded(events: AsyncIterator[Event], recording: Any) -> AsyncIterat
         async for event in events:
             recording.stream(event)
             yield event
+    except Exception as exc:
+        # The error the consumer sees is recorded, so replay raises it again (#8 item 5). Not
+        # GeneratorExit or cancellation: a consumer that stops early did not see a failure.
+        recording.end(exc)
+        raise
     finally:
+        recording.end()
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -99,6 +99,22 @@ def _severity_map(value: object) -> dict[str, str]:
     return out
 
 
+def _rule_options(value: object) -> dict[str, dict[str, Any]]:
+    expected = "a table of rule name -> table of options (env: a JSON object)"
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(expected) from None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, Mapping) for k, v in value.items()
+    ):
+        raise ValueError(expected)
+    return {k: dict(v) for k, v in value.items()}
+
+
 def _unit_interval(value: object) -> float:
     if isinstance(value, str):
         try:
@@ -180,7 +196,12 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
     },
     "timeout": {"initial_token": _timeout_seconds, "inter_token": _timeout_seconds},
     "plugins": {"disable": _names, "load": _names, "trace": _bool},
-    "guardrails": {"preset": _name, "rules": _names, "severity": _severity_map},
+    "guardrails": {
+        "preset": _name,
+        "rules": _names,
+        "severity": _severity_map,
+        "options": _rule_options,
+    },
     "drift": {
         "enabled": _bool,
         "detectors": _names,

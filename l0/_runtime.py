@@ -452,8 +452,11 @@ class Session(
     async def wait_callbacks(self) -> None:
         """Wait for queued callbacks of this session to finish (and its record to be on disk)."""
         await self._notifier.wait()
-        if self._recording is not None:
-            await asyncio.to_thread(self._recording.flush)
+        recording = self._recording
+        if recording is not None:
+            await asyncio.to_thread(recording.flush)
+            if recording.error is not None:
+                self.state.record_error = recording.error
         closing = self._closing
         if closing is not None:
             await closing

@@ -228,7 +228,7 @@ class SessionBase:
         if recording is not None:
             recording.obs(event)
             if kind is _OBS.SESSION_END:
-                recording.end()
+                recording.session_end(str(data.get("status", "")))
 
     def _wants(self, kind: ObservabilityEventType) -> bool:
         """Whether an event of ``kind`` would reach anyone (so it is worth building)."""

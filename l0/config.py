@@ -20,6 +20,7 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     guardrails.preset      name of a registered guardrail preset ("recommended", "strict", …)
     guardrails.rules       list of registered rule names, added to the preset
     guardrails.severity    table rule name -> "warning" | "error" | "fatal" (env: "rule=sev,…")
+    guardrails.options     table rule name -> table of the rule's factory options (env: JSON)
     drift.enabled          bool: detect drift
     drift.detectors        list of registered detector names (default: all)
     drift.window           int >= 16: tokens in the sliding window

@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from l0.config import MIN_DRIFT_WINDOW
-from l0.errors import ConfigError, L0PluginError
+from l0.errors import ConfigError, GuardrailCheckError, L0PluginError
 
 if TYPE_CHECKING:
     from l0.config import Settings
@@ -282,7 +282,13 @@ class DriftRun:
     def __init__(self, engine: DriftEngine, emit: Emit | None) -> None:
         self._engine = engine
         self._emit = emit
-        self._checks = tuple((name, det.start()) for name, det in engine.detectors)
+        checks = []
+        for name, det in engine.detectors:
+            try:
+                checks.append((name, det.start()))
+            except Exception as exc:
+                raise engine._failed(name, exc) from exc
+        self._checks = tuple(checks)
         self._view = DriftView(engine.window_chars)
         self._pending: list[str] = []
         self._pending_len = 0
@@ -366,12 +372,25 @@ class DriftRun:
 class DriftEngine:
     """Configured drift detection for a session; the runtime calls ``start`` per attempt."""
 
-    __slots__ = ("detectors", "names", "stride", "threshold", "window_chars", "window_tokens")
+    __slots__ = (
+        "detectors",
+        "names",
+        "plugins",
+        "stride",
+        "threshold",
+        "window_chars",
+        "window_tokens",
+    )
 
     def __init__(
-        self, detectors: Sequence[tuple[str, DriftDetector]], window: int, threshold: float
+        self,
+        detectors: Sequence[tuple[str, DriftDetector]],
+        window: int,
+        threshold: float,
+        plugins: Mapping[str, str] | None = None,
     ) -> None:
         self.detectors = tuple(detectors)
+        self.plugins: Mapping[str, str] = dict(plugins or {})
         self.names = tuple(name for name, _ in self.detectors)
         self.window_tokens = window
         self.window_chars = window * CHARS_PER_TOKEN
@@ -407,13 +426,28 @@ class DriftEngine:
             run._pending_len = len(text)
         return run._check(final=True)
 
+    def _failed(self, name: str, exc: BaseException) -> GuardrailCheckError:
+        plugin = self.plugins.get(name)
+        where = f"drift detector {name!r}" + (f" (from plugin {plugin!r})" if plugin else "")
+        return GuardrailCheckError(
+            f"{where} raised {type(exc).__name__}: {exc}; this is a bug in the detector, not a "
+            "model failure, so it is not retried",
+            detector=name,
+            plugin=plugin,
+        )
+
     def judge(self, checks: Sequence[tuple[str, DetectorCheck]], view: DriftView) -> DriftResult:
         """Run every detector over ``view`` and combine their scores."""
         threshold = self.threshold
         details: dict[str, float] = {}
-        for name, check in checks:
-            score = float(check(view))
-            details[name] = 0.0 if score < 0 else min(score, 1.0)
+        name = ""
+        try:
+            for name, check in checks:
+                score = float(check(view))
+                details[name] = 0.0 if score < 0 else min(score, 1.0)
+        except Exception as exc:
+            # A bug in a detector is not a model failure: raised at once (#8 item 7).
+            raise self._failed(name, exc) from exc
         hits = sorted(
             (name for name, score in details.items() if score >= threshold),
             key=lambda n: -details[n],
@@ -453,6 +487,7 @@ def create_drift_engine(config: DriftConfig, pm: L0PluginManager) -> DriftEngine
         detectors,
         config.window if config.window is not None else DEFAULT_WINDOW,
         config.threshold if config.threshold is not None else DEFAULT_THRESHOLD,
+        {name: found[name][1] for name, _ in detectors},
     )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "ConfigWarning",
     "DriftError",
     "ErrorContext",
+    "GuardrailCheckError",
     "GuardrailError",
     "IncompleteStreamError",
     "InitialTokenTimeoutError",
@@ -216,6 +217,18 @@ class DriftError(L0Error):
     code = "drift_detected"
     category = ErrorCategory.CONTENT
     hint = "Inspect the DRIFT_CHECK_RESULT events; lower the temperature or tighten the prompt."
+
+
+class GuardrailCheckError(L0Error):
+    """A guardrail rule or drift detector raised: a bug in the check, not a model failure.
+
+    Raised at once (an internal error: never retried, never a fallback), chained to the original
+    exception. ``details`` carries ``rule`` (or ``detector``) and ``plugin`` (``None`` when the
+    rule was built in-process).
+    """
+
+    code = "check_error"
+    hint = "Fix the rule or detector named in the message, or leave it out of guardrails=/drift=."
 
 
 class ToolCallError(L0Error):

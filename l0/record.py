@@ -6,9 +6,12 @@ A record file is append-only. Each session is a block of lines:
 * ``{"kind": "stream", "t": …, "event": {…}}`` for every event the consumer received (``t``:
   seconds since the session started, for replay at the original pace), and
   ``{"kind": "obs", "event": {…}}`` for every observability event, in the order they happened
-* ``{"kind": "end", "stream_id": …}``
+* ``{"kind": "end", "stream_id": …}``, with ``"error": {"type", "message", "category"}`` when
+  the session raised (replay raises it again as :class:`RecordedError`)
 
-Writing never blocks the event loop: lines are queued and a writer thread appends them.
+Writing never blocks the event loop: lines are queued and a writer thread appends them. The
+file is opened when the session is created, so a path that cannot be opened fails at
+``l0.run``; a later write error is logged once and kept in ``state.record_error``.
 ``l0.run(..., record="session.jsonl")`` records one session with its stream events;
 registering :class:`Recorder` as a plugin records the observability events of every session.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 import queue
 import threading
@@ -29,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from l0.errors import L0Error
+from l0.errors import ConfigError, L0Error
 from l0.events import ObservabilityEvent, ObservabilityEventType
 from l0.plugins import hookimpl
 from l0.types import Event, EventType
@@ -48,6 +52,7 @@ FORMAT = "l0-record"
 VERSION = 1
 
 _OPTIONS = orjson.OPT_SORT_KEYS
+log = logging.getLogger("l0.record")
 
 
 class RecordFormatError(L0Error):
@@ -58,11 +63,17 @@ class RecordFormatError(L0Error):
 
 
 class RecordedError(Exception):
-    """Stands in, during replay, for an exception that was recorded by type and message."""
+    """Stands in, during replay, for an exception that was recorded by type and message.
 
-    def __init__(self, type_name: str, message: str) -> None:
+    Attributes:
+        type_name: The original exception's class name (``"AuthenticationError"``).
+        category: The L0 error category it had (``"fatal"``, ``"network"``...), when recorded.
+    """
+
+    def __init__(self, type_name: str, message: str, category: str | None = None) -> None:
         super().__init__(message)
         self.type_name = type_name
+        self.category = category
 
     def __repr__(self) -> str:
         return f"RecordedError({self.type_name}: {self!s})"
@@ -111,11 +122,30 @@ def obs_event_dict(event: ObservabilityEvent) -> dict[str, Any]:
     return _jsonable(event.to_dict())  # type: ignore[no-any-return]
 
 
+def _open(path: Path) -> Any:
+    """Open ``path`` for appending, in the caller, so a bad path fails at ``l0.run``."""
+    try:
+        return path.open("ab")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        if not path.parent.is_dir():
+            why = f"its directory {str(path.parent)!r} does not exist; L0 does not create it"
+        elif path.is_dir():
+            why = "it is a directory"
+        raise ConfigError(
+            f"record={str(path)!r}: the file cannot be opened for appending: {why}",
+            key="record",
+            value=str(path),
+        ) from exc
+
+
 class _Writer:
     """Appends lines to one file from a background thread; ``put`` never blocks."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.error: str | None = None
+        self._fh = _open(path)
         self._queue: queue.SimpleQueue[bytes | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"l0-record {path}", daemon=True)
         self._thread.start()
@@ -125,6 +155,8 @@ class _Writer:
 
     def flush(self, timeout: float | None = 5.0) -> None:
         """Block until everything queued so far is on disk (call from a thread)."""
+        if not self._thread.is_alive():
+            return  # nothing would ever set the event
         done = threading.Event()
         self._queue.put(done)
         done.wait(timeout)
@@ -133,20 +165,39 @@ class _Writer:
         self._queue.put(None)
         self._thread.join(timeout=5.0)
 
+    def _failed(self, exc: OSError) -> None:
+        # Once per file: a full disk would otherwise log at every line.
+        if self.error is None:
+            self.error = f"writing {str(self.path)!r} failed: {exc}"
+            log.error("l0: %s; the recording is incomplete", self.error)
+
     def _run(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as fh:
+        fh = self._fh
+        try:
             while True:
                 item = self._queue.get()
-                if item is None:
-                    fh.flush()
-                    return
-                if isinstance(item, threading.Event):
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                    item.set()
-                    continue
-                fh.write(item)
+                try:
+                    if item is None:
+                        fh.flush()
+                        return
+                    if isinstance(item, threading.Event):
+                        try:
+                            fh.flush()
+                            os.fsync(fh.fileno())
+                        finally:
+                            item.set()  # a waiter is never left hanging
+                        continue
+                    if self.error is None:
+                        fh.write(item)
+                except OSError as exc:
+                    self._failed(exc)
+                    if item is None:
+                        return
+        finally:
+            try:
+                fh.close()
+            except OSError as exc:
+                self._failed(exc)
 
 
 _writers: dict[Path, _Writer] = {}
@@ -170,6 +221,22 @@ def _close_writers() -> None:
         _writers.clear()
 
 
+def _outcome(error: BaseException) -> dict[str, Any]:
+    """Type, message and L0 category of the error a session raised."""
+    category: Any = getattr(getattr(error, "l0", None), "category", None)
+    if category is None:
+        from l0.errors import categorize_error
+
+        category = getattr(error, "category", None) if isinstance(error, L0Error) else None
+        if category is None:
+            category = categorize_error(error)
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "category": getattr(category, "value", category),
+    }
+
+
 def _line(kind: str, **fields: Any) -> bytes:
     return orjson.dumps({"kind": kind, **fields}, option=_OPTIONS) + b"\n"
 
@@ -190,7 +257,13 @@ class SessionRecording:
             )
         )
         self._ended = False
+        self._deferred = False
         self._started = time.monotonic()
+
+    @property
+    def error(self) -> str | None:
+        """Why writing the file failed, once it has."""
+        return self._writer.error
 
     def stream(self, event: Event) -> None:
         """Record a consumer event with its time since the session started."""
@@ -201,11 +274,22 @@ class SessionRecording:
         """Record an observability event."""
         self._writer.put(_line("obs", event=obs_event_dict(event)))
 
-    def end(self) -> None:
-        """Close the session's block (idempotent)."""
-        if not self._ended:
-            self._ended = True
+    def session_end(self, status: str) -> None:
+        """SESSION_END: close the block, unless the session failed and its error is to come."""
+        if status == "error":
+            self._deferred = True
+        else:
+            self.end()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Close the session's block (idempotent), with the error the session raised."""
+        if self._ended:
+            return
+        self._ended = True
+        if error is None:
             self._writer.put(_line("end", stream_id=self.stream_id))
+        else:
+            self._writer.put(_line("end", stream_id=self.stream_id, error=_outcome(error)))
 
     def flush(self) -> None:
         """Wait until the session's lines are on disk (blocking; run in a thread)."""
@@ -261,6 +345,8 @@ class RecordedSession:
     session_id: str
     items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     complete: bool = False
+    error: dict[str, Any] | None = None
+    """The recorded outcome when the session raised: ``type``, ``message``, ``category``."""
     offsets: list[float | None] = field(default_factory=list)
     """Per item, seconds since the session started (stream events), else ``None``."""
 
@@ -327,6 +413,9 @@ def read_sessions(path: str | os.PathLike[str]) -> list[RecordedSession]:
             if ended is None:
                 raise _fail(file, number, f"end of unknown session {row.get('stream_id')!r}")
             ended.complete = True
+            error = row.get("error")
+            if isinstance(error, dict):
+                ended.error = error
         else:
             raise _fail(file, number, f"unknown kind {kind!r}; expected header, stream, obs or end")
     for session in sessions:
@@ -397,12 +486,33 @@ class Replay:
             else:
                 yield _line("obs", event=obs_event_dict(_obs_event(data)))
 
+    @property
+    def error(self) -> RecordedError | None:
+        """The error the recorded session raised, or ``None`` if it succeeded."""
+        error = self.session.error
+        if error is None:
+            return None
+        category = error.get("category")
+        return RecordedError(
+            str(error.get("type", "Exception")),
+            str(error.get("message", "")),
+            None if category is None else str(category),
+        )
+
     async def __aiter__(self) -> AsyncIterator[Event]:
+        """The recorded stream events; then, if the session failed, its error is raised.
+
+        Raises:
+            RecordedError: the recorded session raised (same type name, message, category).
+        """
         for kind, data in self.session.items:
             if kind == "stream":
                 yield _stream_event(data)
             elif self._on_event is not None:
                 self._on_event(_obs_event(data))
+        error = self.error
+        if error is not None:
+            raise error
 
     async def timed(self, *, speed: float = 1.0) -> AsyncIterator[tuple[float, Event]]:
         """The stream events with their recorded times, paced as they happened.
@@ -416,6 +526,7 @@ class Replay:
 
         Raises:
             ValueError: ``speed`` is negative or not a number.
+            RecordedError: the recorded session raised, after its events.
         """
         given: object = speed  # typed, but callers may pass anything
         if isinstance(given, bool) or not isinstance(given, int | float) or not given >= 0:
@@ -436,9 +547,16 @@ class Replay:
                     if wait > 0:
                         await asyncio.sleep(wait)
             yield last, _stream_event(data)
+        error = self.error
+        if error is not None:
+            raise error
 
     async def read(self) -> str:
-        """The text the consumer received (tokens, minus withdrawn text)."""
+        """The text the consumer received (tokens, minus withdrawn text).
+
+        Raises:
+            RecordedError: the recorded session raised; ``.type_name`` names the original.
+        """
         text = ""
         async for event in self:
             if event.is_token:

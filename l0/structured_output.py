@@ -19,16 +19,15 @@ Auto-correction is done by well-kept parsers rather than ad hoc rewriting:
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar, get_origin, overload
 
-import orjson
 import pydantic
 import pydantic_core
 
 from l0._api import Result, run
+from l0._structured_json import JSONParseError, ParsedJSON, _plural, extract_json, parse_json
 from l0.errors import GuardrailError, RetryExhaustedError, StructuredOutputError
 from l0.guardrails import GuardrailContext, GuardrailEngine, GuardrailRule, resolve_guardrails
 from l0.plugins import L0PluginManager, default_plugin_manager
@@ -51,213 +50,7 @@ T = TypeVar("T")
 RULE_NAME: Final = "structured_output"
 """Name of the guardrail rule that validates structured answers (in violations and events)."""
 
-# How many `{` / `[` positions are tried when prose surrounds the JSON: prose may contain
-# brackets ("[see below]"), but a model rarely writes more than a few before the answer.
-_MAX_OPENERS: Final = 16
 _ERRORS_IN_MESSAGE: Final = 3
-
-# A fenced block: the info string (```json) is optional, the closing fence may be missing when
-# the answer was cut off.
-_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
-# Strings (possibly unterminated at the end of the text) and structural characters; everything
-# else is skipped by the scanner, which is what makes it fast.
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*(?:(")|\\?\Z)|[\[\]{},]', re.DOTALL)
-_CLOSER: Final = {"{": "}", "[": "]"}
-
-
-class JSONParseError(ValueError):
-    """No JSON value could be read from a text, even after auto-correction."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedJSON:
-    """A JSON value found in a model's answer.
-
-    Attributes:
-        value: The parsed value (dicts, lists, str, int, float, bool, None).
-        json: Strict JSON text of the value, as it was validated.
-        corrections: What auto-correction changed; empty when the JSON was already valid.
-    """
-
-    value: Any
-    json: str
-    corrections: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class _Scan:
-    end: int | None  # index just past the top-level value, None when it never closes
-    open: str  # the brackets still open at the end of the text, outermost first
-    in_string: bool  # the text ends inside a string
-    trailing_commas: tuple[int, ...]  # positions of commas directly before a closer
-
-
-def _scan(text: str) -> _Scan:
-    """Structure of the JSON value that starts at ``text[0]`` (``{`` or ``[``)."""
-    stack: list[str] = []
-    commas: list[int] = []
-    last_comma = -1
-    for match in _TOKEN.finditer(text):
-        start = match.start()
-        char = text[start]
-        if char == '"':
-            if match.group(1) is None:
-                return _Scan(None, "".join(stack), True, tuple(commas))
-            last_comma = -1
-            continue
-        if char == ",":
-            last_comma = start
-            continue
-        if char in "{[":
-            stack.append(char)
-        elif stack:
-            if last_comma >= 0 and not text[last_comma + 1 : start].strip():
-                commas.append(last_comma)
-            stack.pop()
-            if not stack:
-                return _Scan(match.end(), "", False, tuple(commas))
-        last_comma = -1
-    return _Scan(None, "".join(stack), False, tuple(commas))
-
-
-def extract_json(text: str) -> str:
-    """The JSON value in a model's answer, without fences or surrounding prose.
-
-    Looks at, in order: the whole (stripped) text; the first markdown code fence whose body
-    starts with ``{`` or ``[``; then the first ``{`` or ``[`` from which a value parses. Text
-    after the value's closing bracket is dropped. A value that never closes (a cut answer) is
-    returned to the end, for :func:`parse_json` to complete. Without any bracket the stripped
-    text is returned unchanged.
-    """
-    stripped = text.strip()
-    for match in _FENCE.finditer(stripped):
-        body = match.group(1).strip()
-        if body[:1] in ("{", "["):
-            return _cut(body)
-    if stripped[:1] in ("{", "["):
-        return _cut(stripped)
-    first: str | None = None
-    for count, match in enumerate(re.finditer(r"[\[{]", stripped)):
-        if count == _MAX_OPENERS:
-            break
-        candidate = _cut(stripped[match.start() :])
-        if first is None:
-            first = candidate
-        if _loads(candidate) is not None:
-            return candidate
-    return first if first is not None else stripped
-
-
-def _cut(text: str) -> str:
-    end = _scan(text).end
-    return text if end is None else text[:end]
-
-
-def _loads(text: str) -> tuple[Any] | None:
-    """``(value,)`` for strict JSON text, else ``None``."""
-    try:
-        return (pydantic_core.from_json(text),)
-    except ValueError:
-        return None
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def _load_json_repair() -> Callable[..., Any] | None:
-    """``json_repair.repair_json`` when the optional extra is installed, else ``None``."""
-    try:
-        from json_repair import repair_json
-    except ImportError:
-        return None
-    repair: Callable[..., Any] = repair_json
-    return repair
-
-
-def _dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        # orjson refuses integers beyond 64 bits; the stdlib writes any int.
-        import json
-
-        return json.dumps(value)
-
-
-def _correct(text: str) -> ParsedJSON | None:
-    """Our own corrections: trailing commas, then the completion of a truncated value."""
-    if text[:1] not in ("{", "["):
-        return None
-    scan = _scan(text)
-    corrections: list[str] = []
-    fixed = text
-    if scan.trailing_commas:
-        for position in reversed(scan.trailing_commas):
-            fixed = fixed[:position] + fixed[position + 1 :]
-        corrections.append(f"removed {_plural(len(scan.trailing_commas), 'trailing comma')}")
-        scan = _scan(fixed)
-    if scan.end is None:
-        closers = "".join(_CLOSER[c] for c in reversed(scan.open))
-        closed = None if scan.in_string else _loads(fixed + closers)
-        if closed is not None:
-            corrections.append(f"closed {_plural(len(closers), 'unclosed bracket')} at the end")
-            return ParsedJSON(closed[0], _dumps(closed[0]), tuple(corrections))
-        try:
-            value = pydantic_core.from_json(fixed, allow_partial=True)
-        except ValueError:
-            return None
-        corrections.append(
-            f"closed {_plural(len(closers), 'unclosed bracket')} at the end and dropped the "
-            "unfinished item there"
-        )
-        return ParsedJSON(value, _dumps(value), tuple(corrections))
-    loaded = _loads(fixed)
-    if loaded is None or not corrections:
-        return None
-    return ParsedJSON(loaded[0], fixed, tuple(corrections))
-
-
-def parse_json(text: str, *, auto_correct: bool = True) -> ParsedJSON:
-    """Read the JSON value in a model's answer (see :func:`extract_json`).
-
-    Args:
-        text: The answer: bare JSON, fenced JSON or JSON with prose around it.
-        auto_correct: Fix trailing commas and complete a truncated value (see the module
-            docstring); with ``json-repair`` installed, also whatever it repairs.
-
-    Returns:
-        The value, its strict JSON text and the corrections made.
-
-    Raises:
-        JSONParseError: there is no readable JSON value in ``text``.
-    """
-    candidate = extract_json(text)
-    if not candidate:
-        raise JSONParseError("the answer is empty")
-    try:
-        return ParsedJSON(pydantic_core.from_json(candidate), candidate)
-    except ValueError as exc:
-        reason = str(exc)
-    if not auto_correct:
-        raise JSONParseError(f"invalid JSON: {reason}")
-    corrected = _correct(candidate)
-    if corrected is not None:
-        return corrected
-    repair = _load_json_repair()
-    if repair is None:
-        raise JSONParseError(
-            f"invalid JSON: {reason} (not fixable by auto-correction; `pip install "
-            "'l0[structured]'` adds json-repair for more repairs)"
-        )
-    try:
-        value = repair(candidate, return_objects=True, skip_json_loads=True)
-    except Exception as exc:  # a third-party repairer may fail in any way; report, not crash
-        raise JSONParseError(f"invalid JSON: {reason} (json-repair failed: {exc!r})") from exc
-    # json-repair answers "" for text with nothing JSON-like in it.
-    if value == "" and candidate.strip() not in ('""', "''"):
-        raise JSONParseError(f"invalid JSON: {reason} (json-repair found no JSON value)")
-    return ParsedJSON(value, _dumps(value), ("repaired by json-repair",))
 
 
 # --- schemas ---------------------------------------------------------------------------------
@@ -337,12 +130,19 @@ class _Outcome:
 class _Validator:
     """Parses and validates an answer, remembering the outcome of the latest one."""
 
-    __slots__ = ("adapter", "auto_correct", "last", "schema_name")
+    __slots__ = ("accept_truncated", "adapter", "auto_correct", "last", "schema_name")
 
-    def __init__(self, adapter: pydantic.TypeAdapter[Any], schema_name: str, auto_correct: bool):
+    def __init__(
+        self,
+        adapter: pydantic.TypeAdapter[Any],
+        schema_name: str,
+        auto_correct: bool,
+        accept_truncated: bool = False,
+    ):
         self.adapter = adapter
         self.schema_name = schema_name
         self.auto_correct = auto_correct
+        self.accept_truncated = accept_truncated
         self.last = _Outcome()
 
     def validate(self, text: str) -> _Outcome:
@@ -380,6 +180,16 @@ class _Validator:
         def check(context: GuardrailContext) -> list[GuardrailViolation]:
             if not context.completed:
                 return []
+            state = context.state
+            if not self.accept_truncated and state is not None and state.finish_reason == "length":
+                # A cut answer may validate (a number cut short, an optional field missing)
+                # and still be wrong: a content failure, retried (issue 8 item 3).
+                return [
+                    rule.violation(
+                        "the answer was cut at the token limit (finish_reason='length'); "
+                        "pass accept_truncated=True to accept what arrived"
+                    )
+                ]
             outcome = self.validate(context.content)
             if outcome.ok:
                 return []
@@ -415,17 +225,20 @@ def _prepare(
     stream: Callable[..., Any],
     auto_correct: object,
     options: dict[str, Any],
+    accept_truncated: object = False,
 ) -> tuple[Result, _Validator]:
     adapter = _adapter(schema)
     if not isinstance(auto_correct, bool):
         raise TypeError(f"auto_correct={auto_correct!r}: expected True or False")
+    if not isinstance(accept_truncated, bool):
+        raise TypeError(f"accept_truncated={accept_truncated!r}: expected True or False")
     if options.get("continue_from_last_good_token") is True:
         raise ValueError(
             "continue_from_last_good_token=True cannot be used with structured output: a "
             "continuation glues the next answer onto a cut JSON prefix, and the model rarely "
             "resumes the syntax exactly; structured output retries from scratch instead"
         )
-    validator = _Validator(adapter, _schema_name(schema), auto_correct)
+    validator = _Validator(adapter, _schema_name(schema), auto_correct, accept_truncated)
     options["guardrails"] = _with_rule(options, validator.rule())
     return run(stream, **options), validator
 
@@ -471,6 +284,7 @@ async def structured(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredResult[T]: ...
 
@@ -481,6 +295,7 @@ async def structured(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredResult[Any]: ...
 
@@ -490,6 +305,7 @@ async def structured(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredResult[Any]:
     """Run ``stream`` and return its answer parsed and validated against ``schema``.
@@ -502,6 +318,10 @@ async def structured(
         auto_correct: Fix common JSON defects (trailing commas, a truncated end, and with
             ``l0[structured]`` what json-repair fixes); ``False`` accepts only valid JSON.
             Fences and prose around the JSON are skipped either way.
+        accept_truncated: Accept an answer the provider cut at the token limit
+            (``finish_reason="length"``), its unfinished last item dropped. By default such an
+            answer is a content failure and retried, because a cut answer can validate and
+            still be wrong (``"quantity": 15`` of ``1500``).
         **run_options: Any option of :func:`l0.run` (``retry=``, ``timeout=``,
             ``fallbacks=``, ``guardrails=``, callbacks ...), except
             ``continue_from_last_good_token=True``.
@@ -516,7 +336,7 @@ async def structured(
         TypeError: ``schema`` is not a type pydantic can validate, or an option is wrong.
         ValueError: ``continue_from_last_good_token=True`` was passed.
     """
-    result, validator = _prepare(schema, stream, auto_correct, dict(run_options))
+    result, validator = _prepare(schema, stream, auto_correct, dict(run_options), accept_truncated)
     try:
         text = await result.read()
     except RetryExhaustedError as exc:
@@ -535,11 +355,14 @@ class StructuredStream(Generic[T]):
     Awaiting ``result()`` without iterating runs the stream to the end.
     """
 
-    __slots__ = ("_result", "_validator")
+    __slots__ = ("_result", "_shown", "_validator")
 
     def __init__(self, result: Result, validator: _Validator) -> None:
         self._result = result
         self._validator = validator
+        # The text the iterating consumer was shown, so partial() forgets a withdrawn answer
+        # at the reset (issue 8 item 9); None while nobody iterates.
+        self._shown: list[str] | None = None
 
     @property
     def state(self) -> State:
@@ -555,8 +378,19 @@ class StructuredStream(Generic[T]):
         return self._events()
 
     async def _events(self) -> AsyncIterator[Event]:
+        shown: list[str] = []
+        self._shown = shown
         try:
             async for event in self._result:
+                if event.is_token:
+                    shown.append(event.text or "")
+                elif event.is_reset:
+                    data = event.data if isinstance(event.data, dict) else {}
+                    withdrawn = len(data.get("withdrawn") or "")
+                    kept = "".join(shown)
+                    shown.clear()
+                    if withdrawn < len(kept):
+                        shown.append(kept[: len(kept) - withdrawn])
                 yield event
         except RetryExhaustedError as exc:
             error = _translate(exc, self._validator)
@@ -568,8 +402,11 @@ class StructuredStream(Generic[T]):
         """The JSON received so far, completed as far as it goes (``None`` before any).
 
         Not validated: useful to show progress, e.g. the fields of an object as they arrive.
+        While the stream is iterated it follows what was shown: a ``reset`` withdraws the
+        rejected answer, so ``partial()`` is ``None`` until the next one starts.
         """
-        text = extract_json(self._result.state.content)
+        shown = self._shown
+        text = extract_json("".join(shown) if shown is not None else self._result.state.content)
         if not text:
             return None
         try:
@@ -600,6 +437,7 @@ def structured_stream(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredStream[T]: ...
 
@@ -610,6 +448,7 @@ def structured_stream(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredStream[Any]: ...
 
@@ -619,6 +458,7 @@ def structured_stream(
     stream: Callable[..., Any],
     *,
     auto_correct: bool = True,
+    accept_truncated: bool = False,
     **run_options: Any,
 ) -> StructuredStream[Any]:
     """Like :func:`structured`, but returns at once with a :class:`StructuredStream`.
@@ -626,5 +466,5 @@ def structured_stream(
     The arguments and errors are those of :func:`structured`; the stream starts when the
     returned object is iterated or its ``result()`` awaited.
     """
-    result, validator = _prepare(schema, stream, auto_correct, dict(run_options))
+    result, validator = _prepare(schema, stream, auto_correct, dict(run_options), accept_truncated)
     return StructuredStream(result, validator)

@@ -132,15 +132,20 @@ class Event(NamedTuple):
 Severity: TypeAlias = Literal["warning", "error", "fatal"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class GuardrailViolation:
     """A problem a guardrail rule found in the output.
+
+    A violation built without ``severity`` or ``recoverable`` takes them from the rule whose
+    check returned it (``GuardrailRule(severity=...)``); one that sets them keeps its own.
 
     Attributes:
         rule: Name of the rule that found it.
         message: What is wrong, for humans.
-        severity: ``warning`` (recorded only), ``error`` (retry) or ``fatal`` (stop).
-        recoverable: Whether a retry may fix it; ``False`` stops without retrying.
+        severity: ``warning`` (recorded only), ``error`` (retry) or ``fatal`` (stop); ``error``
+            when not given.
+        recoverable: Whether a retry may fix it; ``False`` stops without retrying; ``True``
+            when not given.
         position: Character offset in the content, when known.
     """
 
@@ -149,6 +154,25 @@ class GuardrailViolation:
     severity: Severity = "error"
     recoverable: bool = True
     position: int | None = None
+    # Which of severity/recoverable the caller left out, so the engine can fill them from the
+    # rule (issue 8 item 4). Not compared, not printed.
+    _unset: tuple[bool, bool] = field(default=(False, False), init=False, repr=False, compare=False)
+
+    def __init__(
+        self,
+        rule: str,
+        message: str,
+        severity: Severity | None = None,
+        recoverable: bool | None = None,
+        position: int | None = None,
+    ) -> None:
+        setattr_ = object.__setattr__
+        setattr_(self, "rule", rule)
+        setattr_(self, "message", message)
+        setattr_(self, "severity", "error" if severity is None else severity)
+        setattr_(self, "recoverable", True if recoverable is None else recoverable)
+        setattr_(self, "position", position)
+        setattr_(self, "_unset", (severity is None, recoverable is None))
 
 
 @dataclass(slots=True)
@@ -197,6 +221,8 @@ class State:
     ended_at: float | None = None
     error: BaseException | None = None
     """The error that ended the session, if it failed."""
+    record_error: str | None = None
+    """Why writing the ``record=`` file failed (set by ``wait_callbacks()``), else ``None``."""
 
     @property
     def content(self) -> str:

@@ -326,4 +326,4 @@ def test_repetition_rule_does_not_flag_varied_text() -> None:
         None,
     )
     with pytest.raises(ValueError, match="exceeds window"):
-        repetition_rule(probe=64, max_repeats=10, window=256)
+        repetition_rule(min_period=32, max_repeats=10, window=256)

@@ -480,7 +480,9 @@ async def test_deferred_check_that_raises_is_reraised_at_the_next_check() -> Non
     state._parts.append("789abc")
     assert run.feed("789abc", state) is None
     await asyncio.sleep(0)
-    with pytest.raises(RuntimeError, match="rule bug"):
+    with pytest.raises(
+        l0.errors.GuardrailCheckError, match="rule 'b' raised RuntimeError: rule bug"
+    ):
         run.feed("d", state)
 
 
@@ -661,3 +663,37 @@ def test_with_rules_keeps_limits_and_severity_overrides() -> None:
     assert engine.fast_limit == 64
     assert [r.severity for r in engine.rules] == ["warning", "error"]
     assert [r.name for r in base.rules] == ["pattern"]
+
+
+async def test_config_passes_rule_options(in_dir: Callable[[str, str], None]) -> None:
+    # A word list for custom_pattern, and an option of a rule inside a preset.
+    in_dir(
+        "l0.toml",
+        '[guardrails]\npreset = "strict"\nrules = ["custom_pattern"]\n'
+        '[guardrails.options.custom_pattern]\npatterns = ["\\\\bconfidential\\\\b"]\n'
+        'message = "leaked word"\n'
+        "[guardrails.options.repetition]\nmax_repeats = 9\n",
+    )
+    factory = Scripted("This is confidential material.", GOOD)
+    result = l0.run(factory, retry=FAST)
+    assert await result.read() == GOOD
+    assert [v.rule for v in result.state.violations] == ["custom_pattern"]
+    assert "leaked word" in result.state.violations[0].message
+    # max_repeats=9 reached the preset's repetition rule: 6 repeats are not a loop any more.
+    looped = "Say the same thing again. " * 6
+    assert await l0.run(Scripted(looped), retry=FAST).read() == looped
+
+
+def test_bad_rule_options_in_config_name_the_key(in_dir: Callable[[str, str], None]) -> None:
+    in_dir("l0.toml", "[guardrails.options.nope]\nx = 1\n")
+    with pytest.raises(ConfigError, match=r"guardrails\.options names 'nope'"):
+        l0.run(Scripted(GOOD))
+    in_dir(
+        "l0.toml",
+        '[guardrails]\nrules = ["repetition"]\n[guardrails.options.repetition]\nwindow = 1\n',
+    )
+    with pytest.raises(ValueError, match=r"guardrails\.rules: .*'repetition'.*window=1"):
+        l0.run(Scripted(GOOD))
+    in_dir("l0.toml", "[guardrails]\noptions = 3\n")
+    with pytest.raises(ConfigError, match=r"guardrails\.options = 3 is invalid"):
+        l0.run(Scripted(GOOD))

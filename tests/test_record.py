@@ -147,10 +147,21 @@ async def test_writes_happen_off_the_event_loop(
     writers: list[str] = []
     original = Path.open
 
-    def spy(self: Path, *args: Any, **kwargs: Any) -> Any:
-        if self.name == "spy.jsonl":
+    class Spy:
+        def __init__(self, fh: Any) -> None:
+            self.fh = fh
+
+        def write(self, data: bytes) -> int:
             writers.append(threading.current_thread().name)
-        return original(self, *args, **kwargs)
+            written: int = self.fh.write(data)
+            return written
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.fh, name)
+
+    def spy(self: Path, *args: Any, **kwargs: Any) -> Any:
+        fh = original(self, *args, **kwargs)
+        return Spy(fh) if self.name == "spy.jsonl" else fh
 
     monkeypatch.setattr(Path, "open", spy)
     await record_session(tmp_path / "spy.jsonl")

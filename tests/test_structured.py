@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 import l0
-from l0 import structured_output as structured_module
+from l0 import _structured_json as structured_json
 from l0.structured_output import JSONParseError, ParsedJSON, extract_json, parse_json
 
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
@@ -92,11 +92,22 @@ def tokens_of(parts: list[str]) -> Callable[[], AsyncIterator[str]]:
         ('{"a": [1,], "b": {"c": 2,},}', {"a": [1], "b": {"c": 2}}, ("removed 3 trailing commas",)),
         ('{"a": ",}"}', {"a": ",}"}, ()),
         ('{"a": {"b": 1}', {"a": {"b": 1}}, ("closed 1 unclosed bracket at the end",)),
-        ('{"a": [1, 2', {"a": [1, 2]}, ("closed 2 unclosed brackets at the end",)),
+        (
+            '{"a": [1, 2',
+            {"a": [1]},
+            (
+                "dropped the unfinished number at the end",
+                "closed 2 unclosed brackets at the end and dropped the unfinished item there",
+            ),
+        ),
         (
             '```json\n{"a": [1, {"b": 2,}, 3\n',
-            {"a": [1, {"b": 2}, 3]},
-            ("removed 1 trailing comma", "closed 2 unclosed brackets at the end"),
+            {"a": [1, {"b": 2}]},
+            (
+                "removed 1 trailing comma",
+                "dropped the unfinished number at the end",
+                "closed 2 unclosed brackets at the end and dropped the unfinished item there",
+            ),
         ),
         (
             '{"a": 1, "b": "cut off',
@@ -139,7 +150,7 @@ def test_auto_correct_false_accepts_only_valid_json(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["", "   ", "nothing to see", '{"a": }', "{'a': 1}"])
 def test_unreadable_text_without_json_repair(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(structured_module, "_load_json_repair", lambda: None)
+    monkeypatch.setattr(structured_json, "_load_json_repair", lambda: None)
     with pytest.raises(JSONParseError) as caught:
         parse_json(text)
     if text.strip():
@@ -154,7 +165,7 @@ def test_json_repair_is_the_last_resort(monkeypatch: pytest.MonkeyPatch) -> None
         assert options["return_objects"] is True
         return {"a": 1} if text.startswith("{'a'") else ""
 
-    monkeypatch.setattr(structured_module, "_load_json_repair", lambda: fake_repair)
+    monkeypatch.setattr(structured_json, "_load_json_repair", lambda: fake_repair)
     parsed = parse_json("Answer: {'a': 1}")
     assert parsed == ParsedJSON({"a": 1}, '{"a":1}', ("repaired by json-repair",))
     # Fixable by our own corrections: the repairer is not asked.
@@ -166,13 +177,13 @@ def test_json_repair_is_the_last_resort(monkeypatch: pytest.MonkeyPatch) -> None
     def broken_repair(text: str, **options: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(structured_module, "_load_json_repair", lambda: broken_repair)
+    monkeypatch.setattr(structured_json, "_load_json_repair", lambda: broken_repair)
     with pytest.raises(JSONParseError, match="json-repair failed"):
         parse_json("{'a': 1}")
 
 
 def test_json_repair_loader_matches_what_is_installed() -> None:
-    repair = structured_module._load_json_repair()
+    repair = structured_json._load_json_repair()
     try:
         import json_repair  # noqa: F401
     except ImportError:
@@ -555,3 +566,48 @@ def test_any_instance_split_anywhere_parses_back_equal(
     assert result.data == model
     assert result.raw == text
     assert result.corrected is False
+
+
+# --- issue 8 items 3 and 9 -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ('{"item": "bolts", "quantity": 15', {"item": "bolts"}),
+        ('{"item": "bolts", "quantity": -', {"item": "bolts"}),
+        ('{"a": [1, 2, 3', {"a": [1, 2]}),
+        ('{"a": [1, 2, 3]', {"a": [1, 2, 3]}),  # a bracket ends the number
+        ('{"a": 1.5', {}),
+        ('{"a": true', {"a": True}),
+        ('{"a": 12, "b": "x"', {"a": 12, "b": "x"}),
+    ],
+)
+def test_a_cut_trailing_number_is_dropped(text: str, value: Any) -> None:
+    assert parse_json(text).value == value
+
+
+async def test_a_cut_number_does_not_validate_as_a_smaller_one() -> None:
+    answers = Answers('{"sku": "bolt", "quantity": 15', '{"sku": "bolt", "quantity": 1500}')
+    result = await l0.structured(Item, answers, retry=FAST)
+    assert result.data.quantity == 1500
+    assert answers.calls == 2
+
+
+async def test_partial_clears_at_a_reset() -> None:
+    stream = l0.structured_stream(
+        User, Answers('{"name": "Ada"}', '{"name": "Bob", "age": 7}'), retry=FAST
+    )
+    seen_after_reset: list[Any] = []
+    reset = False
+    async for event in stream:
+        if event.is_reset:
+            reset = True
+            # The withdrawn answer must not stay on screen (issue 8 item 9).
+            seen_after_reset.append(stream.partial())
+        elif reset and event.is_token:
+            seen_after_reset.append(stream.partial())
+    assert reset
+    assert seen_after_reset[0] is None
+    assert all(p is None or p.get("name", "B").startswith("B") for p in seen_after_reset)
+    assert (await stream.result()).data == User(name="Bob", age=7)

@@ -308,7 +308,16 @@ def replay(
             print()
         return shown
 
-    shown = asyncio.run(play())
+    from l0.record import RecordedError
+
+    try:
+        shown = asyncio.run(play())
+    except RecordedError as exc:
+        # A failed session replays as its failure; say so rather than print a traceback.
+        raise CliError(
+            f"l0 replay: the recorded session failed with {exc.type_name} "
+            f"({exc.category or 'unknown'} error): {exc}"
+        ) from None
     if as_json:
         _print_json({"stream_id": session.stream_id, "text": shown})
 

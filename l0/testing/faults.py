@@ -454,7 +454,7 @@ class Fault:
 
 @dataclass(frozen=True, slots=True)
 class RecordedRequest:
-    """A chat completions request as the server received it, before any fault applied.
+    """A request as the server received it, before any fault applied.
 
     Attributes:
         index: Position in :attr:`ChaosServer.requests` (0-based, reset by ``reset()``).
@@ -469,6 +469,7 @@ class RecordedRequest:
             sent whole, dropped, or the client closed the connection); ``None`` while the
             response is still being written.
         disconnected: Whether the client closed the connection before the response ended.
+        path: The endpoint: ``/v1/chat/completions``, ``/v1/responses`` or ``/v1/embeddings``.
     """
 
     index: int
@@ -481,3 +482,4 @@ class RecordedRequest:
     fault: Fault
     ended: float | None = None
     disconnected: bool = False
+    path: str = "/v1/chat/completions"

@@ -1,6 +1,7 @@
 """Fault-injecting, OpenAI-compatible chat completions server for tests.
 
-:class:`ChaosServer` serves ``POST /v1/chat/completions`` and ``GET /v1/models`` on
+:class:`ChaosServer` serves ``POST /v1/chat/completions``, ``POST /v1/responses`` (the
+Responses API, streaming or not), ``POST /v1/embeddings`` and ``GET /v1/models`` on
 ``127.0.0.1`` and answers each request with the next :class:`Fault` of a script: a clean
 stream, an HTTP error, a dropped connection, a stall, a malformed event and so on. Responses
 are byte-for-byte shaped like OpenAI's, so the real ``openai`` SDK (or plain ``httpx``) can be
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 try:
     import uvicorn
@@ -46,6 +47,7 @@ from l0.testing._plans import (
     _Send,
     _settle,
 )
+from l0.testing._responses import embeddings_body, input_messages, responses_plan
 from l0.testing.faults import (
     _GRACEFUL_SHUTDOWN,
     _STARTUP_TIMEOUT,
@@ -142,6 +144,16 @@ class _Exchange(Response):
             elif isinstance(step, _Drop):
                 raise _DropConnection
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error_response(400, "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        return _error_response(400, "The request body must be a JSON object.")
+    return body
 
 
 async def _send_whole(send: Send, status: int, message: str) -> None:
@@ -395,6 +407,52 @@ class ChaosServer:
                 self._models_seen[model] = None
         return _Exchange(self, _plan(fault, self._tokens_for(fault), record), record)
 
+    async def _responses(self, request: Request) -> Response:
+        """``POST /v1/responses``: the same fault script, as Responses API events."""
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        fault, record = self._take(request, body, input_messages(body), "/v1/responses")
+        if fault.kind == "status":
+            return _Exchange(self, _plan(fault, (), record), record)
+        plan = responses_plan(fault, self._tokens_for(fault), record, [])
+        return _Exchange(self, plan, record)
+
+    async def _embeddings(self, request: Request) -> Response:
+        """``POST /v1/embeddings``: deterministic vectors; a ``status`` fault answers as such."""
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
+        fault, record = self._take(request, body, [], "/v1/embeddings")
+        if fault.kind == "status":
+            return _Exchange(self, _plan(fault, (), record), record)
+        answer = JSONResponse(embeddings_body(body, record.model))
+        self._ended(record, gone=False)
+        return answer
+
+    def _take(
+        self, request: Request, body: dict[str, Any], messages: list[Any], path: str
+    ) -> tuple[Fault, RecordedRequest]:
+        model = body.get("model")
+        model = model if isinstance(model, str) else ""
+        with self._lock:
+            fault = self._next_fault(model)
+            record = RecordedRequest(
+                index=len(self._requests),
+                model=model,
+                messages=messages,
+                stream=body.get("stream") is True,
+                body=body,
+                headers=dict(request.headers),
+                time=time.monotonic(),
+                fault=fault,
+                path=path,
+            )
+            self._requests.append(record)
+            if model:
+                self._models_seen[model] = None
+        return fault, record
+
     async def _models(self, request: Request) -> Response:
         with self._lock:
             names = dict.fromkeys([*self._model_scripts, *self._models_seen])
@@ -409,6 +467,8 @@ class ChaosServer:
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                Route("/v1/responses", self._responses, methods=["POST"]),
+                Route("/v1/embeddings", self._embeddings, methods=["POST"]),
             ]
         )
 

@@ -353,3 +353,24 @@ def test_python_dash_m_runs_the_command() -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr.startswith("l0 demo: --scene 'nope': no such scene")
+
+
+def test_replay_of_a_failed_session_reports_its_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "failed.jsonl"
+
+    async def broken() -> object:
+        yield "half "
+        raise RuntimeError("the model went away")
+
+    async def record() -> None:
+        result = l0.run(broken, record=path, retry=l0.Retry(attempts=0))
+        with pytest.raises(l0.RetryExhaustedError):
+            await result.read()
+        await result.wait_callbacks()
+
+    asyncio.run(record())
+    status, _, err = run_cli(capsys, "replay", str(path), "--speed", "0")
+    assert status != 0
+    assert "the recorded session failed with RetryExhaustedError (model error)" in err

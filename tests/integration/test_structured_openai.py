@@ -62,7 +62,7 @@ async def test_truncated_answer_is_completed_without_a_retry() -> None:
     cut = VALID[: VALID.index("]") + 1]  # the closing brace never came
     async with ChaosServer([Fault.ok(text=cut, finish_reason="length")]) as server:
         client = client_for(server)
-        result = await l0.structured(Person, factory(client), retry=FAST)
+        result = await l0.structured(Person, factory(client), retry=FAST, accept_truncated=True)
         assert result.data == EXPECTED
         assert result.corrections == ["closed 1 unclosed bracket at the end"]
         assert result.state.finish_reason == "length"
@@ -91,4 +91,42 @@ async def test_every_answer_invalid_raises_with_the_last_one() -> None:
         assert len(server.requests) == 3
         assert caught.value.raw == wrong
         assert caught.value.validation_errors[0]["loc"] == ("born",)
+        await client.close()
+
+
+class Stock(BaseModel):
+    item: str
+    quantity: int
+
+
+CUT = '{"item": "bolts", "quantity": 15'  # "1500" cut at max_tokens
+
+
+async def test_an_answer_cut_at_the_token_limit_is_retried() -> None:
+    # Issue 8 item 3: a number cut short ("15" of "1500") must not validate as 15.
+    whole = '{"item": "bolts", "quantity": 1500}'
+    async with ChaosServer(
+        [Fault.ok(text=CUT, finish_reason="length"), Fault.ok(text=whole)]
+    ) as server:
+        client = client_for(server)
+        result = await l0.structured(Stock, factory(client), retry=FAST)
+        assert result.data == Stock(item="bolts", quantity=1500)
+        assert len(server.requests) == 2
+        assert [v.rule for v in result.state.violations] == ["structured_output"]
+        assert "finish_reason='length'" in result.state.violations[0].message
+        await client.close()
+
+
+async def test_a_cut_answer_can_be_accepted_without_its_unfinished_number() -> None:
+    async with ChaosServer([Fault.ok(text=CUT, finish_reason="length")]) as server:
+        client = client_for(server)
+
+        class Partial(BaseModel):
+            item: str
+            quantity: int | None = None
+
+        result = await l0.structured(Partial, factory(client), retry=FAST, accept_truncated=True)
+        assert result.data == Partial(item="bolts", quantity=None)
+        assert len(server.requests) == 1
+        assert any("unfinished" in c for c in result.corrections)
         await client.close()

@@ -148,9 +148,11 @@ _STRONG = (
     r"|ai assistant|ai model)\b"
 )
 _WEAK = (
-    rf"i (?:cannot|can{_Q}t|can not|am unable to|am not able to|{_Q}m unable to|{_Q}m not able to)"
+    # The contracted forms follow the "i" directly (issue 8 item 11).
+    rf"i(?: cannot| can{_Q}t| can not| am unable to| am not able to|{_Q}m unable to"
+    rf"|{_Q}m not able to)(?:\s+(?:actually|really|currently|simply))?"
     r"\s+(?:help|assist|provide|fulfill|comply|complete|continue|generate|create|write|answer"
-    r"|do that|browse|access)\b"
+    r"|perform|carry out|do that|do this|browse|access)\b"
     rf"|i(?: apologi[sz]e|{_Q}m sorry), but\b|let me explain what i(?:{_Q}m| am) doing\b"
     r"|my (?:training data|knowledge cutoff)\b|as of my (?:last|latest) (?:training|update)"
 )

@@ -14,20 +14,19 @@ from typing import Any, Final
 
 from l0.guardrails import GuardrailContext, GuardrailRule
 from l0.types import GuardrailViolation, Severity, State
+from l0_guardrails.repetition import RepetitionSession, _is_int, loop_period, repetition_rule
 
 __all__ = [
     "DEFAULT_PATTERNS",
+    "RepetitionSession",
     "custom_pattern_rule",
+    "loop_period",
     "markdown_rule",
     "pattern_rule",
     "repetition_rule",
     "stall_rule",
     "zero_output_rule",
 ]
-
-
-def _is_int(value: object, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 # --- markdown --------------------------------------------------------------------------------
@@ -115,6 +114,12 @@ def markdown_rule(*, severity: Severity = "error", recoverable: bool = True) -> 
 # --- patterns --------------------------------------------------------------------------------
 
 _Q = "['\u2019]"
+# "I cannot", "I can't", "I'm unable to", "I am not able to", "I won't": the contracted forms
+# start right after the "i" (issue 8 item 11), the others after a space.
+_I_CANNOT = (
+    rf"i(?: cannot| can{_Q}t| can not| won{_Q}t| am unable to|{_Q}m unable to"
+    rf"| am not able to|{_Q}m not able to)(?: actually| really| currently| simply)?"
+)
 DEFAULT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
     (r"\bas an ai(?: language model| assistant| model)?\b", "meta statement: 'As an AI…'"),
     (
@@ -122,12 +127,22 @@ DEFAULT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
         "meta statement: 'I'm just an AI'",
     ),
     (
-        rf"\bi (?:cannot|can{_Q}t|can not|won{_Q}t|am unable to|{_Q}m unable to|am not able to) "
-        r"(?:help|assist)(?: you)? with (?:that|this|your request)\b",
+        rf"\b{_I_CANNOT} (?:help|assist)(?: you)? with (?:that|this|your request|the request)\b",
         "refusal: 'I cannot help with that'",
     ),
     (
-        rf"\bi(?:{_Q}m| am) sorry,? but i (?:cannot|can{_Q}t|can not|won{_Q}t|am unable to)\b",
+        rf"\b{_I_CANNOT} (?:provide|share|give you|disclose|offer) (?:that|this|such|the requested)"
+        r" (?:information|data|details|content)\b",
+        "refusal: 'I cannot provide that information'",
+    ),
+    (
+        rf"\b{_I_CANNOT} (?:perform|complete|do|fulfill|carry out) (?:that|this) "
+        r"(?:task|request|action)(?: for you)?\b",
+        "refusal: 'I cannot perform that task'",
+    ),
+    (
+        rf"\bi(?:{_Q}m| am) sorry,? but i(?: cannot| can{_Q}t| can not| won{_Q}t| am unable to"
+        rf"|{_Q}m unable to| am not able to|{_Q}m not able to)\b",
         "refusal: 'I'm sorry, but I cannot'",
     ),
 )
@@ -136,7 +151,9 @@ DEFAULT_PATTERNS: Final[tuple[tuple[str, str], ...]] = (
 _DEFAULT_PREFILTER: Final = "(?=[aAiI])"
 # Every default pattern contains one of these (lowercased); a batch without any skips the regex.
 # Substring search runs at memchr speed, a few times faster than the regex (issue 4/8 bench).
-_DEFAULT_NEEDLES: Final = ("an ai", "a language model", "an artificial", "help", "assist", "sorry")
+# "can" covers cannot / can't / can not, "won" won't; six needles keep the gate as cheap as the
+# original list.
+_DEFAULT_NEEDLES: Final = ("an ai", "a language model", "an artificial", "can", "won", "able to")
 
 
 def _compile(
@@ -485,124 +502,4 @@ def stall_rule(
         recoverable=recoverable,
         description="tokens arrive without visible text",
         session=lambda rule: StallSession(rule, max_idle_tokens, max_idle_seconds),
-    )
-
-
-# --- repetition ------------------------------------------------------------------------------
-
-
-class RepetitionSession:
-    """Looping detection with a probe: does the newest text already occur often just before?
-
-    Every ``stride`` new characters, the last ``probe`` characters are counted in a window of
-    the last ``window`` characters (``str.count``, in C). A looping model repeats a block of
-    some period ``p``; once ``max_repeats`` periods are in the window, any probe falls inside
-    the repeated block and is counted that often. Natural prose almost never repeats the same
-    ``probe``-character run that many times in a few kilobytes. Cost: O(window) per ``stride``
-    characters, i.e. linear in the output.
-    """
-
-    __slots__ = (
-        "_buffer",
-        "_max_repeats",
-        "_pending",
-        "_pending_len",
-        "_probe",
-        "_reported",
-        "_rule",
-        "_seen",
-        "_stride",
-        "_window",
-    )
-
-    def __init__(
-        self, rule: GuardrailRule, probe: int, max_repeats: int, window: int, stride: int
-    ) -> None:
-        self._rule = rule
-        self._probe = probe
-        self._max_repeats = max_repeats
-        self._window = window
-        self._stride = stride
-        self._buffer = ""
-        self._pending: list[str] = []
-        self._pending_len = 0
-        self._seen = 0
-        self._reported = False
-
-    def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
-        """Queue ``delta``; probe every ``stride`` characters."""
-        self._pending.append(delta)
-        self._pending_len += len(delta)
-        if self._pending_len < self._stride or self._reported:
-            return None
-        return self._probe_now()
-
-    def _probe_now(self) -> list[GuardrailViolation] | None:
-        self._seen += self._pending_len
-        buffer = (self._buffer + "".join(self._pending))[-self._window :]
-        self._pending = []
-        self._pending_len = 0
-        self._buffer = buffer
-        probe = buffer[-self._probe :]
-        if len(probe) < self._probe or len(buffer) < self._probe * self._max_repeats:
-            return None
-        # The probe's own occurrence is included in the count.
-        if probe.isspace() or buffer.count(probe) < self._max_repeats:
-            return None
-        self._reported = True
-        return [
-            self._rule.violation(
-                f"the output repeats itself: {probe.strip()[:60]!r} occurs "
-                f"{buffer.count(probe)} times in the last {len(buffer)} characters",
-                position=self._seen - len(probe),
-            )
-        ]
-
-    def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
-        """Probe the last queued text."""
-        if self._pending and not self._reported:
-            return self._probe_now()
-        return None
-
-
-def repetition_rule(
-    *,
-    probe: int = 48,
-    max_repeats: int = 4,
-    window: int = 2048,
-    stride: int = 128,
-    severity: Severity = "error",
-    recoverable: bool = True,
-) -> GuardrailRule:
-    """A model stuck in a loop: the same text keeps coming back; cut it off early.
-
-    Args:
-        probe: Length of the newest text looked for in the window.
-        max_repeats: Occurrences of the probe in the window that make a loop.
-        window: Characters of recent output searched; loops with a period up to
-            ``window / max_repeats`` are found.
-        stride: Characters between probes.
-        severity: Severity of a loop.
-        recoverable: Whether a retry may fix it.
-    """
-    for option, value, low in (
-        ("probe", probe, 8),
-        ("max_repeats", max_repeats, 2),
-        ("window", window, 64),
-        ("stride", stride, 1),
-    ):
-        if not _is_int(value, low):
-            raise ValueError(f"repetition rule: {option}={value!r}: expected an int >= {low}")
-    if probe * max_repeats > window:
-        raise ValueError(
-            f"repetition rule: probe * max_repeats = {probe * max_repeats} exceeds "
-            f"window={window}; no loop could ever be found"
-        )
-    return GuardrailRule(
-        "repetition",
-        streaming=True,
-        severity=severity,
-        recoverable=recoverable,
-        description="looping output (the same text over and over)",
-        session=lambda rule: RepetitionSession(rule, probe, max_repeats, window, stride),
     )

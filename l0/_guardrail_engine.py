@@ -1,0 +1,458 @@
+"""The guardrail engine: a fixed set of rules, and the per-attempt run a session drives.
+
+Split from :mod:`l0.guardrails` (whose docstring describes the protocol and the cost model),
+which re-exports every public name here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from l0._guardrail_types import (
+    DEFAULT_FAST_LIMIT,
+    SEVERITIES,
+    Emit,
+    GuardrailContext,
+    GuardrailResult,
+    GuardrailRule,
+    RuleSession,
+    Violations,
+    check_failed,
+    fill_violations,
+)
+from l0.types import GuardrailViolation, Severity, State
+
+log = logging.getLogger("l0.guardrails")
+
+_now = time.monotonic
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+def _as_dict(violation: GuardrailViolation) -> dict[str, Any]:
+    return {
+        "rule": violation.rule,
+        "message": violation.message,
+        "severity": violation.severity,
+        "recoverable": violation.recoverable,
+        "position": violation.position,
+    }
+
+
+class GuardrailEngine:
+    """A fixed set of rules, ready to check sessions (built by :func:`create_guardrail_engine`).
+
+    Attributes:
+        rules: The rules, in order.
+        fast_limit: Characters of output up to which full-content checks run inline.
+    """
+
+    __slots__ = ("_overrides", "fast_limit", "rules")
+
+    def __init__(
+        self,
+        rules: Iterable[GuardrailRule],
+        *,
+        fast_limit: int = DEFAULT_FAST_LIMIT,
+        severity: Mapping[str, Severity] | None = None,
+    ) -> None:
+        items = tuple(rules)
+        for rule in items:
+            if not isinstance(rule, GuardrailRule):
+                raise TypeError(f"guardrail rules must be GuardrailRule objects, got {rule!r}")
+        overrides = dict(severity or {})
+        for name, value in overrides.items():
+            if value not in SEVERITIES:
+                raise ValueError(
+                    f"guardrail severity for {name!r} = {value!r} is not allowed; "
+                    f"choose one of {', '.join(SEVERITIES)}"
+                )
+        # A severity override also rewrites violations that a check function built itself, so
+        # config can lower any rule (``severity = {pattern = "warning"}``) without its code.
+        self.rules = tuple(
+            dataclasses.replace(r, severity=overrides[r.name]) if r.name in overrides else r
+            for r in items
+        )
+        self._overrides = {r.name: overrides[r.name] for r in items if r.name in overrides}
+        self.fast_limit = fast_limit
+
+    def __repr__(self) -> str:
+        return f"GuardrailEngine(rules={[r.name for r in self.rules]})"
+
+    def with_rules(self, *extra: GuardrailRule) -> GuardrailEngine:
+        """A new engine with ``extra`` rules appended, keeping limits and severity overrides."""
+        return GuardrailEngine(
+            [*self.rules, *extra], fast_limit=self.fast_limit, severity=self._overrides or None
+        )
+
+    def start(self, emit: Emit | None = None) -> GuardrailRun:
+        """A run for one attempt; ``emit(kind, **fields)`` receives GUARDRAIL_* events."""
+        return GuardrailRun(self, emit)
+
+    def _stamp(self, violations: Sequence[GuardrailViolation]) -> list[GuardrailViolation]:
+        overrides = self._overrides
+        if not overrides:
+            return list(violations)
+        return [
+            dataclasses.replace(v, severity=overrides[v.rule])
+            if v.rule in overrides and v.severity != overrides[v.rule]
+            else v
+            for v in violations
+        ]
+
+    def check(self, context: GuardrailContext) -> GuardrailResult:
+        """Check ``context`` from scratch: streaming rules always, the others if completed."""
+        found: list[GuardrailViolation] = []
+        text = context.content
+        for rule in self.rules:
+            if not (rule.streaming or context.completed):
+                continue
+            try:
+                if rule.session is not None:
+                    session = rule.session(rule)
+                    if rule.streaming:
+                        found.extend(fill_violations(rule, session.feed(text, context.state) or ()))
+                    if context.completed:
+                        found.extend(fill_violations(rule, session.finish(context) or ()))
+                elif rule.check is not None:
+                    found.extend(fill_violations(rule, rule.check(context) or ()))
+            except Exception as exc:
+                raise check_failed(rule, exc) from exc
+        return GuardrailResult(tuple(self._stamp(found)))
+
+    def validate(self, text: str) -> list[GuardrailViolation]:
+        """Violations of the streaming rules in ``text`` (a checkpoint, not a finished answer)."""
+        return list(self.check(GuardrailContext(text, delta=text)).violations)
+
+
+def create_guardrail_engine(
+    rules: Iterable[GuardrailRule],
+    *,
+    fast_limit: int = DEFAULT_FAST_LIMIT,
+    severity: Mapping[str, Severity] | None = None,
+) -> GuardrailEngine:
+    """Build an engine for ``rules``; ``severity`` overrides severities by rule name."""
+    return GuardrailEngine(rules, fast_limit=fast_limit, severity=severity)
+
+
+class GuardrailRun:
+    """The guardrail state of one attempt (see the module docstring for the protocol)."""
+
+    __slots__ = (
+        "_callback_ids",
+        "_chars",
+        "_emit",
+        "_engine",
+        "_error",
+        "_full",
+        "_late",
+        "_loop",
+        "_next_slow",
+        "_pending",
+        "_plain",
+        "_plain_streaming",
+        "_reported",
+        "_sessions",
+        "_started",
+        "_stream_feeds",
+        "feed",
+    )
+
+    def __init__(self, engine: GuardrailEngine, emit: Emit | None) -> None:
+        self._engine = engine
+        self._emit = emit
+        sessions: list[tuple[int, GuardrailRule, RuleSession]] = []
+        plain: list[tuple[int, GuardrailRule]] = []
+        for index, rule in enumerate(engine.rules):
+            if rule.session is not None:
+                sessions.append((index, rule, rule.session(rule)))
+            else:
+                plain.append((index, rule))
+        self._sessions = sessions
+        self._stream_feeds = tuple((r, s.feed) for _, r, s in sessions if r.streaming)
+        self._plain = plain
+        self._plain_streaming = tuple((i, r) for i, r in plain if r.streaming)
+        self._full = [False] * len(engine.rules)
+        self._next_slow = [0] * len(engine.rules)
+        self._pending: dict[int, asyncio.Handle] = {}
+        self._late: list[GuardrailViolation] = []
+        self._error: BaseException | None = None
+        self._reported: set[tuple[str, str, int | None]] = set()
+        self._chars = 0
+        self._started = False
+        # Per attempt, so that callback ids repeat exactly across runs (deterministic replay).
+        self._callback_ids = itertools.count(1)
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self.feed: Callable[[str, State], list[GuardrailViolation] | None] = (
+            self._feed_observed if emit is not None else self._feed_fast
+        )
+
+    # --- streaming ---------------------------------------------------------------------------
+
+    def _first(self, delta: str, state: State | None) -> str:
+        # A continuation starts from a checkpoint: the rules must see it, or a JSON answer
+        # resumed mid-object would look unbalanced.
+        self._started = True
+        prefix = state._prefix if state is not None else ""
+        self._chars = len(prefix)
+        return prefix + delta if prefix else delta
+
+    def _feed_fast(self, delta: str, state: State) -> list[GuardrailViolation] | None:
+        if not self._started:
+            delta = self._first(delta, state)
+        self._chars += len(delta)
+        out: list[GuardrailViolation] | None = None
+        rule: GuardrailRule | None = None
+        try:
+            for rule, feed in self._stream_feeds:
+                found = feed(delta, state)
+                if found:
+                    if out is None:
+                        out = []
+                    out.extend(fill_violations(rule, found))
+            for index, rule in self._plain_streaming:
+                found = self._plain_check(index, rule, delta, state, completed=False)
+                if found:
+                    if out is None:
+                        out = []
+                    out.extend(found)
+        except Exception as exc:
+            # A bug in a rule is not a model failure: raised at once, never retried (#8 item 7).
+            raise check_failed(rule, exc) from exc
+        if self._late or self._error is not None:
+            out = self._take_late(out)
+        if out:
+            return self._engine._stamp(out)
+        return None
+
+    def _feed_observed(self, delta: str, state: State) -> list[GuardrailViolation] | None:
+        if not self._started:
+            delta = self._first(delta, state)
+        self._chars += len(delta)
+        checks: list[tuple[int, GuardrailRule, Callable[[], Violations]]] = []
+        for index, rule, session in self._sessions:
+            if rule.streaming:
+                checks.append((index, rule, partial(session.feed, delta, state)))
+        for index, rule in self._plain_streaming:
+            call = partial(self._plain_check, index, rule, delta, state, False)
+            checks.append((index, rule, call))
+        return self._phase("stream", checks)
+
+    def finish(self, state: State) -> list[GuardrailViolation] | None:
+        """The stream completed: final checks of every rule, plus deferred results."""
+        if not self._started:
+            self._first("", state)
+        for handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        context = GuardrailContext(None, delta="", completed=True, state=state)
+        checks: list[tuple[int, GuardrailRule, Callable[[], Violations]]] = []
+        for index, rule, session in self._sessions:
+            checks.append((index, rule, partial(session.finish, context)))
+        for index, rule in self._plain:
+            checks.append((index, rule, partial(self._plain_final, index, rule, state)))
+        if self._emit is not None:
+            return self._phase("post", checks)
+        out: list[GuardrailViolation] = []
+        for _, rule, call in checks:
+            try:
+                found = call()
+            except Exception as exc:
+                raise check_failed(rule, exc) from exc
+            if found:
+                out.extend(fill_violations(rule, found))
+        result = self._take_late(out)
+        return self._engine._stamp(result) if result else None
+
+    def _phase(
+        self, phase: str, checks: list[tuple[int, GuardrailRule, Callable[[], Violations]]]
+    ) -> list[GuardrailViolation] | None:
+        emit = self._emit
+        assert emit is not None
+        stamp = self._engine._stamp
+        started = _now()
+        emit("GUARDRAIL_PHASE_START", phase=phase, rule_count=len(checks))
+        out: list[GuardrailViolation] = []
+        for index, rule, call in checks:
+            began = _now()
+            emit("GUARDRAIL_RULE_START", index=index, rule_id=rule.name, callback_id=None)
+            try:
+                found = stamp(fill_violations(rule, call() or ()))
+            except Exception as exc:
+                raise check_failed(rule, exc) from exc
+            emit(
+                "GUARDRAIL_RULE_RESULT",
+                index=index,
+                rule_id=rule.name,
+                passed=not found,
+                violation=_as_dict(found[0]) if found else None,
+            )
+            emit(
+                "GUARDRAIL_RULE_END",
+                index=index,
+                rule_id=rule.name,
+                passed=not found,
+                callback_id=None,
+                duration_ms=(_now() - began) * 1000,
+            )
+            out.extend(found)
+        result = self._take_late(out)
+        result = stamp(result) if result else []
+        emit(
+            "GUARDRAIL_PHASE_END",
+            phase=phase,
+            passed=not result,
+            violations=[_as_dict(v) for v in result],
+            duration_ms=(_now() - started) * 1000,
+        )
+        return result or None
+
+    def _take_late(self, out: list[GuardrailViolation] | None) -> list[GuardrailViolation] | None:
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+        if self._late:
+            late = self._late
+            self._late = []
+            out = [*late, *(out or ())]
+        return out
+
+    # --- check functions: inline while cheap, deferred once they are not ----------------------
+
+    def _fresh(self, found: Violations) -> list[GuardrailViolation]:
+        """Drop violations this run reported already (a full-content check repeats itself)."""
+        if not found:
+            return []
+        reported = self._reported
+        out = []
+        for v in found:
+            key = (v.rule, v.message, v.position)
+            if key not in reported:
+                reported.add(key)
+                out.append(v)
+        return out
+
+    def _plain_check(
+        self, index: int, rule: GuardrailRule, delta: str, state: State, completed: bool
+    ) -> list[GuardrailViolation]:
+        assert rule.check is not None
+        chars = self._chars
+        if not self._full[index] or chars < self._engine.fast_limit or self._loop is None:
+            context = GuardrailContext(None, delta=delta, completed=completed, state=state)
+            found = rule.check(context)
+            if context._used:
+                self._full[index] = True
+            return self._fresh(fill_violations(rule, found) if found else found)
+        if chars >= self._next_slow[index] and index not in self._pending:
+            # Snapshots grow by half each time, so all deferred checks of a long answer cost
+            # O(n) together instead of O(n) each.
+            self._next_slow[index] = chars + max(chars // 2, self._engine.fast_limit)
+            context = GuardrailContext(
+                state.content, delta=delta, token_count=state.token_count, state=None
+            )
+            self._pending[index] = self._loop.call_soon(self._deferred, index, rule, context)
+        return []
+
+    def _deferred(self, index: int, rule: GuardrailRule, context: GuardrailContext) -> None:
+        self._pending.pop(index, None)
+        emit = self._emit
+        callback_id = f"{rule.name}-{next(self._callback_ids)}"
+        if emit is not None:
+            emit(
+                "GUARDRAIL_CALLBACK_START", callback_id=callback_id, index=index, rule_id=rule.name
+            )
+        began = _now()
+        error: BaseException | None = None
+        assert rule.check is not None
+        try:
+            found = rule.check(context)
+            self._late.extend(self._fresh(fill_violations(rule, found) if found else found))
+        except Exception as exc:
+            # Re-raised at the next check: a guardrail that fails must not pass silently.
+            error = exc
+            self._error = check_failed(rule, exc)
+        if emit is not None:
+            emit(
+                "GUARDRAIL_CALLBACK_END",
+                callback_id=callback_id,
+                index=index,
+                rule_id=rule.name,
+                duration_ms=(_now() - began) * 1000,
+                success=error is None,
+                error=None if error is None else repr(error),
+            )
+
+    def _plain_final(
+        self, index: int, rule: GuardrailRule, state: State
+    ) -> list[GuardrailViolation]:
+        assert rule.check is not None
+        context = GuardrailContext(None, delta="", completed=True, state=state)
+        found = rule.check(context)
+        return self._fresh(fill_violations(rule, found) if found else found)
+
+
+# --- one-shot checks -------------------------------------------------------------------------
+
+
+def run_async_guardrail_check(
+    engine: GuardrailEngine,
+    context: GuardrailContext,
+    on_result: Callable[[GuardrailResult], Any],
+) -> GuardrailResult | None:
+    """Check ``context`` without blocking the caller for long.
+
+    Fast path: when the content is shorter than ``engine.fast_limit``, or a check of the delta
+    alone already finds a violation, the result is returned at once (and ``on_result`` is not
+    called). Otherwise the full check is scheduled with ``loop.call_soon`` and ``None`` is
+    returned; ``on_result`` receives the result later. Without a running loop the full check
+    runs at once and is returned.
+    """
+    content = context.content
+    if len(content) < engine.fast_limit:
+        return engine.check(context)
+    delta = context.delta
+    if delta and len(delta) < 1024:
+        quick = engine.check(
+            GuardrailContext(delta, delta=delta, completed=False, state=context.state)
+        )
+        if not quick.passed:
+            return quick
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return engine.check(context)
+
+    def deferred() -> None:
+        try:
+            result = engine.check(context)
+        except Exception:
+            log.exception("l0: a deferred guardrail check raised")
+            return
+        try:
+            on_result(result)
+        except Exception:
+            log.exception("l0: on_result of a guardrail check raised")
+
+    loop.call_soon(deferred)
+    return None
+
+
+async def run_guardrail_check_async(
+    engine: GuardrailEngine, context: GuardrailContext
+) -> GuardrailResult:
+    """Check ``context``; long contents are checked in a worker thread, off the event loop."""
+    if len(context.content) < engine.fast_limit:
+        return engine.check(context)
+    return await asyncio.to_thread(engine.check, context)
