@@ -77,12 +77,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_DRIFT_WINDOW",
+    "RECHECK_SECONDS",
     "ConfigProblem",
     "ConfigValue",
     "Settings",
     "check",
     "explain",
-    "RECHECK_SECONDS",
     "load_config",
     "reload",
     "reset_config_cache",

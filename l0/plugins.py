@@ -67,6 +67,8 @@ def detects_by_type(function: _F) -> _F:
     """
     setattr(function, _BY_TYPE, True)
     return function
+
+
 """Marker for hook implementations: ``@l0.hookimpl def l0_on_retry(attempt, reason): ...``."""
 
 BUILTINS: Final = ("iter_adapter", "categorize", "retry", "backoff", "policies")
