@@ -38,7 +38,8 @@ environment variable only warns (once), naming the closest known one.
 
 Configuration is resolved once and cached; every read compares the ``L0_*`` environment, and
 at most every :data:`RECHECK_SECONDS` the file's size and modification time (so an edit is seen
-within that interval); :func:`reload` drops the cache at once.
+within that interval; :func:`explain` and :func:`check` always look); :func:`reload` drops the
+cache at once.
 :func:`explain` lists every value in effect with its source; :func:`check` lists every problem.
 
 This module sits below :mod:`l0.plugins` in the import graph: it never imports it. Functions
@@ -255,7 +256,7 @@ def _env_snapshot() -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("L0_")))
 
 
-def _entry(cwd: str | os.PathLike[str] | None) -> _Entry:
+def _entry(cwd: str | os.PathLike[str] | None, *, always: bool = False) -> _Entry:
     key = os.fspath(cwd) if cwd is not None else os.getcwd()
     env = _env_snapshot()
     entry = _cache.get(key)
@@ -263,7 +264,7 @@ def _entry(cwd: str | os.PathLike[str] | None) -> _Entry:
     # system is looked at most every RECHECK_SECONDS; the L0_* environment on every read.
     if entry is not None and entry.env == env:
         now = time.monotonic()
-        if now - entry.checked < RECHECK_SECONDS:
+        if not always and now - entry.checked < RECHECK_SECONDS:
             return entry
         if _stamp(key, entry.settings.file) == entry.stamp:
             entry.checked = now
@@ -292,7 +293,11 @@ def load_config(cwd: str | os.PathLike[str] | None = None) -> Settings:
         ConfigError: a key is unknown or a value invalid; the message names the source, the
             key, the value and what is allowed.
     """
-    settings = _entry(cwd).settings
+    return _load(cwd, always=False)
+
+
+def _load(cwd: str | os.PathLike[str] | None, *, always: bool) -> Settings:
+    settings = _entry(cwd, always=always).settings
     errors = _errors_of(settings)
     if errors:
         first = errors[0]
@@ -300,7 +305,7 @@ def load_config(cwd: str | os.PathLike[str] | None = None) -> Settings:
     for problem in settings.warnings:
         if problem.message not in _warned:
             _warned.add(problem.message)
-            warnings.warn(problem.message, ConfigWarning, stacklevel=3)
+            warnings.warn(problem.message, ConfigWarning, stacklevel=4)
     return settings
 
 
@@ -523,7 +528,7 @@ def explain(
         raise TypeError(f"retry={retry!r}: expected l0.Retry(...) or None")
     if timeout is not None and not isinstance(timeout, Timeout):
         raise TypeError(f"timeout={timeout!r}: expected l0.Timeout(...) or None")
-    settings = load_config(cwd)
+    settings = _load(cwd, always=True)
     pm = _manager(plugins)
     out: list[ConfigValue] = []
 
@@ -586,7 +591,7 @@ def check(
         The problems, errors first; an empty list means ``l0.run`` will accept the
         configuration.
     """
-    settings = _entry(cwd).settings
+    settings = _entry(cwd, always=True).settings
     problems = list(_errors_of(settings)) + list(settings.warnings)
     if any(p.severity == "error" for p in problems):
         return problems
