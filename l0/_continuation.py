@@ -106,6 +106,10 @@ class ContinuationMixin(SessionBase):
             )
         return prompt
 
+    def _report_continuation(self, strategy: str, rejected: tuple[str, ...]) -> None:
+        """A factory's report of the continuation strategy it used (``AttemptContext``)."""
+        self._obs(_OBS.CONTINUATION_STRATEGY, strategy=strategy, rejected=list(rejected))
+
     async def _trim_overlap(self, iterator: AsyncIterator[Any], first: Any) -> list[Any]:
         """Hold the first tokens of a continuation until the repeated text can be cut.
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
-from l0._session_base import _OBS, SessionBase, _now
+from l0._session_base import _INF, _OBS, SessionBase, _now
 from l0.errors import (
+    DeadlineExceededError,
     ErrorContext,
+    InitialTokenTimeoutError,
+    InterTokenTimeoutError,
     RetryExhaustedError,
+    ZeroOutputError,
     _builtin_category,
     attach_context,
     get_retry_after,
+    get_status_code,
+    is_content_policy,
 )
 from l0.retry import compute_backoff
 from l0.types import (
@@ -19,6 +26,36 @@ from l0.types import (
 )
 
 log = logging.getLogger("l0")
+
+
+class _Route(NamedTuple):
+    """What happens after a failed attempt."""
+
+    retry: bool
+    counted: bool
+    reason: str
+    fallback: bool
+    delay: float
+
+
+def failure_kind(error: BaseException, category: ErrorCategory) -> str | None:
+    """The ``Retry.fallback_on`` name of a failure, or None for kinds the policy cannot name."""
+    if isinstance(error, InitialTokenTimeoutError):
+        return "initial_token_timeout"
+    if isinstance(error, InterTokenTimeoutError):
+        return "inter_token_timeout"
+    if isinstance(error, ZeroOutputError):
+        return "zero_output"
+    status = get_status_code(error)
+    if status == 429:
+        return "rate_limit"
+    if status is not None and status >= 500:
+        return "server_error"
+    if is_content_policy(error):
+        return "content_policy"
+    if category is ErrorCategory.NETWORK:
+        return "network"
+    return None
 
 
 class DecisionsMixin(SessionBase):
@@ -95,6 +132,59 @@ class DecisionsMixin(SessionBase):
             )
         return True, counted, reason
 
+    def _route(
+        self, error: BaseException, category: ErrorCategory, retry_index: int, has_fallback: bool
+    ) -> _Route:
+        """Retry the same stream, move to the fallback, or raise; and the wait before a retry.
+
+        The builtin retry decision and budgets apply, overridden by ``Retry.fallback_on``
+        (failure kinds that go to the fallback at once, and content-policy rejections that are
+        raised unless listed) and by ``Timeout.total`` (no wait that would end past it).
+        """
+        policy = self._opts.retry
+        if isinstance(error, DeadlineExceededError):
+            return _Route(False, False, f"Timeout.total={error.configured}s passed", False, 0.0)
+        kind = failure_kind(error, category)
+        if kind is not None and self._abort_requested is False:
+            listed = kind in policy.fallback_on
+            if kind == "content_policy" and not listed:
+                reason = (
+                    "the provider rejected the request's content (400 content policy); "
+                    "not sent to a fallback (add 'content_policy' to Retry.fallback_on)"
+                )
+                self._obs(_OBS.FAILURE_ROUTED, kind=kind, decision="raise", reason=reason)
+                return _Route(False, False, reason, False, 0.0)
+            if listed and has_fallback:
+                reason = f"{kind}: moving to the fallback at once (Retry.fallback_on)"
+                self._obs(_OBS.FAILURE_ROUTED, kind=kind, decision="fallback", reason=reason)
+                return _Route(False, False, reason, True, 0.0)
+        will_retry, counted, reason = self._will_retry(error, category)
+        fallback = not will_retry and category is not ErrorCategory.INTERNAL and has_fallback
+        delay = 0.0
+        if will_retry:
+            delay = self._backoff(retry_index, error)
+            retry_after = get_retry_after(error)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            left = self._deadline - _now()
+            if self._deadline < _INF and delay >= left:
+                will_retry = False
+                total = self._opts.timeout.total
+                reason = (
+                    f"{reason}; waiting {delay:.2f}s would pass Timeout.total={total}s "
+                    f"({max(left, 0.0):.2f}s left)"
+                )
+                fallback = has_fallback
+                if not fallback:
+                    self._deadline_hit = True
+                self._obs(
+                    _OBS.FAILURE_ROUTED,
+                    kind=kind or category.value,
+                    decision="fallback" if fallback else "raise",
+                    reason=reason,
+                )
+        return _Route(will_retry, counted, reason, fallback, delay)
+
     def _give_up(self, error: BaseException, category: ErrorCategory, reason: str) -> None:
         state = self.state
         state.ended_at = _now()
@@ -108,6 +198,24 @@ class DecisionsMixin(SessionBase):
             reason=reason,
         )
         self._summary("error")
+        if isinstance(error, DeadlineExceededError) or self._deadline_hit:
+            total = self._opts.timeout.total or 0.0
+            deadline = (
+                error
+                if isinstance(error, DeadlineExceededError)
+                else DeadlineExceededError(
+                    f"Timeout.total={total}s: {reason}; last error: {type(error).__name__}: "
+                    f"{error}",
+                    elapsed=_now() - (state.started_at or 0.0),
+                    configured=total,
+                )
+            )
+            deadline.errors = list(self.errors)
+            deadline.state = state.snapshot()
+            attach_context(deadline, ErrorContext(category, list(self.errors), state.snapshot()))
+            if deadline is error:
+                raise deadline
+            raise deadline from error
         if category in (ErrorCategory.FATAL, ErrorCategory.INTERNAL) or not isinstance(
             error, Exception
         ):

@@ -37,7 +37,6 @@ from l0.errors import (
     AbortedError,
     AttemptError,
     ZeroOutputError,
-    get_retry_after,
 )
 from l0.types import (
     AttemptContext,
@@ -73,6 +72,8 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
         state.started_at = _now()
         self._start_ts = time.time_ns() / 1_000_000
         opts = self._opts
+        if opts.timeout.total is not None:
+            self._deadline = state.started_at + opts.timeout.total
         self._obs(
             _OBS.SESSION_START,
             attempt=1,
@@ -114,6 +115,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                         is_fallback=index > 0,
                         checkpoint=checkpoint,
                         continuation_prompt=prompt,
+                        report_continuation=self._report_continuation if resume else None,
                     )
                     if retry_index > 0:
                         self._obs(
@@ -324,11 +326,8 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                         )
                     delivered_text = state.content
                     delivered_tokens = state.token_count
-                    will_retry, counted, reason = self._will_retry(error, category)
-                    will_fallback = (
-                        not will_retry
-                        and category is not ErrorCategory.INTERNAL
-                        and index + 1 < n_streams
+                    will_retry, counted, reason, will_fallback, delay = self._route(
+                        error, category, retry_index, index + 1 < n_streams
                     )
                     if category is ErrorCategory.NETWORK:
                         network_failures += 1
@@ -379,10 +378,6 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                         else:
                             state.network_retry_count += 1
                         state.total_retries += 1
-                        delay = self._backoff(retry_index, error)
-                        retry_after = get_retry_after(error)
-                        if retry_after is not None:
-                            delay = max(delay, retry_after)
                         retry_index += 1
                         self._obs(
                             _OBS.RETRY_ATTEMPT,

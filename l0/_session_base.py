@@ -56,6 +56,8 @@ class SessionBase:
         "_checkpoints",
         "_checks_on",
         "_closing",
+        "_deadline",
+        "_deadline_hit",
         "_drift_run",
         "_fired",
         "_guard_run",
@@ -120,6 +122,8 @@ class SessionBase:
         self._iterator: Any = None
         self._source: Any = None
         self._closing: asyncio.Task[None] | None = None
+        self._deadline = _INF
+        self._deadline_hit = False
         self._raw: list[Any] = []
         self._raw_list: list[Any] | None = None
         self._started = False

@@ -12,7 +12,9 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     retry.base_delay       seconds >= 0 retry.max_delay      seconds >= 0
     retry.max_retry_after  seconds >= 0 retry.seed           int
     retry.strategy         a backoff strategy name
+    retry.fallback_on      failure kinds that go to the fallback at once (list)
     timeout.initial_token  seconds > 0, or 0 for no limit
+    timeout.total          seconds > 0 for the whole session, or 0 for no limit
     timeout.inter_token    seconds > 0, or 0 for no limit
     plugins.disable        list of plugin names (env: comma-separated)
     plugins.load           allowlist of entry-point plugins (env: comma-separated)
@@ -172,8 +174,13 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
         "max_retry_after": _seconds_ge0,
         "seed": _int,
         "strategy": _name,
+        "fallback_on": _names,
     },
-    "timeout": {"initial_token": _timeout_seconds, "inter_token": _timeout_seconds},
+    "timeout": {
+        "initial_token": _timeout_seconds,
+        "inter_token": _timeout_seconds,
+        "total": _timeout_seconds,
+    },
     "plugins": {"disable": _names, "load": _names, "trace": _bool},
     "guardrails": {"preset": _name, "rules": _names, "severity": _severity_map},
     "drift": {
@@ -361,6 +368,7 @@ _RETRY_NUMBERS: Final = (
     "max_retry_after",
     "seed",
     "strategy",
+    "fallback_on",
 )
 
 
@@ -410,4 +418,5 @@ def resolve_timeout(argument: Timeout | None, settings: Settings) -> Timeout:
         inter_token=values.get("inter_token", DEFAULT_INTER_TOKEN)
         if "inter_token" in values
         else DEFAULT_INTER_TOKEN,
+        total=values.get("total"),
     )

@@ -30,6 +30,7 @@ __all__ = [
     "AdapterNotFoundError",
     "AttemptError",
     "ConfigError",
+    "DeadlineExceededError",
     "DriftError",
     "ErrorContext",
     "GuardrailError",
@@ -50,6 +51,7 @@ __all__ = [
     "ZeroOutputError",
     "categorize_error",
     "get_retry_after",
+    "is_content_policy",
     "get_status_code",
     "parse_retry_after",
 ]
@@ -137,6 +139,29 @@ class InterTokenTimeoutError(StreamTimeoutError):
 
     code = "inter_token_timeout"
     timeout_type = "inter"
+
+
+class DeadlineExceededError(StreamTimeoutError):
+    """``Timeout(total=...)`` passed: the session ends, whatever retries or fallbacks remain.
+
+    Raised when the deadline passes during an attempt (the provider connection is closed at
+    once) or when the next wait (backoff or ``Retry-After``) would end after it and no fallback
+    is left. Never retried.
+
+    Attributes:
+        errors: One :class:`AttemptError` per failed attempt before the deadline.
+        state: The session state when it ended (``None`` until the session sets it).
+    """
+
+    code = "deadline_exceeded"
+    category = ErrorCategory.FATAL
+    hint = "Raise Timeout(total=...), or lower the per-attempt limits so fallbacks get a turn."
+    timeout_type = "total"
+
+    def __init__(self, message: str, *, elapsed: float, configured: float) -> None:
+        super().__init__(message, elapsed=elapsed, configured=configured)
+        self.errors: list[AttemptError] = []
+        self.state: State | None = None
 
 
 class ZeroOutputError(L0Error):
@@ -585,3 +610,29 @@ def attach_context(error: BaseException, context: ErrorContext) -> None:
         error.add_note(f"[l0] {context.category.value} error; {attempts} attempt(s) failed")
     except Exception:
         log.debug("l0: cannot add a note to %r", type(error))
+
+
+_CONTENT_POLICY_RE = re.compile(
+    r"content[_ ]policy|content[_ ]filter|content management policy|safety system", re.I
+)
+
+
+def is_content_policy(error: BaseException) -> bool:
+    """True when ``error`` is a provider's HTTP 400 rejecting the request's content.
+
+    OpenAI-style providers answer ``400`` with code ``content_policy_violation`` or
+    ``content_filter`` (Azure); the code, the type and the message are looked at.
+    """
+    if get_status_code(error) != 400:
+        return False
+    parts = [str(getattr(error, name, "") or "") for name in ("code", "type")]
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            parts += [str(inner.get(k) or "") for k in ("code", "type", "message")]
+    try:
+        parts.append(str(error))
+    except Exception:
+        pass
+    return any(_CONTENT_POLICY_RE.search(part) for part in parts if part)

@@ -82,6 +82,8 @@ class ObservabilityEventType(StrEnum):
     FINALIZATION_END = "FINALIZATION_END"
     ABORT_REQUESTED = "ABORT_REQUESTED"
     ABORT_COMPLETED = "ABORT_COMPLETED"
+    FAILURE_ROUTED = "FAILURE_ROUTED"
+    CONTINUATION_STRATEGY = "CONTINUATION_STRATEGY"
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -353,6 +355,16 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.ABORT_COMPLETED: (
         "the provider stream is closed after an abort",
         ("resources_freed", "token_count"),
+    ),
+    ObservabilityEventType.FAILURE_ROUTED: (
+        "`Retry.fallback_on` or `Timeout.total` overrode retrying the same stream: the failure "
+        "goes to the fallback at once (`decision` `fallback`) or to the caller (`raise`)",
+        ("kind", "decision", "reason"),
+    ),
+    ObservabilityEventType.CONTINUATION_STRATEGY: (
+        "a continuation attempt's factory reports how it asked to continue (`prefill`, `user`, "
+        "`restart` …) and which strategies the provider rejected first",
+        ("strategy", "rejected"),
     ),
 }
 """For each event type: when it is emitted and its own fields (besides the common ones)."""

@@ -281,6 +281,9 @@ class AttemptContext:
         is_fallback: True when this is a fallback stream.
         checkpoint: Text the answer continues from, when continuation is on, else ``""``.
         continuation_prompt: What ``build_continuation_prompt`` returned, if it was called.
+        report_continuation: ``(strategy, rejected)``: a factory that chose how to continue
+            (``"prefill"``, ``"user"``, ``"restart"`` …) says so here, with the strategies the
+            provider rejected first; L0 emits ``CONTINUATION_STRATEGY``.
     """
 
     attempt: int
@@ -289,6 +292,9 @@ class AttemptContext:
     is_fallback: bool
     checkpoint: str = ""
     continuation_prompt: str | None = None
+    report_continuation: Callable[[str, tuple[str, ...]], None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 StreamFactory: TypeAlias = "Callable[[], Any] | Callable[[AttemptContext], Any]"

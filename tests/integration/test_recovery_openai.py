@@ -49,3 +49,68 @@ async def test_a_fallback_that_starts_over_after_a_long_kept_text_doubles_nothin
         assert result.state.content == LONG
         assert shown == LONG
         assert [r.model for r in server.requests] == ["primary", "primary", "backup"]
+
+
+def roles(request: Any) -> list[str]:
+    return [message["role"] for message in request.messages]
+
+
+async def test_a_fallback_rejecting_the_prefill_continues_through_a_user_turn() -> None:
+    tokens = split_words(LONG)
+    dead = [Fault.drop_after(20), *[Fault.status(503)] * 10]
+    events: list[l0.ObservabilityEvent] = []
+    async with ChaosServer(
+        tokens=tokens, model_scripts={"primary": dead}, default=Fault.rejects_prefill()
+    ) as server:
+        client = wrapped(
+            server,
+            retry=l0.Retry(max_retries=0),
+            continue_from_last_good_token=True,
+            fallback_models=["backup"],
+            on_event=events.append,
+        )
+        request = {"messages": [{"role": "user", "content": "Rivers?"}], "stream": True}
+        result = await client.chat.completions.create(model="primary", **request)
+        assert await result.read() == LONG
+        await result.wait_callbacks()
+        first = server.requests
+        assert [r.model for r in first] == ["primary", "backup", "backup"]
+        assert roles(first[1])[-1] == "assistant"  # the prefill, rejected with a 400
+        assert first[2].fault.kind == "rejects_prefill"
+        kept = "".join(tokens[:20])
+        assert roles(first[2]) == ["user", "user"]
+        assert kept in first[2].messages[-1]["content"]
+        chosen = [e.data for e in events if e.type == "CONTINUATION_STRATEGY"]
+        assert chosen == [{"strategy": "user", "rejected": ["prefill"]}]
+
+        # A second session in the process goes straight to what works for that model.
+        server.reset()
+        server.set_script(dead, model="primary")
+        again = await client.chat.completions.create(model="primary", **request)
+        assert await again.read() == LONG
+        assert [roles(r)[-1] for r in server.requests] == ["user", "user"]
+        assert len(server.requests) == 2
+
+
+async def test_a_fallback_that_ignores_the_continuation_doubles_nothing() -> None:
+    tokens = split_words(LONG)
+    dead = [Fault.drop_after(30), *[Fault.status(503)] * 10]
+    async with ChaosServer(
+        tokens=tokens, model_scripts={"primary": dead}, default=Fault.starts_over()
+    ) as server:
+        client = wrapped(
+            server,
+            retry=l0.Retry(max_retries=0),
+            continue_from_last_good_token=True,
+            fallback_models=["backup"],
+        )
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "Rivers?"}], stream=True
+        )
+        shown = ""
+        async for event in result:
+            assert not event.is_reset
+            if event.is_token:
+                shown += event.text or ""
+        assert shown == LONG
+        assert roles(server.requests[1])[-1] == "assistant"  # asked to continue; ignored it
