@@ -152,7 +152,11 @@ class AttemptMixin(SessionBase):
                 state.usage = item.usage
             if isinstance(item.data, Mapping) and "finish_reason" in item.data:
                 state.finish_reason = item.data["finish_reason"]
-                if state.finish_reason == "length" and self._opts.retry_on_length:
+                if (
+                    state.finish_reason == "length"
+                    and self._opts.retry_on_length
+                    and state.length_continuations >= self._opts.continue_on_length
+                ):
                     raise TruncatedError(
                         "the answer stopped at the token limit (finish_reason='length')"
                     )

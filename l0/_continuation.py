@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from l0._json_seam import json_overlap, looks_like_json
 from l0._session_base import _END, _OBS, SessionBase, _now
 from l0.types import (
     ErrorCategory,
@@ -106,6 +107,36 @@ class ContinuationMixin(SessionBase):
             )
         return prompt
 
+    def _continues_on_length(self) -> bool:
+        """True when this attempt stopped at the token limit and may be continued."""
+        state = self.state
+        return (
+            state.finish_reason == "length"
+            and state.length_continuations < self._opts.continue_on_length
+            and not state.tool_calls
+        )
+
+    def _length_resume(self, resumed: bool, checkpoint: str) -> tuple[str, int]:
+        """Close this attempt as a part of the answer and return what the next one continues."""
+        state = self.state
+        if resumed:
+            self._obs(
+                _OBS.RESUME_END,
+                checkpoint=checkpoint,
+                duration_ms=int((_now() - self._attempt_start) * 1000),
+                success=True,
+                overlap_chars=self._overlap_removed,
+            )
+        state.length_continuations += 1
+        state.finish_reason = None
+        self._obs(
+            _OBS.LENGTH_CONTINUATION,
+            continuation=state.length_continuations,
+            max_continuations=self._opts.continue_on_length,
+            token_count=state.token_count,
+        )
+        return state.content, state.token_count
+
     def _report_continuation(self, strategy: str, rejected: tuple[str, ...]) -> None:
         """A factory's report of the continuation strategy it used (``AttemptContext``)."""
         self._obs(_OBS.CONTINUATION_STRATEGY, strategy=strategy, rejected=list(rejected))
@@ -197,6 +228,11 @@ class ContinuationMixin(SessionBase):
 
     def _cut(self, held: list[str], text: str, checkpoint: str) -> list[Any]:
         k = _overlap(checkpoint, text, self._opts.max_overlap)
+        if looks_like_json(checkpoint):
+            # Inside JSON a repeat may end mid-word or be a lone quote: keep it parseable.
+            cut = json_overlap(checkpoint, "".join(held))
+            if cut is not None:
+                k = cut
         self._overlap_removed = k
         if not k:
             return list(held)

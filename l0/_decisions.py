@@ -152,11 +152,11 @@ class DecisionsMixin(SessionBase):
                     "the provider rejected the request's content (400 content policy); "
                     "not sent to a fallback (add 'content_policy' to Retry.fallback_on)"
                 )
-                self._obs(_OBS.FAILURE_ROUTED, kind=kind, decision="raise", reason=reason)
+                self._obs(_OBS.FAILURE_ROUTED, failure=kind, decision="raise", reason=reason)
                 return _Route(False, False, reason, False, 0.0)
             if listed and has_fallback:
                 reason = f"{kind}: moving to the fallback at once (Retry.fallback_on)"
-                self._obs(_OBS.FAILURE_ROUTED, kind=kind, decision="fallback", reason=reason)
+                self._obs(_OBS.FAILURE_ROUTED, failure=kind, decision="fallback", reason=reason)
                 return _Route(False, False, reason, True, 0.0)
         will_retry, counted, reason = self._will_retry(error, category)
         fallback = not will_retry and category is not ErrorCategory.INTERNAL and has_fallback
@@ -179,7 +179,7 @@ class DecisionsMixin(SessionBase):
                     self._deadline_hit = True
                 self._obs(
                     _OBS.FAILURE_ROUTED,
-                    kind=kind or category.value,
+                    failure=kind or category.value,
                     decision="fallback" if fallback else "raise",
                     reason=reason,
                 )

@@ -78,9 +78,11 @@ class _Options:
         "callbacks",
         "context",
         "continuation",
+        "continue_on_length",
         "drift",
         "factories",
         "guardrails",
+        "hedge_after",
         "intervals",
         "max_overlap",
         "meta",
@@ -109,6 +111,8 @@ class _Options:
         session_id: str | None,
         seed: int | None,
         retry_on_length: bool = False,
+        continue_on_length: int = 0,
+        hedge_after: float | None = None,
         guardrails: Any = None,
         drift: Any = None,
         intervals: Mapping[str, int] | None = None,
@@ -130,6 +134,8 @@ class _Options:
         self.session_id = session_id
         self.rng = random.Random(seed if seed is not None else retry.seed)
         self.retry_on_length = retry_on_length
+        self.continue_on_length = continue_on_length
+        self.hedge_after = hedge_after
         self.guardrails = guardrails
         self.drift = drift
         self.intervals = {**DEFAULT_INTERVALS, **(intervals or {})}

@@ -229,7 +229,9 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                                 "the stream ended without output"
                                 + (" (whitespace only)" if parts else "")
                             )
-                        self._finish_checks()
+                        more = self._continues_on_length()
+                        if not more:
+                            self._finish_checks()
                     except asyncio.CancelledError:
                         self._parked = False
                         self._stop_timer()
@@ -272,6 +274,9 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                         await self._close_stream()
                     else:
                         self._source = None
+                        if more:
+                            resume = self._length_resume(resume is not None, checkpoint)
+                            continue
                         # --- success ------------------------------------------------------------
                         state.completed = True
                         state.ended_at = _now()

@@ -9,6 +9,7 @@ so ``except openai.AuthenticationError`` keeps working.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import math
@@ -51,8 +52,8 @@ __all__ = [
     "ZeroOutputError",
     "categorize_error",
     "get_retry_after",
-    "is_content_policy",
     "get_status_code",
+    "is_content_policy",
     "parse_retry_after",
 ]
 
@@ -631,8 +632,6 @@ def is_content_policy(error: BaseException) -> bool:
         inner = body.get("error", body)
         if isinstance(inner, dict):
             parts += [str(inner.get(k) or "") for k in ("code", "type", "message")]
-    try:
+    with contextlib.suppress(Exception):
         parts.append(str(error))
-    except Exception:
-        pass
     return any(_CONTENT_POLICY_RE.search(part) for part in parts if part)

@@ -84,6 +84,7 @@ class ObservabilityEventType(StrEnum):
     ABORT_COMPLETED = "ABORT_COMPLETED"
     FAILURE_ROUTED = "FAILURE_ROUTED"
     CONTINUATION_STRATEGY = "CONTINUATION_STRATEGY"
+    LENGTH_CONTINUATION = "LENGTH_CONTINUATION"
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -359,12 +360,16 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.FAILURE_ROUTED: (
         "`Retry.fallback_on` or `Timeout.total` overrode retrying the same stream: the failure "
         "goes to the fallback at once (`decision` `fallback`) or to the caller (`raise`)",
-        ("kind", "decision", "reason"),
+        ("failure", "decision", "reason"),
     ),
     ObservabilityEventType.CONTINUATION_STRATEGY: (
         "a continuation attempt's factory reports how it asked to continue (`prefill`, `user`, "
         "`restart` …) and which strategies the provider rejected first",
         ("strategy", "rejected"),
+    ),
+    ObservabilityEventType.LENGTH_CONTINUATION: (
+        "the answer stopped at the token limit and `continue_on_length` requests the next part",
+        ("continuation", "max_continuations", "token_count"),
     ),
 }
 """For each event type: when it is emitted and its own fields (besides the common ones)."""

@@ -54,7 +54,9 @@ def _check_kinds(policy: Retry) -> None:
     value: object = policy.fallback_on
     allowed = ", ".join(sorted(FAILURE_KINDS))
     if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
-        raise TypeError(f"Retry(fallback_on={value!r}): expected a list of failure kinds ({allowed})")
+        raise TypeError(
+            f"Retry(fallback_on={value!r}): expected a list of failure kinds ({allowed})"
+        )
     unknown = sorted(str(kind) for kind in value if kind not in FAILURE_KINDS)
     if unknown:
         raise ValueError(

@@ -188,6 +188,9 @@ class State:
     """Character offset in ``content`` where the continuation starts."""
     usage: Mapping[str, Any] | None = None
     finish_reason: str | None = None
+    length_continuations: int = 0
+    """Continuations requested because an answer stopped at the token limit
+    (``continue_on_length``)."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     drift_detected: bool = False
     started_at: float | None = None

@@ -143,9 +143,7 @@ def _continuation_request(
 def _rejects_strategy(error: BaseException) -> bool:
     import openai
 
-    return isinstance(error, openai.BadRequestError) and bool(
-        _PREFILL_REJECTION.search(str(error))
-    )
+    return isinstance(error, openai.BadRequestError) and bool(_PREFILL_REJECTION.search(str(error)))
 
 
 async def _continue(

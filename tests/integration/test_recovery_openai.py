@@ -5,11 +5,18 @@ No test here writes a continuation prompt: the wrapped client continues on its o
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
+import time
 from typing import Any
 
 import openai
+import pytest
 
 import l0
+import l0.errors
+import l0.testing
 from l0.testing import ChaosServer, Fault, split_words
 
 LONG = (
@@ -114,3 +121,192 @@ async def test_a_fallback_that_ignores_the_continuation_doubles_nothing() -> Non
                 shown += event.text or ""
         assert shown == LONG
         assert roles(server.requests[1])[-1] == "assistant"  # asked to continue; ignored it
+
+
+async def test_one_deadline_for_the_session_never_sleeps_past_it() -> None:
+    busy = Fault.status(503, headers={"Retry-After": "0.3"})
+    async with ChaosServer(default=busy) as server:
+        client = wrapped(
+            server,
+            timeout=l0.Timeout(total=1.0),
+            retry=l0.Retry(max_retries=100, base_delay=0.0, max_delay=0.0),
+        )
+        started = time.monotonic()
+        result = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(l0.errors.DeadlineExceededError) as caught:
+            await result.read()
+        elapsed = time.monotonic() - started
+        assert elapsed <= 1.1
+        times = [r.time - started for r in server.requests]
+        assert len(times) >= 2
+        assert all(t < 1.0 for t in times)
+        assert all(b - a >= 0.29 for a, b in itertools.pairwise(times))
+        error = caught.value
+        assert error.state is not None
+        # Every attempt is reported; the last may be cut by the deadline before it is sent.
+        assert len(error.errors) == error.state.attempt
+        assert error.state.attempt - len(times) in (0, 1)
+        assert error.configured == 1.0
+
+
+async def test_the_deadline_closes_a_stalled_connection_at_once() -> None:
+    async with ChaosServer(script=[Fault.stall_after(3, seconds=30)]) as server:
+        client = wrapped(server, timeout=l0.Timeout(total=0.5))
+        started = time.monotonic()
+        result = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(l0.errors.DeadlineExceededError):
+            await result.read()
+        assert time.monotonic() - started < 2.0
+        for _ in range(100):
+            if server.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert server.in_flight == 0
+        assert len(server.requests) == 1
+
+
+async def test_a_silent_primary_is_abandoned_after_one_attempt() -> None:
+    silent = [Fault.slow_first_token(10)] * 5
+    async with ChaosServer(text=LONG, model_scripts={"primary": silent}) as server:
+        client = wrapped(server, timeout=l0.Timeout(initial_token=1), fallback_models=["backup"])
+        started = time.monotonic()
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert await result.read() == LONG
+        assert time.monotonic() - started < 2.5  # ~1 s; generous for a loaded machine
+        assert [r.model for r in server.requests] == ["primary", "backup"]
+
+
+async def test_a_stall_mid_answer_moves_to_the_fallback_which_continues() -> None:
+    tokens = split_words(LONG)
+    stalled = [Fault.stall_after(12, seconds=2.0)] * 5
+    events: list[l0.ObservabilityEvent] = []
+    async with ChaosServer(
+        tokens=tokens, model_scripts={"primary": stalled}, default=Fault.continues()
+    ) as server:
+        client = wrapped(
+            server,
+            timeout=l0.Timeout(initial_token=5, inter_token=1),
+            continue_from_last_good_token=True,
+            fallback_models=["backup"],
+            on_event=events.append,
+        )
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert await result.read() == LONG
+        await result.wait_callbacks()
+        assert [r.model for r in server.requests] == ["primary", "backup"]
+        prefill = server.requests[1].messages[-1]
+        assert prefill == {"role": "assistant", "content": "".join(tokens[:12])}
+        routed = [e.data for e in events if e.type == "FAILURE_ROUTED"]
+        assert [(d["failure"], d["decision"]) for d in routed] == [
+            ("inter_token_timeout", "fallback")
+        ]
+        timeouts = [e for e in events if e.type == "TIMEOUT_TRIGGERED"]
+        assert len(timeouts) == 1
+
+
+async def test_a_content_policy_rejection_is_raised_with_no_fallback_request() -> None:
+    body = {
+        "error": {
+            "message": "Your request was rejected as a result of our safety system.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "content_policy_violation",
+        }
+    }
+    events: list[l0.ObservabilityEvent] = []
+    async with ChaosServer(model_scripts={"primary": [Fault.status(400, body)]}) as server:
+        client = wrapped(server, fallback_models=["backup"], on_event=events.append)
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(openai.BadRequestError):
+            await result.read()
+        await result.wait_callbacks()
+        assert [r.model for r in server.requests] == ["primary"]
+        routed = [e.data for e in events if e.type == "FAILURE_ROUTED"]
+        assert [(d["failure"], d["decision"]) for d in routed] == [("content_policy", "raise")]
+
+        # Configured otherwise, the same rejection goes to the fallback.
+        server.reset()
+        server.set_script([Fault.status(400, body)], model="primary")
+        retry = l0.Retry(fallback_on=["content_policy"])
+        again = await client.chat.completions.create(
+            model="primary",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            l0_options={"retry": retry},
+        )
+        assert await again.read() == l0.testing.DEFAULT_TEXT
+        assert [r.model for r in server.requests] == ["primary", "backup"]
+
+
+async def test_a_prose_answer_cut_by_length_three_times_is_stitched_exactly() -> None:
+    tokens = split_words(LONG)
+    cut = [Fault.continues(max_tokens=12)] * 3
+    async with ChaosServer(tokens=tokens, script=cut, default=Fault.continues()) as server:
+        client = wrapped(server, continue_on_length=3)
+        result = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Rivers?"}], stream=True
+        )
+        shown = ""
+        async for event in result:
+            assert not event.is_reset
+            if event.is_token:
+                shown += event.text or ""
+        assert shown == LONG
+        assert result.state.content == LONG
+        assert result.state.length_continuations == 3
+        assert result.state.finish_reason == "stop"
+        assert len(server.requests) == 4
+        assert server.requests[3].messages[-1] == {
+            "role": "assistant",
+            "content": "".join(tokens[:36]),
+        }
+
+
+DOCUMENT = {
+    "title": "Rivers and the plains they build",
+    "facts": [
+        {"name": "silt", "note": 'carried "downstream" by every flood'},
+        {"name": "plains", "note": "rich soil where the current slows", "depth_m": 12.5},
+    ],
+    "settled": True,
+    "source": None,
+}
+
+
+async def test_a_json_answer_cut_by_length_three_times_is_a_valid_document() -> None:
+    text = json.dumps(DOCUMENT)
+    # Small chunks so that the cuts fall inside keys and string values.
+    tokens = [text[i : i + 7] for i in range(0, len(text), 7)]
+    cut = [Fault.continues(max_tokens=9)] * 3
+    async with ChaosServer(tokens=tokens, script=cut, default=Fault.continues()) as server:
+        client = wrapped(server, continue_on_length=3)
+        result = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "JSON please"}], stream=True
+        )
+        answer = await result.read()
+        assert json.loads(answer) == DOCUMENT
+        assert answer == text
+        assert result.state.length_continuations == 3
+
+
+async def test_continuations_on_length_are_limited_to_n() -> None:
+    cut = [Fault.continues(max_tokens=3)] * 10
+    async with ChaosServer(text=LONG, script=cut) as server:
+        client = wrapped(server, continue_on_length=2)
+        result = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Rivers?"}], stream=True
+        )
+        answer = await result.read()
+        assert answer == "".join(split_words(LONG)[:9])
+        assert result.state.finish_reason == "length"
+        assert result.state.length_continuations == 2
