@@ -119,6 +119,7 @@ class ContinuationMixin(SessionBase):
     def _length_resume(self, resumed: bool, checkpoint: str) -> tuple[str, int]:
         """Close this attempt as a part of the answer and return what the next one continues."""
         state = self.state
+        self._account("continued")
         if resumed:
             self._obs(
                 _OBS.RESUME_END,

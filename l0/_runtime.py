@@ -33,6 +33,7 @@ from l0._options import (
     _Options,
 )
 from l0._session_base import _END, _OBS, _TOKEN, _Abandon, _now
+from l0._usage import usage_summary
 from l0.errors import (
     AbortedError,
     AttemptError,
@@ -130,6 +131,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                     self._last = 0.0
                     self._attempt_start = _now()
                     self._fired = None
+                    self._overlap_removed = 0
                     self._checks_start()
                     delivered = False
                     try:
@@ -278,6 +280,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                             resume = self._length_resume(resume is not None, checkpoint)
                             continue
                         # --- success ------------------------------------------------------------
+                        self._account("success")
                         state.completed = True
                         state.ended_at = _now()
                         self.finished = True
@@ -314,7 +317,10 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                             yield Event(
                                 EventType.COMPLETE,
                                 usage=state.usage,
-                                data={"finish_reason": state.finish_reason},
+                                data={
+                                    "finish_reason": state.finish_reason,
+                                    **usage_summary(state.attempts),
+                                },
                             )
                         return
 
@@ -350,6 +356,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                     if will_retry or will_fallback:
                         resume = self._resume_point(error, category)
                     kept = resume[0] if resume else ""
+                    self._account("error", len(kept) - len(state._prefix))
                     if emit:
                         yield Event(
                             EventType.ERROR,

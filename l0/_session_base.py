@@ -14,12 +14,14 @@ from l0._options import (
     _HOOK_ARGS,
     _Options,
 )
+from l0._usage import CHARS_PER_TOKEN, usage_int, usage_summary
 from l0.errors import (
     AttemptError,
     StreamTimeoutError,
 )
 from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
 from l0.types import (
+    AttemptUsage,
     EventType,
     State,
 )
@@ -83,6 +85,7 @@ class SessionBase:
         "_table",
         "_task",
         "_tool_starts",
+        "_usage_before",
         "_wants_checkpoints",
         "errors",
         "finished",
@@ -123,6 +126,7 @@ class SessionBase:
         self._source: Any = None
         self._closing: asyncio.Task[None] | None = None
         self._deadline = _INF
+        self._usage_before: Any = None
         self._deadline_hit = False
         self._raw: list[Any] = []
         self._raw_list: list[Any] | None = None
@@ -186,6 +190,37 @@ class SessionBase:
             if kind is _OBS.SESSION_END:
                 recording.end()
 
+    def _account(self, outcome: str, kept_chars: int | None = None) -> None:
+        """Record the attempt that just ended; ``kept_chars`` defaults to all it streamed."""
+        state = self.state
+        parts_chars = sum(map(len, state._parts))
+        chars = parts_chars + self._overlap_removed
+        kept = parts_chars if kept_chars is None else max(0, min(kept_chars, parts_chars))
+        usage = state.usage if state.usage is not self._usage_before else None
+        completion = usage_int(usage, "completion_tokens", "output_tokens")
+        prompt = usage_int(usage, "prompt_tokens", "input_tokens")
+        if completion is None:
+            paid = -(-chars // CHARS_PER_TOKEN)
+            kept_tokens = -(-kept // CHARS_PER_TOKEN)
+            estimated = True
+        else:
+            paid = completion
+            kept_tokens = round(completion * kept / chars) if chars else 0
+            estimated = False
+        state.attempts.append(
+            AttemptUsage(
+                attempt=state.attempt,
+                fallback_index=state.fallback_index,
+                outcome=outcome,
+                completion_tokens=paid,
+                kept_tokens=kept_tokens,
+                prompt_tokens=prompt,
+                estimated=estimated,
+                chars=chars,
+            )
+        )
+        self._usage_before = state.usage
+
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)
 
@@ -205,5 +240,6 @@ class SessionBase:
             fallback_depth=state.fallback_index,
             retry_count=state.total_retries,
             checkpoints_created=self._checkpoints,
+            **usage_summary(state.attempts),
         )
         self._obs(_OBS.SESSION_END, status=status)

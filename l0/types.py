@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, Protocol, TypeAlias, runtime_checka
 __all__ = [
     "Adapter",
     "AttemptContext",
+    "AttemptUsage",
     "BackoffStrategy",
     "ErrorCategory",
     "Event",
@@ -151,6 +152,34 @@ class GuardrailViolation:
     position: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptUsage:
+    """What one attempt cost and how much of it the answer kept.
+
+    Attributes:
+        attempt: Attempt number over the session.
+        fallback_index: 0 for the primary stream, ``i`` for ``fallbacks[i - 1]``.
+        outcome: ``"success"``, ``"continued"`` (a part of the answer, followed by a
+            ``continue_on_length`` continuation), ``"error"`` (failed: dropped, timed out,
+            cut by a guardrail …) or ``"hedge_lost"`` (closed because a hedge won).
+        completion_tokens: Tokens the provider generated for this attempt (paid for).
+        kept_tokens: The part of ``completion_tokens`` that is in the answer.
+        prompt_tokens: Prompt tokens, when the provider reported usage; else ``None``.
+        estimated: True when the provider reported no usage for this attempt and the counts
+            are estimated from the characters streamed (4 characters a token).
+        chars: Characters this attempt streamed, including any repeat L0 dropped.
+    """
+
+    attempt: int
+    fallback_index: int
+    outcome: str
+    completion_tokens: int
+    kept_tokens: int
+    prompt_tokens: int | None
+    estimated: bool
+    chars: int
+
+
 @dataclass(slots=True)
 class State:
     """The live state of a session, readable at any time through ``result.state``.
@@ -188,6 +217,8 @@ class State:
     """Character offset in ``content`` where the continuation starts."""
     usage: Mapping[str, Any] | None = None
     finish_reason: str | None = None
+    attempts: list[AttemptUsage] = field(default_factory=list)
+    """Usage of every attempt that ran, failed ones included, in order."""
     length_continuations: int = 0
     """Continuations requested because an answer stopped at the token limit
     (``continue_on_length``)."""
@@ -225,6 +256,21 @@ class State:
         return self._prefix + "".join(self._parts[: self._checkpoint_at])
 
     @property
+    def tokens_paid(self) -> int:
+        """Completion tokens of every attempt, failed ones included."""
+        return sum(usage.completion_tokens for usage in self.attempts)
+
+    @property
+    def tokens_kept(self) -> int:
+        """The part of :attr:`tokens_paid` that is in the answer."""
+        return sum(usage.kept_tokens for usage in self.attempts)
+
+    @property
+    def usage_estimated(self) -> bool:
+        """True when any attempt's counts are estimated (its provider reported no usage)."""
+        return any(usage.estimated for usage in self.attempts)
+
+    @property
     def duration(self) -> float | None:
         """Seconds from the start of the session to its end (or to now, while it runs)."""
         if self.started_at is None:
@@ -246,6 +292,7 @@ class State:
         clone = copy.copy(self)
         clone._parts = list(self._parts)
         clone.violations = list(self.violations)
+        clone.attempts = list(self.attempts)
         clone.tool_calls = copy.deepcopy(self.tool_calls)
         clone.usage = copy.deepcopy(self.usage)
         return clone

@@ -310,3 +310,58 @@ async def test_continuations_on_length_are_limited_to_n() -> None:
         assert answer == "".join(split_words(LONG)[:9])
         assert result.state.finish_reason == "length"
         assert result.state.length_continuations == 2
+
+
+async def test_usage_of_every_attempt_and_the_share_kept() -> None:
+    bad = "As an AI language model, I cannot answer that about rivers."
+
+    def no_meta(ctx: l0.GuardrailContext) -> list[l0.GuardrailViolation]:
+        found = "As an AI" in ctx.content
+        return [l0.GuardrailViolation("no_meta", "meta statement")] if found else []
+
+    script = [Fault.drop_after(10), Fault.ok(text=bad), Fault.ok()]
+    summaries: list[l0.ObservabilityEvent] = []
+    async with ChaosServer(text=LONG, script=script) as server:
+        client = wrapped(
+            server,
+            retry=l0.Retry(base_delay=0.0, max_delay=0.0),
+            guardrails=[l0.GuardrailRule("no_meta", check=no_meta)],
+            on_event=lambda e: summaries.append(e) if e.type == "SESSION_SUMMARY" else None,
+        )
+        result = await client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "Rivers?"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        complete = [event async for event in result if event.is_complete]
+        await result.wait_callbacks()
+    state = result.state
+    assert state.content == LONG
+    rows = state.attempts
+    assert [r.outcome for r in rows] == ["error", "error", "success"]
+    assert [r.attempt for r in rows] == [1, 2, 3]
+    # The drop sent no usage: estimated from the 10 tokens' characters.
+    dropped = "".join(split_words(LONG)[:10])
+    assert rows[0].estimated
+    assert rows[0].completion_tokens == -(-len(dropped) // 4)
+    assert rows[0].kept_tokens == 0
+    # The guardrail retry ran to the end, so the provider's usage counts it.
+    assert not rows[1].estimated
+    assert rows[1].completion_tokens == len(split_words(bad))
+    assert rows[1].kept_tokens == 0
+    assert not rows[2].estimated
+    assert rows[2].completion_tokens == rows[2].kept_tokens == len(split_words(LONG))
+    assert rows[2].prompt_tokens is not None
+    assert state.tokens_paid == sum(r.completion_tokens for r in rows)
+    assert state.tokens_kept == rows[2].kept_tokens
+    assert state.usage_estimated
+    data = complete[0].data
+    assert (data["tokens_paid"], data["tokens_kept"]) == (state.tokens_paid, state.tokens_kept)
+    assert [row["outcome"] for row in data["attempt_usage"]] == ["error", "error", "success"]
+    summary = summaries[0].data
+    assert (summary["tokens_paid"], summary["tokens_kept"]) == (
+        state.tokens_paid,
+        state.tokens_kept,
+    )
+    assert summary["usage_estimated"] is True
