@@ -137,11 +137,10 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                     try:
                         self._obs(_OBS.STREAM_INIT, attempt=ctx.attempt, fallback_index=index)
                         self._start_timer()
-                        iterator = await self._open(index, ctx)
+                        iterator, first = await self._open_first(index, ctx, n_streams)
                         parts = state._parts
                         append = parts.append
                         self._parked = True
-                        first = await anext(iterator, _END)
                         self._last = _now()
                         pending: list[Any] = []
                         if first is not _END:

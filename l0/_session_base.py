@@ -64,6 +64,7 @@ class SessionBase:
         "_fired",
         "_guard_run",
         "_handle",
+        "_hedge_source",
         "_interval",
         "_iterator",
         "_last",
@@ -127,6 +128,7 @@ class SessionBase:
         self._closing: asyncio.Task[None] | None = None
         self._deadline = _INF
         self._usage_before: Any = None
+        self._hedge_source: Any = None
         self._deadline_hit = False
         self._raw: list[Any] = []
         self._raw_list: list[Any] | None = None

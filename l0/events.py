@@ -85,6 +85,8 @@ class ObservabilityEventType(StrEnum):
     FAILURE_ROUTED = "FAILURE_ROUTED"
     CONTINUATION_STRATEGY = "CONTINUATION_STRATEGY"
     LENGTH_CONTINUATION = "LENGTH_CONTINUATION"
+    HEDGE_START = "HEDGE_START"
+    HEDGE_END = "HEDGE_END"
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -374,6 +376,14 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.LENGTH_CONTINUATION: (
         "the answer stopped at the token limit and `continue_on_length` requests the next part",
         ("continuation", "max_continuations", "token_count"),
+    ),
+    ObservabilityEventType.HEDGE_START: (
+        "`hedge_after` passed without a first token: a hedge attempt starts in parallel",
+        ("attempt", "fallback_index", "after_ms"),
+    ),
+    ObservabilityEventType.HEDGE_END: (
+        "one of the hedged attempts delivered a token first; the other is closed",
+        ("winner", "winner_attempt", "loser_attempt"),
     ),
 }
 """For each event type: when it is emitted and its own fields (besides the common ones)."""

@@ -365,3 +365,58 @@ async def test_usage_of_every_attempt_and_the_share_kept() -> None:
         state.tokens_kept,
     )
     assert summary["usage_estimated"] is True
+
+
+async def test_a_late_first_token_is_hedged_and_the_first_connection_closed() -> None:
+    events: list[l0.ObservabilityEvent] = []
+    late = [Fault.slow_first_token(2.0)]
+    async with ChaosServer(text=LONG, model_scripts={"primary": late}) as server:
+        client = wrapped(
+            server, hedge_after=0.3, fallback_models=["backup"], on_event=events.append
+        )
+        started = time.monotonic()
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert await result.read() == LONG
+        assert time.monotonic() - started < 1.5  # well before the primary's 2 s
+        closed_by = None
+        for _ in range(50):
+            if server.in_flight == 0:
+                closed_by = time.monotonic() - started
+                break
+            await asyncio.sleep(0.02)
+        assert closed_by is not None
+        assert closed_by < 2.0  # the primary was cut, not finished
+        await result.wait_callbacks()
+    assert [r.model for r in server.requests] == ["primary", "backup"]
+    state = result.state
+    assert state.attempt == 2
+    assert state.fallback_index == 1
+    assert [(a.attempt, a.outcome) for a in state.attempts] == [(1, "hedge_lost"), (2, "success")]
+    hedges = [(e.type.value, dict(e.data)) for e in events if e.type.value.startswith("HEDGE")]
+    assert hedges == [
+        ("HEDGE_START", {"attempt": 2, "fallback_index": 1, "after_ms": 300}),
+        ("HEDGE_END", {"winner": "hedge", "winner_attempt": 2, "loser_attempt": 1}),
+    ]
+
+
+async def test_a_hedge_without_fallbacks_runs_the_same_model_again() -> None:
+    async with ChaosServer(text=LONG, script=[Fault.slow_first_token(2.0)]) as server:
+        client = wrapped(server, hedge_after=0.3)
+        result = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert await result.read() == LONG
+        assert len(server.requests) == 2
+
+
+async def test_a_first_token_in_time_starts_no_hedge() -> None:
+    async with ChaosServer(text=LONG) as server:
+        client = wrapped(server, hedge_after=1.0, fallback_models=["backup"])
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert await result.read() == LONG
+        assert [r.model for r in server.requests] == ["primary"]
+        assert [a.outcome for a in result.state.attempts] == ["success"]
