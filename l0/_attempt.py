@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import replace
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from l0._session_base import _END, _OBS, _RESET_EVENT, _TOKEN, SessionBase, _now
