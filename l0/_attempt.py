@@ -122,6 +122,7 @@ class AttemptMixin(SessionBase):
                 raw_list = getattr(win.iterator, "raw_chunks", None)
                 self._raw_list = raw_list if isinstance(raw_list, list) else None
                 state.fallback_index = hedge_index
+                self._attempt_no = attempts[1]
             self._obs(
                 _OBS.HEDGE_END,
                 winner="hedge" if win.winner == 1 else "primary",

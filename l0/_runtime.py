@@ -132,6 +132,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                     self._attempt_start = _now()
                     self._fired = None
                     self._overlap_removed = 0
+                    self._attempt_no = state.attempt
                     self._checks_start()
                     delivered = False
                     try:

@@ -53,6 +53,7 @@ class SessionBase:
     __slots__ = (
         "_abort_requested",
         "_aborted_reported",
+        "_attempt_no",
         "_attempt_start",
         "_checked",
         "_checkpoints",
@@ -129,6 +130,7 @@ class SessionBase:
         self._deadline = _INF
         self._usage_before: Any = None
         self._hedge_source: Any = None
+        self._attempt_no = 0
         self._deadline_hit = False
         self._raw: list[Any] = []
         self._raw_list: list[Any] | None = None
@@ -211,7 +213,7 @@ class SessionBase:
             estimated = False
         state.attempts.append(
             AttemptUsage(
-                attempt=state.attempt,
+                attempt=self._attempt_no or state.attempt,
                 fallback_index=state.fallback_index,
                 outcome=outcome,
                 completion_tokens=paid,

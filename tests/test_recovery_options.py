@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,6 +12,7 @@ import pydantic
 import pytest
 
 import l0
+import l0.errors
 from l0._json_seam import JSONPrefix, json_overlap
 
 DOC = '{"name": "Alice", "tags": ["a", "b"], "ok": true}'
@@ -131,3 +133,129 @@ def test_an_unknown_continuation_strategy_is_named() -> None:
         l0.wrap(client, continuation_strategies=["prefil"])
     with pytest.raises(TypeError, match=r"continuation_strategies='user'"):
         l0.wrap(client, continuation_strategies="user")
+
+
+# --- routing, deadline and hedging with plain factories -------------------------------------
+
+
+class Status(Exception):
+    def __init__(self, status: int, retry_after: str | None = None) -> None:
+        super().__init__(f"status {status}")
+        self.status_code = status
+        self.headers = {"retry-after": retry_after} if retry_after else {}
+
+
+async def silent() -> AsyncIterator[str]:
+    await asyncio.sleep(3600)
+    yield "never"
+
+
+async def words(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+async def test_a_retry_after_longer_than_the_time_left_moves_to_the_fallback_at_once() -> None:
+    events: list[l0.ObservabilityEvent] = []
+
+    async def busy() -> AsyncIterator[str]:
+        raise Status(503, retry_after="5")
+        yield ""
+
+    started = asyncio.get_running_loop().time()
+    result = l0.run(
+        busy,
+        fallbacks=[lambda: words("from", " the", " fallback")],
+        timeout=l0.Timeout(total=2.0),
+        on_event=events.append,
+    )
+    assert await result.read() == "from the fallback"
+    assert asyncio.get_running_loop().time() - started < 1.0
+    await result.wait_callbacks()
+    routed = [dict(e.data) for e in events if e.type == "FAILURE_ROUTED"]
+    assert [(r["failure"], r["decision"]) for r in routed] == [("server_error", "fallback")]
+    assert "would pass Timeout.total=2.0s" in routed[0]["reason"]
+
+
+async def test_without_a_fallback_the_deadline_error_is_raised_before_sleeping() -> None:
+    async def busy() -> AsyncIterator[str]:
+        raise Status(503, retry_after="5")
+        yield ""
+
+    started = asyncio.get_running_loop().time()
+    result = l0.run(busy, timeout=l0.Timeout(total=2.0))
+    with pytest.raises(l0.errors.DeadlineExceededError) as caught:
+        await result.read()
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert isinstance(caught.value.__cause__, Status)
+    assert len(caught.value.errors) == 1
+
+
+async def test_timeouts_retry_the_same_stream_when_fallback_on_is_empty() -> None:
+    calls: list[str] = []
+
+    def primary() -> AsyncIterator[str]:
+        calls.append("primary")
+        return silent() if len(calls) == 1 else words("second", " try")
+
+    result = l0.run(
+        primary,
+        fallbacks=[lambda: words("fallback")],
+        retry=l0.Retry(base_delay=0.0, max_delay=0.0, fallback_on=()),
+        timeout=l0.Timeout(initial_token=0.2),
+    )
+    assert await result.read() == "second try"
+    assert calls == ["primary", "primary"]
+
+
+async def test_a_hedge_loses_to_a_primary_that_delivers_first() -> None:
+    closed: list[str] = []
+
+    async def slow_primary() -> AsyncIterator[str]:
+        await asyncio.sleep(0.2)
+        yield "primary"
+        yield " wins"
+
+    async def slower_hedge() -> AsyncIterator[str]:
+        try:
+            await asyncio.sleep(3600)
+            yield "hedge"
+        finally:
+            closed.append("hedge")
+
+    result = l0.run(slow_primary, fallbacks=[slower_hedge], hedge_after=0.05)
+    assert await result.read() == "primary wins"
+    assert closed == ["hedge"]
+    assert result.state.fallback_index == 0
+    assert [(a.attempt, a.outcome) for a in result.state.attempts] == [
+        (2, "hedge_lost"),
+        (1, "success"),
+    ]
+
+
+async def test_a_primary_failing_before_the_hedge_is_a_plain_failure() -> None:
+    calls: list[str] = []
+
+    def primary() -> AsyncIterator[str]:
+        calls.append("primary")
+        if len(calls) == 1:
+            raise ConnectionResetError("reset")
+        return words("ok")
+
+    result = l0.run(primary, hedge_after=5.0, retry=l0.Retry(base_delay=0.0, max_delay=0.0))
+    assert await result.read() == "ok"
+    assert calls == ["primary", "primary"]
+    assert all(a.outcome != "hedge_lost" for a in result.state.attempts)
+
+
+def test_config_sets_fallback_on_and_total(
+    isolated_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l0.config import load_config, resolve_retry, resolve_timeout
+
+    monkeypatch.setenv("L0_RETRY_FALLBACK_ON", "rate_limit, initial_token_timeout")
+    monkeypatch.setenv("L0_TIMEOUT_TOTAL", "12.5")
+    settings = load_config()
+    policy = resolve_retry(None, settings, l0.build_plugin_manager(entry_points=False))
+    assert policy.fallback_on == {"rate_limit", "initial_token_timeout"}
+    assert resolve_timeout(None, settings).total == 12.5
