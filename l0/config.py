@@ -15,6 +15,7 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     retry.fallback_on      failure kinds that go to the fallback at once (list)
     timeout.initial_token  seconds > 0, or 0 for no limit
     timeout.total          seconds > 0 for the whole session, or 0 for no limit
+    continuation.strategies  how wrapped clients ask to continue: prefill, user, restart
     timeout.inter_token    seconds > 0, or 0 for no limit
     plugins.disable        list of plugin names (env: comma-separated)
     plugins.load           allowlist of entry-point plugins (env: comma-separated)
@@ -164,6 +165,20 @@ def _bool(value: object) -> bool:
     raise ValueError("true or false")
 
 
+CONTINUATION_STRATEGIES: Final = ("prefill", "user", "restart")
+"""Continuation strategies a wrapped client knows (see docs/continuation.md)."""
+
+
+def _strategies(value: object) -> list[str]:
+    names = _names(value)
+    unknown = [name for name in names if name not in CONTINUATION_STRATEGIES]
+    if unknown or not names:
+        raise ValueError(
+            f"a list of continuation strategies ({', '.join(CONTINUATION_STRATEGIES)})"
+        )
+    return names
+
+
 _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
     "retry": {
         "policy": _name,
@@ -182,6 +197,7 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
         "total": _timeout_seconds,
     },
     "plugins": {"disable": _names, "load": _names, "trace": _bool},
+    "continuation": {"strategies": _strategies},
     "guardrails": {"preset": _name, "rules": _names, "severity": _severity_map},
     "drift": {
         "enabled": _bool,

@@ -17,6 +17,8 @@ from types import TracebackType
 from typing import Any
 
 import l0
+from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
+from l0.config import load_config
 from l0.errors import UnsupportedClientError
 from l0.types import AttemptContext
 
@@ -72,7 +74,7 @@ def _with_prompt(kwargs: dict[str, Any], key: str, prompt: str) -> dict[str, Any
 
 # --- continuation strategies ---------------------------------------------------------------------
 
-CONTINUATION_STRATEGIES = ("prefill", "user", "restart")
+CONTINUATION_STRATEGIES = _KNOWN_STRATEGIES
 """How a wrapped client asks the next attempt to continue the kept text:
 
 * ``prefill``: the kept text as a final assistant message, which the model extends;
@@ -215,7 +217,9 @@ class _StreamingCall:
 
         base_url = str(self._owner.l0_client.base_url)
         strategies = tuple(
-            options.pop("continuation_strategies", None) or default_strategies(base_url)
+            options.pop("continuation_strategies", None)
+            or load_config().get("continuation", "strategies")
+            or default_strategies(base_url)
         )
 
         def factory_for(params: dict[str, Any]) -> Callable[[AttemptContext], Any]:

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 import l0
+import l0.config
 import l0.errors
 import l0.testing
 from l0.testing import ChaosServer, Fault, split_words
@@ -420,3 +421,31 @@ async def test_a_first_token_in_time_starts_no_hedge() -> None:
         assert await result.read() == LONG
         assert [r.model for r in server.requests] == ["primary"]
         assert [a.outcome for a in result.state.attempts] == ["success"]
+
+
+async def test_config_chooses_the_continuation_strategy(
+    isolated_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("L0_CONTINUATION_STRATEGIES", "user")
+    tokens = split_words(LONG)
+    async with ChaosServer(
+        tokens=tokens, script=[Fault.drop_after(15)], default=Fault.continues()
+    ) as server:
+        client = wrapped(
+            server,
+            retry=l0.Retry(base_delay=0.0, max_delay=0.0),
+            continue_from_last_good_token=True,
+        )
+        result = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "Rivers?"}], stream=True
+        )
+        assert await result.read() == LONG
+        assert roles(server.requests[1]) == ["user", "user"]
+
+
+def test_a_bad_configured_strategy_is_named(
+    isolated_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("L0_CONTINUATION_STRATEGIES", "prefil")
+    with pytest.raises(l0.ConfigError, match="L0_CONTINUATION_STRATEGIES"):
+        l0.config.load_config()
