@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
 
 import l0
 from l0.testing import split_words
@@ -80,3 +84,51 @@ async def test_a_start_over_that_ends_before_the_kept_text_ends_adds_nothing() -
         drops_then(300, [split_words(kept[:100])]), retry=FAST, continue_from_last_good_token=True
     )
     assert await result.read() == kept
+
+
+WORDS = [f" w{i}" for i in range(120)]
+FULL_TEXT = "".join(WORDS)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    drops=st.lists(st.integers(1, len(WORDS) - 1), min_size=1, max_size=4),
+    behaviours=st.lists(st.sampled_from(["restart", "continue", "repeat_tail"]), min_size=4),
+)
+def test_no_text_is_doubled_or_lost_whatever_the_next_attempt_does(
+    drops: list[int], behaviours: list[str]
+) -> None:
+    """Attempts drop after a random number of words; the next one restarts, continues exactly,
+    or continues repeating the last words; the answer is always the full text, once."""
+
+    async def main() -> tuple[str, str]:
+        calls = 0
+
+        async def stream(ctx: l0.AttemptContext) -> AsyncIterator[str]:
+            nonlocal calls
+            calls += 1
+            kept = ctx.checkpoint
+            behaviour = behaviours[(calls - 1) % len(behaviours)] if kept else "restart"
+            if behaviour == "restart":
+                start = 0
+            else:
+                start = len(split_words(kept))
+                if behaviour == "repeat_tail":
+                    start = max(0, start - 3)
+            drop = drops[calls - 1] if calls <= len(drops) else None
+            for position, word in enumerate(WORDS[start:], start):
+                if drop is not None and position >= drop and position >= start + 1:
+                    raise ConnectionResetError("connection reset by peer")
+                yield word
+
+        result = l0.run(
+            stream,
+            retry=l0.Retry(max_retries=10, base_delay=0.0, max_delay=0.0),
+            continue_from_last_good_token=True,
+        )
+        shown, _ = await consume(result)
+        return shown, result.state.content
+
+    shown, content = asyncio.run(main())
+    assert content == FULL_TEXT
+    assert shown == FULL_TEXT
