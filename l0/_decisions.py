@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from typing import NamedTuple
 
 from l0._session_base import _INF, _OBS, SessionBase, _now
@@ -17,7 +19,6 @@ from l0.errors import (
     attach_context,
     get_retry_after,
     get_status_code,
-    is_content_policy,
 )
 from l0.retry import compute_backoff
 from l0.types import (
@@ -26,6 +27,30 @@ from l0.types import (
 )
 
 log = logging.getLogger("l0")
+
+
+_CONTENT_POLICY_RE = re.compile(
+    r"content[_ ]policy|content[_ ]filter|content management policy|safety system", re.I
+)
+
+
+def is_content_policy(error: BaseException) -> bool:
+    """True when ``error`` is a provider's HTTP 400 rejecting the request's content.
+
+    OpenAI-style providers answer ``400`` with code ``content_policy_violation`` or
+    ``content_filter`` (Azure); the code, the type and the message are looked at.
+    """
+    if get_status_code(error) != 400:
+        return False
+    parts = [str(getattr(error, name, "") or "") for name in ("code", "type")]
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            parts += [str(inner.get(k) or "") for k in ("code", "type", "message")]
+    with contextlib.suppress(Exception):
+        parts.append(str(error))
+    return any(_CONTENT_POLICY_RE.search(part) for part in parts if part)
 
 
 class _Route(NamedTuple):
@@ -145,7 +170,7 @@ class DecisionsMixin(SessionBase):
         if isinstance(error, DeadlineExceededError):
             return _Route(False, False, f"Timeout.total={error.configured}s passed", False, 0.0)
         kind = failure_kind(error, category)
-        if kind is not None and self._abort_requested is False:
+        if kind is not None and not self._abort_requested:
             listed = kind in policy.fallback_on
             if kind == "content_policy" and not listed:
                 reason = (

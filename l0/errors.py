@@ -9,7 +9,6 @@ so ``except openai.AuthenticationError`` keeps working.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import logging
 import math
@@ -53,7 +52,6 @@ __all__ = [
     "categorize_error",
     "get_retry_after",
     "get_status_code",
-    "is_content_policy",
     "parse_retry_after",
 ]
 
@@ -611,27 +609,3 @@ def attach_context(error: BaseException, context: ErrorContext) -> None:
         error.add_note(f"[l0] {context.category.value} error; {attempts} attempt(s) failed")
     except Exception:
         log.debug("l0: cannot add a note to %r", type(error))
-
-
-_CONTENT_POLICY_RE = re.compile(
-    r"content[_ ]policy|content[_ ]filter|content management policy|safety system", re.I
-)
-
-
-def is_content_policy(error: BaseException) -> bool:
-    """True when ``error`` is a provider's HTTP 400 rejecting the request's content.
-
-    OpenAI-style providers answer ``400`` with code ``content_policy_violation`` or
-    ``content_filter`` (Azure); the code, the type and the message are looked at.
-    """
-    if get_status_code(error) != 400:
-        return False
-    parts = [str(getattr(error, name, "") or "") for name in ("code", "type")]
-    body = getattr(error, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict):
-            parts += [str(inner.get(k) or "") for k in ("code", "type", "message")]
-    with contextlib.suppress(Exception):
-        parts.append(str(error))
-    return any(_CONTENT_POLICY_RE.search(part) for part in parts if part)
