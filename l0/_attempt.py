@@ -61,7 +61,7 @@ class AttemptMixin(SessionBase):
         """Open the attempt and take its first item; with ``hedge_after``, hedge a late one.
 
         The hedge is the next fallback (the same stream when there is none), run as an attempt
-        of its own; :func:`l0._first_token.first_token` keeps the first to deliver a token and
+        of its own; :func:`l0._hedge.first_token` keeps the first to deliver a token and
         closes the other at once.
         """
         hedge_after = self._opts.hedge_after
@@ -69,7 +69,7 @@ class AttemptMixin(SessionBase):
             iterator = await self._open(index, ctx)
             self._parked = True
             return iterator, await anext(iterator, _END)
-        from l0._first_token import close_pair, first_token
+        from l0._hedge import close_pair, first_token
 
         state = self.state
         hedge_index = index + 1 if index + 1 < n_streams else index
@@ -164,7 +164,7 @@ class AttemptMixin(SessionBase):
             try:
                 return self._wrap_hedge(source)
             except BaseException:
-                from l0._first_token import close_pair
+                from l0._hedge import close_pair
 
                 await close_pair(source, None)
                 raise

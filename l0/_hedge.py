@@ -1,11 +1,14 @@
-"""First to deliver a token wins: the core shared by hedging (and meant for race mode).
+"""Hedging one attempt: the first provider stream to deliver an item wins.
 
 :func:`first_token` starts contenders at given offsets (the first at once, a hedge after
 ``hedge_after`` seconds), and returns the first one whose stream yields an item. Every other
 contender is cancelled and its provider stream closed before it returns, so no connection
-outlives the decision. It works on raw provider streams, so a session can hedge one attempt
-without a session per contender; ``l0.race`` can build on the same function for whole
-streams.
+outlives the decision.
+
+It is the attempt-level form of race mode's "first to deliver a token wins, close the other
+at once" (``l0.race_stream`` races whole sessions). Hedging works on the raw provider streams
+of one session's attempt, so an unhedged attempt costs nothing per token and a hedged one
+needs no extra session or event buffer.
 """
 
 from __future__ import annotations
