@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 
 import l0
@@ -449,3 +450,31 @@ def test_a_bad_configured_strategy_is_named(
     monkeypatch.setenv("L0_CONTINUATION_STRATEGIES", "prefil")
     with pytest.raises(l0.ConfigError, match="L0_CONTINUATION_STRATEGIES"):
         l0.config.load_config()
+
+
+async def test_structured_output_completes_a_json_answer_cut_by_length() -> None:
+    class Fact(pydantic.BaseModel):
+        name: str
+        note: str
+        depth_m: float | None = None
+
+    class Document(pydantic.BaseModel):
+        title: str
+        facts: list[Fact]
+        settled: bool
+        source: str | None
+
+    text = json.dumps(DOCUMENT)
+    tokens = [text[i : i + 5] for i in range(0, len(text), 5)]
+    cut = [Fault.continues(max_tokens=12)] * 3
+    async with ChaosServer(tokens=tokens, script=cut, default=Fault.continues()) as server:
+        client = wrapped(server, continue_on_length=3)
+        got = await l0.structured(
+            Document,
+            lambda: client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "JSON"}], stream=True
+            ),
+        )
+        assert got.data == Document.model_validate(DOCUMENT)
+        assert not got.corrections
+        assert len(server.requests) == 4
