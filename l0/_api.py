@@ -311,7 +311,8 @@ def run(
         on_fallback: ``(index, reason)`` — moving to ``fallbacks[index - 1]``.
         on_resume: ``(checkpoint, token_count)`` — continuing from a checkpoint.
         on_checkpoint: ``(checkpoint, token_count)`` — a checkpoint was saved.
-        on_timeout: ``(timeout_type, elapsed_ms)`` — ``"initial"``, ``"inter"`` or ``"total"`` fired.
+        on_timeout: ``(timeout_type, elapsed_ms)`` — ``"initial"``, ``"inter"`` or
+            ``"total"`` fired.
         on_abort: ``(token_count, content_length)`` — the session was aborted or cancelled.
         on_drift: ``(types, confidence)`` — drift was detected.
         on_tool_call: ``(tool_name, tool_call_id, args)`` — a complete tool call.

@@ -123,6 +123,7 @@ class AttemptMixin(SessionBase):
                 self._raw_list = raw_list if isinstance(raw_list, list) else None
                 state.fallback_index = hedge_index
                 self._attempt_no = attempts[1]
+                self._hedged_to = hedge_index if hedge_index != index else 0
             self._obs(
                 _OBS.HEDGE_END,
                 winner="hedge" if win.winner == 1 else "primary",

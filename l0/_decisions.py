@@ -183,6 +183,12 @@ class DecisionsMixin(SessionBase):
                 reason = f"{kind}: moving to the fallback at once (Retry.fallback_on)"
                 self._obs(_OBS.FAILURE_ROUTED, failure=kind, decision="fallback", reason=reason)
                 return _Route(False, False, reason, True, 0.0)
+        hedged = self._hedged_to and has_fallback and not self._abort_requested
+        if hedged and category is not ErrorCategory.INTERNAL:
+            # The hedge on the next stream won this attempt: that stream is the current one
+            # now, so its own retries follow (as a fallback, with fresh counters).
+            reason = f"{kind or category.value}: the hedge that won runs on that fallback"
+            return _Route(False, False, reason, True, 0.0)
         will_retry, counted, reason = self._will_retry(error, category)
         fallback = not will_retry and category is not ErrorCategory.INTERNAL and has_fallback
         delay = 0.0

@@ -133,6 +133,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                     self._fired = None
                     self._overlap_removed = 0
                     self._attempt_no = state.attempt
+                    self._hedged_to = 0
                     self._checks_start()
                     delivered = False
                     try:

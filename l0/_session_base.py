@@ -66,6 +66,7 @@ class SessionBase:
         "_guard_run",
         "_handle",
         "_hedge_source",
+        "_hedged_to",
         "_interval",
         "_iterator",
         "_last",
@@ -130,6 +131,7 @@ class SessionBase:
         self._deadline = _INF
         self._usage_before: Any = None
         self._hedge_source: Any = None
+        self._hedged_to = 0
         self._attempt_no = 0
         self._deadline_hit = False
         self._raw: list[Any] = []

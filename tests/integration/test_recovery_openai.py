@@ -478,3 +478,29 @@ async def test_structured_output_completes_a_json_answer_cut_by_length() -> None
         assert got.data == Document.model_validate(DOCUMENT)
         assert not got.corrections
         assert len(server.requests) == 4
+
+
+async def test_a_winning_hedge_that_then_drops_is_retried_on_its_own_model() -> None:
+    tokens = split_words(LONG)
+    scripts = {"primary": [Fault.slow_first_token(2.0)], "backup": [Fault.drop_after(12)]}
+    async with ChaosServer(
+        tokens=tokens, model_scripts=scripts, default=Fault.continues()
+    ) as server:
+        client = wrapped(
+            server,
+            hedge_after=0.3,
+            continue_from_last_good_token=True,
+            retry=l0.Retry(base_delay=0.0, max_delay=0.0),
+            fallback_models=["backup"],
+        )
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert await result.read() == LONG
+    assert [r.model for r in server.requests] == ["primary", "backup", "backup"]
+    assert server.requests[2].messages[-1] == {
+        "role": "assistant",
+        "content": "".join(tokens[:12]),
+    }
+    outcomes = [(a.attempt, a.fallback_index, a.outcome) for a in result.state.attempts]
+    assert outcomes == [(1, 0, "hedge_lost"), (2, 1, "error"), (3, 1, "success")]
