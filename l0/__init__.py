@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from l0 import errors, record
 from l0._api import Result, run, wrap
+from l0._group import AllTasksFailedError, TaskOutcome
 from l0.adapters import Adapters
+from l0.consensus import ConsensusError, ConsensusResult, consensus
 from l0.drift import DriftConfig, DriftResult
 from l0.errors import (
     AbortedError,
@@ -34,6 +36,7 @@ from l0.guardrails import (
     strict_json_rule,
     zero_output_rule,
 )
+from l0.parallel import ParallelResult, batched, parallel
 from l0.plugins import (
     L0PluginManager,
     build_plugin_manager,
@@ -41,6 +44,8 @@ from l0.plugins import (
     hookimpl,
     reset_default_plugin_manager,
 )
+from l0.pool import LocalRateLimiter, Pool, RateLimiter
+from l0.race import RaceResult, RaceStream, race, race_stream
 from l0.record import replay
 from l0.retry import Retry
 from l0.structured_output import StructuredResult, StructuredStream, structured, structured_stream
@@ -64,9 +69,12 @@ __all__ = [
     "AbortedError",
     "Adapter",
     "Adapters",
+    "AllTasksFailedError",
     "AttemptContext",
     "BackoffStrategy",
     "ConfigError",
+    "ConsensusError",
+    "ConsensusResult",
     "DriftConfig",
     "DriftResult",
     "ErrorCategory",
@@ -78,8 +86,14 @@ __all__ = [
     "Guardrails",
     "L0Error",
     "L0PluginManager",
+    "LocalRateLimiter",
     "ObservabilityEvent",
     "ObservabilityEventType",
+    "ParallelResult",
+    "Pool",
+    "RaceResult",
+    "RaceStream",
+    "RateLimiter",
     "Result",
     "Retry",
     "RetryDecision",
@@ -89,17 +103,23 @@ __all__ = [
     "StructuredOutputError",
     "StructuredResult",
     "StructuredStream",
+    "TaskOutcome",
     "Timeout",
     "__version__",
+    "batched",
     "build_plugin_manager",
     "categorize_error",
+    "consensus",
     "custom_pattern_rule",
     "default_plugin_manager",
     "errors",
     "hookimpl",
     "json_rule",
     "markdown_rule",
+    "parallel",
     "pattern_rule",
+    "race",
+    "race_stream",
     "record",
     "repetition_rule",
     "replay",

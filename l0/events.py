@@ -82,6 +82,15 @@ class ObservabilityEventType(StrEnum):
     FINALIZATION_END = "FINALIZATION_END"
     ABORT_REQUESTED = "ABORT_REQUESTED"
     ABORT_COMPLETED = "ABORT_COMPLETED"
+    GROUP_START = "GROUP_START"
+    GROUP_TASK_COMPLETE = "GROUP_TASK_COMPLETE"
+    GROUP_TASK_FAILED = "GROUP_TASK_FAILED"
+    GROUP_TASK_CANCELLED = "GROUP_TASK_CANCELLED"
+    GROUP_WINNER = "GROUP_WINNER"
+    GROUP_PROGRESS = "GROUP_PROGRESS"
+    CONSENSUS_REACHED = "CONSENSUS_REACHED"
+    CONSENSUS_FAILED = "CONSENSUS_FAILED"
+    GROUP_END = "GROUP_END"
     FAILURE_ROUTED = "FAILURE_ROUTED"
     CONTINUATION_STRATEGY = "CONTINUATION_STRATEGY"
     LENGTH_CONTINUATION = "LENGTH_CONTINUATION"
@@ -362,6 +371,42 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.ABORT_COMPLETED: (
         "the provider stream is closed after an abort",
         ("resources_freed", "token_count"),
+    ),
+    ObservabilityEventType.GROUP_START: (
+        "a race, parallel run, batch, pool or consensus begins (`kind`)",
+        ("group_id", "kind", "task_count", "mode"),
+    ),
+    ObservabilityEventType.GROUP_TASK_COMPLETE: (
+        "a task of a group finished with a value",
+        ("group_id", "kind", "index", "duration_ms"),
+    ),
+    ObservabilityEventType.GROUP_TASK_FAILED: (
+        "a task of a group failed (or its value was rejected)",
+        ("group_id", "kind", "index", "error"),
+    ),
+    ObservabilityEventType.GROUP_TASK_CANCELLED: (
+        "a task of a group was cancelled (a race was won, fail-fast, timeout)",
+        ("group_id", "kind", "index"),
+    ),
+    ObservabilityEventType.GROUP_WINNER: (
+        "a race has its winner (streaming race: its leader)",
+        ("group_id", "kind", "index", "elapsed_ms"),
+    ),
+    ObservabilityEventType.GROUP_PROGRESS: (
+        "a task of a parallel run, batch or pool settled",
+        ("group_id", "kind", "done", "failed", "total"),
+    ),
+    ObservabilityEventType.CONSENSUS_REACHED: (
+        "the outputs agree enough for the strategy",
+        ("group_id", "kind", "strategy", "agreement", "outputs"),
+    ),
+    ObservabilityEventType.CONSENSUS_FAILED: (
+        "the outputs do not agree enough, or too few tasks succeeded",
+        ("group_id", "kind", "strategy", "agreement", "outputs", "reason"),
+    ),
+    ObservabilityEventType.GROUP_END: (
+        "the last event of a group",
+        ("group_id", "kind", "status", "duration_ms"),
     ),
     ObservabilityEventType.FAILURE_ROUTED: (
         "`Retry.fallback_on` or `Timeout.total` overrode retrying the same stream: the failure "

@@ -27,6 +27,15 @@ KEY_FIELDS = {
     "RETRY_GIVE_UP": ("attempts", "category"),
     "GUARDRAIL_PHASE_END": ("phase", "passed"),
     "DRIFT_CHECK_RESULT": ("detected",),
+    "GROUP_START": ("kind", "task_count", "mode"),
+    "GROUP_TASK_COMPLETE": ("index",),
+    "GROUP_TASK_FAILED": ("index",),
+    "GROUP_TASK_CANCELLED": ("index",),
+    "GROUP_WINNER": ("index",),
+    "GROUP_PROGRESS": ("done", "failed", "total"),
+    "CONSENSUS_REACHED": ("strategy", "agreement", "outputs"),
+    "CONSENSUS_FAILED": ("strategy", "agreement", "outputs"),
+    "GROUP_END": ("status",),
     "FAILURE_ROUTED": ("failure", "decision"),
     "CONTINUATION_STRATEGY": ("strategy", "rejected"),
     "LENGTH_CONTINUATION": ("continuation", "token_count"),
@@ -203,6 +212,61 @@ async def guardrail_deferred(trace: Trace) -> None:
     await _run(trace, slow_tokens, guardrails=[rule], check_intervals={"guardrails": 50})
 
 
+# --- many sessions: coroutine tasks, so only the group's own events are traced -------------
+
+
+async def _value(value: Any, delay: float = 0.0, fail: bool = False) -> Any:
+    await asyncio.sleep(delay)
+    if fail:
+        raise RuntimeError("task failed")
+    return value
+
+
+async def _group(trace: Trace, call: Callable[[Any], Coroutine[Any, Any, Any]]) -> None:
+    async def on_event(event: ObservabilityEvent) -> None:
+        trace.on_event(event)
+
+    with contextlib.suppress(l0.ConsensusError):
+        await call(on_event)
+    # Group events reach on_event off the caller's path; wait for the last one.
+    async with asyncio.timeout(10):
+        while not trace.items or not trace.items[-1].startswith("GROUP_END"):
+            await asyncio.sleep(0.005)
+
+
+async def race(trace: Trace) -> None:
+    await _group(
+        trace,
+        lambda on_event: l0.race(
+            [
+                lambda: _value("x", fail=True),
+                lambda: _value("won", 0.05),
+                lambda: _value("slow", 30.0),
+            ],
+            on_event=on_event,
+        ),
+    )
+
+
+async def parallel(trace: Trace) -> None:
+    await _group(
+        trace,
+        lambda on_event: l0.parallel(
+            [lambda: _value(1), lambda: _value(2, fail=True), lambda: _value(3)],
+            concurrency=1,
+            on_event=on_event,
+        ),
+    )
+
+
+async def consensus(trace: Trace) -> None:
+    tasks = [lambda: _value("yes"), lambda: _value("Yes."), lambda: _value("no", 0.01)]
+    await _group(trace, lambda on_event: l0.consensus(tasks, on_event=on_event))
+    await _group(
+        trace, lambda on_event: l0.consensus(tasks, strategy="unanimous", on_event=on_event)
+    )
+
+
 async def stall_to_fallback(trace: Trace) -> None:
     # Retry.fallback_on: a stall goes to the fallback at once (FAILURE_ROUTED).
     primary = Script([Fault("stall", 3)] * 3)
@@ -248,6 +312,9 @@ SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "drift_retry": drift_retry,
     "guardrail_retry": guardrail_retry,
     "guardrail_deferred": guardrail_deferred,
+    "race": race,
+    "parallel": parallel,
+    "consensus": consensus,
     "stall_to_fallback": stall_to_fallback,
     "continue_on_length": continue_on_length,
     "hedge": hedge,

@@ -486,6 +486,10 @@ class RecordedRequest:
         headers: Request headers, names lower-cased.
         time: ``time.monotonic()`` when the request was recorded.
         fault: The fault the server answered with.
+        ended: ``time.monotonic()`` when the server stopped answering it (the response was
+            sent whole, dropped, or the client closed the connection); ``None`` while the
+            response is still being written.
+        disconnected: Whether the client closed the connection before the response ended.
     """
 
     index: int
@@ -496,3 +500,5 @@ class RecordedRequest:
     headers: dict[str, str]
     time: float
     fault: Fault
+    ended: float | None = None
+    disconnected: bool = False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import socket
 import threading
@@ -75,7 +76,7 @@ class _Exchange(Response):
     an exception after the headers went out, which makes uvicorn close the transport.
     """
 
-    def __init__(self, owner: ChaosServer, plan: _Plan) -> None:
+    def __init__(self, owner: ChaosServer, plan: _Plan, record: RecordedRequest) -> None:
         # Response.__init__ is skipped on purpose: it would serialize a body this class never
         # has; __call__ below writes every ASGI message itself.
         self.status_code = plan.status
@@ -83,6 +84,7 @@ class _Exchange(Response):
         self.raw_headers = plan.headers
         self._owner = owner
         self._plan = plan
+        self._record = record
         self._wake = asyncio.Event()
         # Whether the client went away; an interrupt without it means the server is stopping.
         self._gone = False
@@ -109,6 +111,7 @@ class _Exchange(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         owner = self._owner
         owner._live.add(self)
+        owner._peak = max(owner._peak, len(owner._live))
         if owner._stopping:
             self.interrupt(stopping=True)
         listener = asyncio.get_running_loop().create_task(self._listen(receive))
@@ -116,6 +119,8 @@ class _Exchange(Response):
             await self._play(send)
         finally:
             listener.cancel()
+            # The end is recorded first, so a response no longer in flight has its end time.
+            owner._ended(self._record, gone=self._gone)
             owner._live.discard(self)
 
     async def _play(self, send: Send) -> None:
@@ -233,6 +238,7 @@ class ChaosServer:
         self._stop_requested = False
         # Touched only on the server's own loop.
         self._live: set[_Exchange] = set()
+        self._peak = 0
         self._stopping = False
 
     @staticmethod
@@ -275,6 +281,19 @@ class ChaosServer:
         """Responses still being written, including stalled ones."""
         return len(self._live)
 
+    @property
+    def peak_in_flight(self) -> int:
+        """Most responses written at the same time since the start (or ``reset()``)."""
+        return self._peak
+
+    def _ended(self, record: RecordedRequest, *, gone: bool) -> None:
+        with self._lock:
+            index = record.index
+            if index < len(self._requests) and self._requests[index] is record:
+                self._requests[index] = dataclasses.replace(
+                    record, ended=time.monotonic(), disconnected=gone
+                )
+
     def set_script(self, script: Sequence[Fault], *, model: str | None = None) -> None:
         """Replace a script and restart it from its first fault.
 
@@ -296,6 +315,7 @@ class ChaosServer:
         """Forget recorded requests and seen models, and rewind every script."""
         with self._lock:
             self._requests.clear()
+            self._peak = 0
             self._models_seen.clear()
             self._position = 0
             self._model_positions.clear()
@@ -344,7 +364,7 @@ class ChaosServer:
             self._requests.append(record)
             if model:
                 self._models_seen[model] = None
-        return _Exchange(self, _plan(fault, self._tokens_for(fault), record))
+        return _Exchange(self, _plan(fault, self._tokens_for(fault), record), record)
 
     async def _models(self, request: Request) -> Response:
         with self._lock:

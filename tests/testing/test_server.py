@@ -335,6 +335,44 @@ async def test_stall_ends_when_the_client_disconnects(server: ChaosServer) -> No
             await asyncio.sleep(0.01)
 
 
+async def test_request_log_records_when_and_how_each_response_ended(server: ChaosServer) -> None:
+    server.set_script([Fault.ok(), Fault.stall_after(1, seconds=30)])
+    async with client_for(server) as client:
+        received: list[str] = []
+        await drain(await open_stream(client), received)
+        stream = await open_stream(client)
+        iterator = stream.__aiter__()
+        await anext(iterator)
+        await anext(iterator)
+        assert server.requests[1].ended is None
+        closed_at = time.monotonic()
+        await stream.close()
+    async with asyncio.timeout(5):
+        while any(r.ended is None for r in server.requests):
+            await asyncio.sleep(0.01)
+    whole, cut = server.requests
+    assert whole.ended is not None
+    assert not whole.disconnected
+    assert whole.ended >= whole.time
+    assert cut.disconnected
+    assert cut.ended is not None
+    assert cut.ended >= closed_at
+    assert server.peak_in_flight == 1
+
+
+async def test_peak_in_flight_counts_concurrent_responses(server: ChaosServer) -> None:
+    server.set_script([Fault.ok(delay=0.2)] * 3)
+    async with client_for(server) as client:
+
+        async def one() -> None:
+            await drain(await open_stream(client), [])
+
+        await asyncio.gather(one(), one(), one())
+    assert server.peak_in_flight == 3
+    server.reset()
+    assert server.peak_in_flight == 0
+
+
 async def test_slow_first_token_sends_headers_at_once(server: ChaosServer) -> None:
     server.set_script([Fault.slow_first_token(0.3)])
     async with client_for(server) as client:
