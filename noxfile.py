@@ -65,7 +65,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Per-token overhead against raw iteration; writes bench-results/*.json."""
-    _install_workspace(session)
+    _install_workspace(session, "opentelemetry-sdk")  # bench_otel uses the real SDK
     for script in sorted(ROOT.glob("benchmarks/bench_*.py")):
         session.run("python", str(script.relative_to(ROOT)), *session.posargs)
 

@@ -261,6 +261,8 @@ class AttemptMixin(SessionBase):
         if kind is EventType.COMPLETE:
             if item.usage is not None:
                 state.usage = item.usage
+            if isinstance(item.data, Mapping) and item.data.get("model"):
+                self._response_model = str(item.data["model"])
             if isinstance(item.data, Mapping) and "finish_reason" in item.data:
                 state.finish_reason = item.data["finish_reason"]
                 if (
@@ -295,12 +297,12 @@ class AttemptMixin(SessionBase):
         state._withdraw(len(withdrawn))
         if self._checks_on:
             # Incremental checks cannot un-see text: restart them over what is left.
-            emit = self._emit_fn if self._observed else None
+            guard_emit, drift_emit = self._check_emitters()
             opts = self._opts
             if self._guard_run is not None:
-                self._guard_run = opts.guardrails.start(emit)
+                self._guard_run = opts.guardrails.start(guard_emit)
             if self._drift_run is not None:
-                self._drift_run = opts.drift.start(emit)
+                self._drift_run = opts.drift.start(drift_emit)
             self._checked = 0
             self._next_check = min(self._next_check, len(state._parts) + self._interval)
 

@@ -25,9 +25,9 @@ class ChecksMixin(SessionBase):
 
     def _checks_start(self) -> None:
         opts = self._opts
-        emit = self._emit_fn if self._observed else None
-        self._guard_run = opts.guardrails.start(emit) if opts.guardrails is not None else None
-        self._drift_run = opts.drift.start(emit) if opts.drift is not None else None
+        guard_emit, drift_emit = self._check_emitters()
+        self._guard_run = opts.guardrails.start(guard_emit) if opts.guardrails is not None else None
+        self._drift_run = opts.drift.start(drift_emit) if opts.drift is not None else None
         self._checked = 0
         self._overlap_removed = 0
         intervals = []
@@ -64,7 +64,8 @@ class ChecksMixin(SessionBase):
             self._next_checkpoint = n + self._opts.intervals["checkpoint"]
             state._checkpoint_at = n
             self._checkpoints += 1
-            if (self._observed or self._wants_checkpoints) and n >= self._notify_after:
+            wants = self._wants_checkpoints or self._wants(_OBS.CHECKPOINT_SAVED)
+            if wants and n >= self._notify_after:
                 text = state.checkpoint
                 # Each notification copies the whole checkpoint; past 64 KB they are thinned to
                 # one per 50% growth so a very long answer still costs linear time overall.

@@ -227,6 +227,8 @@ class DecisionsMixin(SessionBase):
             last_error=repr(error),
             category=category.value,
             reason=reason,
+            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+            error_message=str(error),
         )
         self._summary("error")
         if isinstance(error, DeadlineExceededError) or self._deadline_hit:

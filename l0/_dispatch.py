@@ -45,18 +45,41 @@ def compile_hook(caller: pluggy.HookCaller) -> tuple[Callable[..., Any], ...]:
     return tuple(impl.function for impl in reversed(impls))
 
 
+def _types_of(function: Callable[..., Any]) -> frozenset[str] | None:
+    types = getattr(function, "l0_event_types", None)
+    return None if types is None else frozenset(str(t) for t in types)
+
+
+def export_types(functions: tuple[Callable[..., Any], ...]) -> frozenset[str] | None:
+    """The event types the exporters want: the union of their ``l0_event_types``.
+
+    ``None`` (every type) as soon as one exporter does not say, so nothing is lost.
+    """
+    wanted: set[str] = set()
+    for function in functions:
+        types = _types_of(function)
+        if types is None:
+            return None
+        wanted.update(types)
+    return frozenset(wanted)
+
+
 @dataclass(frozen=True, slots=True)
 class HookTable:
     """What a session needs from the plugin manager, looked up once.
 
     Attributes:
         export: ``l0_export_event`` implementations, called in order for each event.
+        export_types: The event types they asked for (``l0_event_types``), ``None`` for all.
+        export_filters: For each of ``export``, its own types, or ``None`` for all.
         lifecycle: For each ``l0_on_*`` hook that has implementations, its pluggy caller.
         guardrail_check: True when some plugin implements ``l0_guardrail_check``.
         version: The manager version the table was built from.
     """
 
     export: tuple[Callable[..., Any], ...]
+    export_types: frozenset[str] | None
+    export_filters: tuple[frozenset[str] | None, ...]
     lifecycle: dict[str, pluggy.HookCaller]
     guardrail_check: bool
     version: int
@@ -69,8 +92,11 @@ class HookTable:
             caller = getattr(pm.hook, name)
             if caller.get_hookimpls():
                 lifecycle[name] = caller
+        export = compile_hook(pm.hook.l0_export_event)
         return cls(
-            export=compile_hook(pm.hook.l0_export_event),
+            export=export,
+            export_types=export_types(export),
+            export_filters=tuple(_types_of(function) for function in export),
             lifecycle=lifecycle,
             guardrail_check=bool(pm.hook.l0_guardrail_check.get_hookimpls()),
             version=pm.version,

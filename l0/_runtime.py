@@ -401,6 +401,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                             is_network=category in (ErrorCategory.NETWORK, ErrorCategory.TRANSIENT),
                             is_model_issue=counted,
                             delay_ms=delay * 1000,
+                            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
                         )
                         notify("on_retry", state.attempt + 1, reason)
                         await self._sleep(delay)
@@ -413,6 +414,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                             from_index=index,
                             to_index=index + 1,
                             reason=reason,
+                            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
                         )
                         notify("on_fallback", index + 1, reason)
                         break

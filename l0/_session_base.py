@@ -82,6 +82,7 @@ class SessionBase:
         "_raw",
         "_raw_list",
         "_recording",
+        "_response_model",
         "_source",
         "_start_ts",
         "_started",
@@ -89,6 +90,7 @@ class SessionBase:
         "_task",
         "_tool_starts",
         "_usage_before",
+        "_wanted",
         "_wants_checkpoints",
         "errors",
         "finished",
@@ -115,6 +117,10 @@ class SessionBase:
         self._observed = (
             bool(self._table.export) or "on_event" in opts.callbacks or self._recording is not None
         )
+        # Exporters that name their event types spare the session from building the others
+        # (guardrail events come every check, several per rule) (#9).
+        everything = "on_event" in opts.callbacks or self._recording is not None
+        self._wanted: frozenset[str] | None = None if everything else self._table.export_types
         self._notifier = Notifier()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -149,6 +155,7 @@ class SessionBase:
         self._checkpoints = 0
         self._notify_after = 0
         self._start_ts = 0.0
+        self._response_model: str | None = None
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
@@ -171,6 +178,9 @@ class SessionBase:
     def _obs(self, kind: ObservabilityEventType, **data: Any) -> None:
         if not self._observed:
             return
+        wanted = self._wanted
+        if wanted is not None and kind not in wanted:
+            return
         opts = self._opts
         event = ObservabilityEvent(
             type=kind,
@@ -182,7 +192,10 @@ class SessionBase:
             meta=opts.meta,
             parent_id=self.parent_id,
         )
-        for export in self._table.export:
+        table = self._table
+        for export, types in zip(table.export, table.export_filters, strict=True):
+            if types is not None and kind not in types:
+                continue
             try:
                 export(event)
             except Exception:
@@ -227,6 +240,24 @@ class SessionBase:
         )
         self._usage_before = state.usage
 
+    def _wants(self, kind: ObservabilityEventType) -> bool:
+        """Whether an event of ``kind`` would reach anyone (so it is worth building)."""
+        wanted = self._wanted
+        return self._observed and (wanted is None or kind in wanted)
+
+    def _check_emitters(self) -> tuple[Any, Any]:
+        """``emit`` for guardrails and for drift: ``None`` when nobody reads their events."""
+        emit = self._emit_fn if self._observed else None
+        wanted = self._wanted
+        guard_emit = drift_emit = emit
+        if emit is not None and wanted is not None:
+            # Unobserved guardrails take their fast path: no events built per check (#9).
+            if not any(kind.startswith("GUARDRAIL_") for kind in wanted):
+                guard_emit = None
+            if not any(kind.startswith("DRIFT_") for kind in wanted):
+                drift_emit = None
+        return guard_emit, drift_emit
+
     def _emit_fn(self, kind: str, **fields: Any) -> None:
         self._obs(ObservabilityEventType(kind), **fields)
 
@@ -247,5 +278,9 @@ class SessionBase:
             retry_count=state.total_retries,
             checkpoints_created=self._checkpoints,
             **usage_summary(state.attempts),
+            violated_rules=[v.rule for v in state.violations],
+            usage=dict(state.usage) if state.usage is not None else None,
+            finish_reason=state.finish_reason,
+            response_model=self._response_model,
         )
         self._obs(_OBS.SESSION_END, status=status)

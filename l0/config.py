@@ -27,6 +27,8 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     drift.detectors        list of registered detector names (default: all)
     drift.window           int >= 16: tokens in the sliding window
     drift.threshold        number in [0, 1]: confidence needed to report drift
+    otel.*, sentry.*       exporter settings, kept as written (env: ``L0_OTEL_<KEY>``); the
+                           exporter plugin checks them and warns, so a bad one never stops a stream
 
 A bad key or value raises :class:`~l0.errors.ConfigError` naming the source, the key, the value
 and what is allowed.
@@ -208,6 +210,11 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
 }
 
 
+PLUGIN_SECTIONS: Final = ("otel", "sentry")
+"""Tables that belong to exporter plugins: read as written, checked by the plugin itself (#9),
+because a bad exporter setting must cost a warning, never a stream."""
+
+
 def _allowed_keys() -> str:
     return ", ".join(f"{s}.{k}" for s, keys in _SCHEMA.items() for k in keys)
 
@@ -246,6 +253,17 @@ def _validate_table(
     table: Mapping[str, Any], source: str, into: dict[str, dict[str, Any]], sources: dict[str, str]
 ) -> None:
     for section, body in table.items():
+        if section in PLUGIN_SECTIONS:
+            if not isinstance(body, Mapping):
+                raise ConfigError(
+                    f"{source}: {section} = {body!r} must be a table of settings "
+                    f"(see the l0-{section} plugin's documentation)",
+                    key=section,
+                )
+            for key, value in body.items():
+                into.setdefault(section, {})[key] = value
+                sources[f"{section}.{key}"] = source
+            continue
         if section not in _SCHEMA:
             raise ConfigError(
                 f"{source}: unknown key {section!r}; allowed keys: {_allowed_keys()}",
@@ -326,6 +344,9 @@ def _env_key(name: str) -> tuple[str, str] | None:
     if name in _ENV_PLUGIN_NAMES:
         return _ENV_PLUGIN_NAMES[name]
     rest = name[3:].lower()
+    for section in PLUGIN_SECTIONS:
+        if rest.startswith(section + "_") and len(rest) > len(section) + 1:
+            return section, rest[len(section) + 1 :]
     for section, keys in _SCHEMA.items():
         prefix = section + "_"
         if rest.startswith(prefix) and rest[len(prefix) :] in keys:
@@ -357,6 +378,10 @@ def _load(cwd: str, env: tuple[tuple[str, str], ...]) -> Settings:
                 key=name,
             )
         section, key = target
+        if section in PLUGIN_SECTIONS:
+            values.setdefault(section, {})[key] = raw
+            sources[f"{section}.{key}"] = f"${name}"
+            continue
         _set(section, key, raw, f"${name}", values, sources)
     return Settings(values=values, sources=sources, file=file)
 

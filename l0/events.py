@@ -23,7 +23,18 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ObservabilityEvent", "ObservabilityEventType", "current_parent", "uuid7"]
+__all__ = [
+    "REQUEST_META_KEY",
+    "ObservabilityEvent",
+    "ObservabilityEventType",
+    "current_parent",
+    "uuid7",
+]
+
+REQUEST_META_KEY = "l0.request"
+"""``meta`` key under which a client wrapper describes the request for exporters: a mapping
+with ``provider`` (``"openai"``), ``operation`` (``"chat"``) and ``models`` (the model of each
+stream, by fallback index)."""
 
 current_parent: ContextVar[str | None] = ContextVar("l0_current_parent", default=None)
 """The stream id that sessions created in this context report as their ``parent_id``.
@@ -236,6 +247,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "is_network",
             "is_model_issue",
             "delay_ms",
+            "error_type",
         ),
     ),
     ObservabilityEventType.RETRY_START: (
@@ -248,11 +260,11 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ),
     ObservabilityEventType.RETRY_GIVE_UP: (
         "no retry and no fallback left: the session fails",
-        ("attempts", "last_error", "category", "reason"),
+        ("attempts", "last_error", "category", "reason", "error_type", "error_message"),
     ),
     ObservabilityEventType.FALLBACK_START: (
         "moving to the next fallback stream",
-        ("from_index", "to_index", "reason"),
+        ("from_index", "to_index", "reason", "error_type"),
     ),
     ObservabilityEventType.FALLBACK_MODEL_SELECTED: ("a fallback stream is in use", ("index",)),
     ObservabilityEventType.FALLBACK_END: (
@@ -361,6 +373,10 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "tokens_kept",
             "usage_estimated",
             "attempt_usage",
+            "violated_rules",
+            "usage",
+            "finish_reason",
+            "response_model",
         ),
     ),
     ObservabilityEventType.SESSION_END: ("the last event of a session", ("status",)),

@@ -240,5 +240,9 @@ def l0_export_event(event: Any) -> None:
     Called: synchronously, in order, for each observability event of every session that uses
     this plugin manager; never for stream tokens. Implementations must not block: queue the
     event and do I/O elsewhere. An implementation that raises is logged and the stream goes on.
+    An implementation may carry ``l0_event_types`` (a set of type names, e.g.
+    ``{"SESSION_START", "SESSION_END"}``): it then receives only those, and when every
+    exporter says so L0 builds no other events (guardrail events, one per rule and check, are
+    the costly ones). Without it, an implementation receives every event.
     Returns: nothing.
     """

@@ -263,7 +263,8 @@ class ChatChunkReader:
       and emitted once each as a ``TOOL_CALL`` event when the choice reports its
       ``finish_reason``, or when the stream ends.
     * ``usage`` (the final chunk of ``stream_options={"include_usage": True}``) and
-      ``finish_reason`` go into the ``COMPLETE`` event appended by :meth:`end`.
+      ``finish_reason`` (and the answering ``model``) go into the ``COMPLETE`` event appended
+      by :meth:`end`.
 
     Args:
         require_finish_reason: Raise :class:`IncompleteStreamError` when the stream ends without
@@ -273,15 +274,18 @@ class ChatChunkReader:
     Attributes:
         usage: The last usage reported, as a dict.
         finish_reason: The first choice's ``finish_reason``, once reported.
+        model: The model that answered, from the chunk that carried the ``finish_reason``
+            (sent as ``model`` in the ``COMPLETE`` event's data).
         tools: The assembler holding tool calls not emitted yet.
     """
 
-    __slots__ = ("_refusal", "finish_reason", "require_finish_reason", "tools", "usage")
+    __slots__ = ("_refusal", "finish_reason", "model", "require_finish_reason", "tools", "usage")
 
     def __init__(self, *, require_finish_reason: bool = True) -> None:
         self.require_finish_reason = require_finish_reason
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
+        self.model: str | None = None
         self.tools = ToolCallAssembler()
         self._refusal: list[str] = []
 
@@ -334,6 +338,10 @@ class ChatChunkReader:
             finish = get_field(choice, "finish_reason")
             if finish:
                 self.finish_reason = str(finish)
+                # Read once, from the finishing chunk, not from every chunk.
+                model = get_field(chunk, "model")
+                if model and isinstance(model, str):
+                    self.model = model
                 self.flush_tool_calls(out)
         return text
 
@@ -359,7 +367,10 @@ class ChatChunkReader:
         refusal = self.refusal
         if refusal is not None:
             raise refusal_error(refusal)
-        out.append(Event(_COMPLETE, usage=self.usage, data={"finish_reason": self.finish_reason}))
+        data: dict[str, Any] = {"finish_reason": self.finish_reason}
+        if self.model is not None:
+            data["model"] = self.model
+        out.append(Event(_COMPLETE, usage=self.usage, data=data))
 
 
 class ChunkStream(AsyncIterator["Event | str"]):

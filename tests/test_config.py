@@ -497,3 +497,23 @@ def test_bad_config_fails_fast_in_run(tmp_path: Path, pm: L0PluginManager) -> No
     write(tmp_path / "l0.toml", "[retry]\nattempts = -2\n")
     with pytest.raises(ConfigError, match=r"retry\.attempts = -2"):
         l0.run(lambda: tokens(["x"]), plugins=pm)
+
+
+def test_exporter_tables_are_kept_for_their_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.l0.otel]\nenabled = false\nanything = 'kept as written'\n"
+    )
+    monkeypatch.setenv("L0_SENTRY_CAPTURE_ERRORS", "off")
+    settings = load_config(tmp_path)
+    assert settings.get("otel", "enabled") is False
+    assert settings.get("otel", "anything") == "kept as written"  # the plugin checks it
+    assert settings.get("sentry", "capture_errors") == "off"
+    assert settings.sources["sentry.capture_errors"] == "$L0_SENTRY_CAPTURE_ERRORS"
+
+
+def test_an_exporter_setting_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.l0]\notel = 3\n")
+    with pytest.raises(ConfigError, match=r"otel = 3 must be a table"):
+        load_config(tmp_path)

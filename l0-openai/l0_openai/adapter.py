@@ -32,6 +32,11 @@ _COMPLETE = EventType.COMPLETE
 _INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
+def _model_of(response: Any) -> str | None:
+    model = get_field(response, "model")
+    return model if isinstance(model, str) and model else None
+
+
 class ResponsesReader:
     """Reads Responses API stream events (``client.responses.create(stream=True)``).
 
@@ -40,9 +45,9 @@ class ResponsesReader:
       its ``response.output_item.done`` event arrives (calls that only appear in the final
       ``response.completed`` event are emitted then). ``id`` is the call's ``call_id``, the id
       a ``function_call_output`` must quote.
-    * ``response.completed`` gives usage and ``finish_reason`` ``"stop"`` (``"tool_calls"`` when
-      the answer called functions); ``response.incomplete`` gives ``"length"`` for
-      ``max_output_tokens``, ``"content_filter"``, or the reason as sent.
+    * ``response.completed`` gives usage, the answering ``model`` and ``finish_reason``
+      ``"stop"`` (``"tool_calls"`` when the answer called functions); ``response.incomplete``
+      gives ``"length"`` for ``max_output_tokens``, ``"content_filter"``, or the reason as sent.
     * ``response.failed`` and ``error`` events raise ``openai.APIError`` with the event's
       ``code`` (L0 retries ``server_error``/``rate_limit_exceeded``/unknown codes and stops on
       the others; see ``l0_openai.categorize_openai_error``).
@@ -62,6 +67,7 @@ class ResponsesReader:
         "_refusal",
         "_stream",
         "finish_reason",
+        "model",
         "require_completion",
         "usage",
     )
@@ -71,6 +77,7 @@ class ResponsesReader:
         self.require_completion = require_completion
         self.usage: dict[str, Any] | None = None
         self.finish_reason: str | None = None
+        self.model: str | None = None
         self._emitted: set[str] = set()
         self._ended = False
         # Pieces of the refusal, keyed by (output item, content part) so the ``.done`` event's
@@ -96,6 +103,7 @@ class ResponsesReader:
             for item in get_field(response, "output") or ():
                 self._emit(item, out)
             self.usage = usage_to_dict(get_field(response, "usage"))
+            self.model = _model_of(response)
             self.finish_reason = "tool_calls" if self._emitted else "stop"
             self._ended = True
         elif kind == "response.incomplete":
@@ -103,6 +111,7 @@ class ResponsesReader:
             for item in get_field(response, "output") or ():
                 self._emit(item, out)
             self.usage = usage_to_dict(get_field(response, "usage"))
+            self.model = _model_of(response)
             reason = get_field(get_field(response, "incomplete_details"), "reason")
             self.finish_reason = _INCOMPLETE_REASONS.get(reason, reason or "incomplete")
             self._ended = True
@@ -169,7 +178,10 @@ class ResponsesReader:
         refusal = "".join(self._refusal.values())
         if refusal:
             raise refusal_error(refusal)
-        out.append(Event(_COMPLETE, usage=self.usage, data={"finish_reason": self.finish_reason}))
+        data: dict[str, Any] = {"finish_reason": self.finish_reason}
+        if self.model is not None:
+            data["model"] = self.model
+        out.append(Event(_COMPLETE, usage=self.usage, data=data))
 
 
 class _SniffingReader:

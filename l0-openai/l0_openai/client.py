@@ -20,6 +20,7 @@ import l0
 from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
 from l0.config import load_config
 from l0.errors import UnsupportedClientError
+from l0.events import REQUEST_META_KEY
 from l0.types import AttemptContext
 
 __all__ = [
@@ -236,6 +237,13 @@ class _StreamingCall:
 
         primary = factory_for(dict(kwargs))
         model_fallbacks = [factory_for({**kwargs, "model": model}) for model in models]
+        # Exporters name spans and label metrics with the model of each stream (#9).
+        request = {
+            "provider": "openai",
+            "operation": "chat",
+            "models": [kwargs.get("model"), *models],
+        }
+        options["meta"] = {**(options.get("meta") or {}), REQUEST_META_KEY: request}
         return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
 
 

@@ -214,7 +214,7 @@ def test_reader_on_sdk_chunks_text_tools_usage() -> None:
     assert isinstance(complete, Event)
     assert complete.is_complete
     assert complete.usage == {"prompt_tokens": 3, "completion_tokens": 4}
-    assert complete.data == {"finish_reason": "tool_calls"}
+    assert complete.data == {"finish_reason": "tool_calls", "model": "m"}
 
 
 def test_reader_emits_pending_calls_at_end_and_reads_only_the_first_choice() -> None:

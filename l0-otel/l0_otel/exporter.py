@@ -1,0 +1,595 @@
+"""L0 observability events to OpenTelemetry spans, span events and metrics.
+
+One span per session (``chat gpt-4o``, kind CLIENT) whose parent is the caller's current span
+(or the span of the enclosing L0 session or group, by ``parent_id``); one child span per
+attempt; retries, fallbacks, timeouts, violations, drift, checkpoints, resumes and tool calls
+as span events; ``execute_tool <name>`` child spans for tools the application runs. Nothing
+here runs per token: the runtime calls :meth:`OTelExporter.export` once per observability
+event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
+from l0_otel import semconv as sc
+from l0_otel.metrics import Instruments, base_attributes, bounded
+from l0_otel.settings import OTelSettings, read_settings
+
+__all__ = ["OTelExporter"]
+
+_T = ObservabilityEventType
+_MAX_OPEN = 10_000
+"""Sessions tracked at once; past this the oldest is dropped (a session that never ended)."""
+_MAX_ENDED = 1_024
+"""Ended sessions whose span still parents late tool spans (tools run after the stream)."""
+_GENERIC_ADAPTERS = frozenset({"iter"})
+
+
+def _ns(event: ObservabilityEvent) -> int:
+    return int(event.ts * 1_000_000)
+
+
+def error_type_of(text: Any) -> str:
+    """The class name in an exception's ``repr``: ``"RateLimitError('…')"`` → ``RateLimitError``."""
+    name = str(text).split("(", 1)[0].strip()
+    return name.rsplit(".", 1)[-1][:64] or "Exception"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, default=repr)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+class _Session:
+    __slots__ = (
+        "attempt",
+        "attempt_span",
+        "attrs",
+        "fallback_index",
+        "models",
+        "ready_ts",
+        "reasons",
+        "rules",
+        "settings",
+        "span",
+    )
+
+    def __init__(self, span: Span, attrs: dict[str, Any], settings: OTelSettings) -> None:
+        self.span = span
+        self.attrs = attrs
+        self.settings = settings
+        self.attempt_span: Span | None = None
+        self.attempt = 0
+        self.fallback_index = 0
+        self.models: list[str] = []
+        self.ready_ts: float | None = None
+        self.reasons: list[str] = []
+        self.rules: list[str] = []
+
+    def target(self) -> Span:
+        return self.attempt_span if self.attempt_span is not None else self.span
+
+
+class OTelExporter:
+    """Turns L0 observability events into spans and metrics on the global OTel providers.
+
+    Args:
+        settings: Fixed settings; ``None`` reads ``[tool.l0.otel]`` / ``L0_OTEL_*`` at the
+            start of every session.
+        tracer_provider: A tracer provider to use instead of the global one.
+        meter_provider: A meter provider to use instead of the global one.
+    """
+
+    def __init__(
+        self,
+        settings: OTelSettings | None = None,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        from l0_otel import __version__
+
+        self._fixed = settings
+        self._version = __version__
+        self._meter_provider = meter_provider
+        self._tracer = trace.get_tracer(
+            sc.INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
+        )
+        self._instruments: Instruments | None = None
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._ended: OrderedDict[str, _Session] = OrderedDict()
+        self._tools: dict[tuple[str, str], Span] = {}
+        self._handlers: dict[ObservabilityEventType, Callable[[_Session, ObservabilityEvent], None]]
+        self._handlers = {
+            _T.STREAM_INIT: self._stream_init,
+            _T.ADAPTER_DETECTED: self._adapter,
+            _T.STREAM_READY: self._ready,
+            _T.TIMEOUT_TRIGGERED: self._timeout,
+            _T.NETWORK_ERROR: self._network_error,
+            _T.RETRY_ATTEMPT: self._retry,
+            _T.FALLBACK_START: self._fallback,
+            _T.FALLBACK_MODEL_SELECTED: self._fallback_selected,
+            _T.DRIFT_CHECK_RESULT: self._drift,
+            _T.CHECKPOINT_SAVED: self._checkpoint,
+            _T.RESUME_START: self._resume,
+            _T.TOOL_REQUESTED: self._tool_requested,
+            _T.ABORT_REQUESTED: self._abort,
+            _T.RETRY_GIVE_UP: self._give_up,
+            _T.SESSION_SUMMARY: self._summary,
+            _T.SESSION_END: self._end,
+            _T.GROUP_WINNER: self._group_event,
+            _T.GROUP_TASK_FAILED: self._group_event,
+            _T.GROUP_TASK_CANCELLED: self._group_event,
+            _T.CONSENSUS_REACHED: self._group_event,
+            _T.CONSENSUS_FAILED: self._group_event,
+            _T.GROUP_END: self._group_end,
+        }
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The observability event types the installed plugin subscribes to (``l0_event_types``).
+
+        Per-check events (guardrail rules, drift checks, checkpoints) are left out: the session
+        would build them every few tokens, and the summary carries what the spans need (rules
+        violated, drift detected, checkpoints made). An exporter used directly still handles
+        ``DRIFT_CHECK_RESULT`` and ``CHECKPOINT_SAVED`` when it is given them.
+        """
+        tools = (_T.TOOL_START, _T.TOOL_RESULT, _T.TOOL_ERROR, _T.TOOL_COMPLETED)
+        per_check = (_T.DRIFT_CHECK_RESULT, _T.CHECKPOINT_SAVED)
+        starts = (_T.SESSION_START, _T.GROUP_START)
+        kinds = (*starts, *tools, *(t for t in self._handlers if t not in per_check))
+        return frozenset(str(t) for t in kinds)
+
+    @property
+    def instruments(self) -> Instruments:
+        """The metric instruments (created on first use)."""
+        if self._instruments is None:
+            self._instruments = Instruments(self._version, self._meter_provider)
+        return self._instruments
+
+    def export(self, event: ObservabilityEvent) -> None:
+        """Handle one observability event (the ``l0_export_event`` hook)."""
+        kind = event.type
+        if kind is _T.SESSION_START:
+            if event.stream_id not in self._sessions:
+                self._start(event)
+            return
+        if kind is _T.GROUP_START:
+            if event.stream_id not in self._sessions:
+                self._group_start(event)
+            return
+        if kind in (_T.TOOL_START, _T.TOOL_RESULT, _T.TOOL_ERROR, _T.TOOL_COMPLETED):
+            self._tool(event)
+            return
+        session = self._sessions.get(event.stream_id)
+        if session is None:
+            return
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            handler(session, event)
+
+    # --- session ---------------------------------------------------------------------------
+
+    def _parent(self, event: ObservabilityEvent) -> Any:
+        parent_id = getattr(event, "parent_id", None)
+        if parent_id:
+            parent = self._sessions.get(parent_id)
+            if parent is None:
+                parent = self._ended.get(parent_id)
+            if parent is not None:
+                return trace.set_span_in_context(parent.target())
+        return None  # the caller's current context
+
+    def _start(self, event: ObservabilityEvent) -> None:
+        settings = self._fixed if self._fixed is not None else read_settings()
+        if not settings.enabled:
+            return
+        request = event.meta.get(REQUEST_META_KEY)
+        request = request if isinstance(request, Mapping) else {}
+        operation = str(request.get("operation") or sc.OPERATION_CHAT)
+        models = [str(m) for m in request.get("models") or () if m]
+        attrs: dict[str, Any] = {sc.GEN_AI_OPERATION_NAME: operation}
+        if request.get("provider"):
+            attrs[sc.GEN_AI_PROVIDER_NAME] = str(request["provider"])
+        if models:
+            attrs[sc.GEN_AI_REQUEST_MODEL] = models[0]
+        attrs[sc.L0_STREAM_ID] = event.stream_id
+        if event.session_id != event.stream_id:
+            attrs[sc.GEN_AI_CONVERSATION_ID] = event.session_id
+        parent_id = getattr(event, "parent_id", None)
+        if parent_id:
+            attrs[sc.L0_PARENT_ID] = parent_id
+        name = f"{operation} {models[0]}" if models else operation
+        span = self._tracer.start_span(
+            name,
+            context=self._parent(event),
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
+            start_time=_ns(event),
+        )
+        session = _Session(span, attrs, settings)
+        session.models = models
+        self._sessions[event.stream_id] = session
+        if len(self._sessions) > _MAX_OPEN:
+            _, dropped = self._sessions.popitem(last=False)
+            dropped.span.end()
+
+    def _group_start(self, event: ObservabilityEvent) -> None:
+        settings = self._fixed if self._fixed is not None else read_settings()
+        if not settings.enabled:
+            return
+        kind = str(event.get("kind") or "group")
+        attrs: dict[str, Any] = {
+            sc.L0_GROUP_KIND: kind,
+            sc.L0_STREAM_ID: event.stream_id,
+            sc.L0_GROUP_TASKS: int(event.get("task_count") or 0),
+        }
+        parent_id = getattr(event, "parent_id", None)
+        if parent_id:
+            attrs[sc.L0_PARENT_ID] = parent_id
+        span = self._tracer.start_span(
+            f"l0.{kind}",
+            context=self._parent(event),
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=_ns(event),
+        )
+        self._sessions[event.stream_id] = _Session(span, attrs, settings)
+
+    def _group_event(self, session: _Session, event: ObservabilityEvent) -> None:
+        attrs: dict[str, Any] = {}
+        if event.get("index") is not None:
+            attrs[sc.L0_GROUP_INDEX] = int(event.get("index"))
+        if event.type is _T.GROUP_TASK_FAILED:
+            attrs[sc.ERROR_TYPE] = error_type_of(event.get("error"))
+        session.span.add_event(f"l0.{str(event.type.value).lower()}", attrs, timestamp=_ns(event))
+
+    def _group_end(self, session: _Session, event: ObservabilityEvent) -> None:
+        status = str(event.get("status"))
+        session.span.set_attribute(sc.L0_OUTCOME, status)
+        if status == "failed":
+            session.span.set_status(Status(StatusCode.ERROR))
+        elif status == "success":
+            session.span.set_status(Status(StatusCode.OK))
+        self._end(session, event)
+
+    def _close_attempt(self, session: _Session, event: ObservabilityEvent, outcome: str) -> None:
+        span = session.attempt_span
+        if span is None:
+            return
+        span.set_attribute(sc.L0_ATTEMPT_OUTCOME, outcome)
+        if outcome not in (sc.OUTCOME_SUCCESS, sc.OUTCOME_ABORTED):
+            span.set_status(Status(StatusCode.ERROR))
+        span.end(end_time=_ns(event))
+        session.attempt_span = None
+
+    def _stream_init(self, session: _Session, event: ObservabilityEvent) -> None:
+        self._close_attempt(session, event, "superseded")
+        session.attempt = int(event.get("attempt", session.attempt + 1))
+        index = int(event.get("fallback_index", session.fallback_index))
+        session.fallback_index = index
+        attrs: dict[str, Any] = {
+            sc.L0_ATTEMPT: session.attempt,
+            sc.L0_FALLBACK_INDEX: index,
+            sc.GEN_AI_OPERATION_NAME: session.attrs[sc.GEN_AI_OPERATION_NAME],
+        }
+        if index < len(session.models):
+            attrs[sc.GEN_AI_REQUEST_MODEL] = session.models[index]
+        session.attempt_span = self._tracer.start_span(
+            sc.ATTEMPT_SPAN,
+            context=trace.set_span_in_context(session.span),
+            kind=SpanKind.INTERNAL,
+            attributes=attrs,
+            start_time=_ns(event),
+        )
+
+    def _adapter(self, session: _Session, event: ObservabilityEvent) -> None:
+        adapter = event.get("adapter_id")
+        if sc.GEN_AI_PROVIDER_NAME not in session.attrs and adapter not in _GENERIC_ADAPTERS:
+            session.attrs[sc.GEN_AI_PROVIDER_NAME] = str(adapter)
+            session.span.set_attribute(sc.GEN_AI_PROVIDER_NAME, str(adapter))
+
+    def _ready(self, session: _Session, event: ObservabilityEvent) -> None:
+        session.ready_ts = event.ts
+        ttft = event.get("ttft_ms")
+        if session.attempt_span is not None and ttft is not None:
+            session.attempt_span.set_attribute(sc.L0_TTFT_MS, float(ttft))
+        if ttft is not None and session.settings.metrics:
+            self.instruments.ttft.record(float(ttft) / 1000, self._metric_attrs(session))
+
+    def _timeout(self, session: _Session, event: ObservabilityEvent) -> None:
+        session.target().add_event(
+            sc.EVENT_TIMEOUT,
+            {
+                sc.L0_TIMEOUT_TYPE: str(event.get("timeout_type")),
+                sc.L0_TIMEOUT_ELAPSED_MS: int(event.get("elapsed_ms") or 0),
+                sc.L0_TIMEOUT_CONFIGURED_MS: int(event.get("configured_ms") or 0),
+            },
+            timestamp=_ns(event),
+        )
+
+    def _network_error(self, session: _Session, event: ObservabilityEvent) -> None:
+        kind = error_type_of(event.get("error"))
+        session.target().add_event(
+            sc.EVENT_NETWORK_ERROR,
+            {sc.ERROR_TYPE: kind, sc.L0_ERROR_CATEGORY: "network"},
+            timestamp=_ns(event),
+        )
+
+    def _failed(self, session: _Session, event: ObservabilityEvent) -> None:
+        """The attempt failed: its error type, and the zero-output count."""
+        kind = str(event.get("error_type") or "")
+        if not kind:
+            return
+        short = kind.rsplit(".", 1)[-1]
+        if session.attempt_span is not None:
+            session.attempt_span.set_attribute(sc.ERROR_TYPE, short)
+        if short == "ZeroOutputError":
+            session.span.set_attribute(sc.L0_ZERO_OUTPUT, True)
+            if session.settings.metrics:
+                self.instruments.zero_output.add(1, self._metric_attrs(session))
+
+    def _retry(self, session: _Session, event: ObservabilityEvent) -> None:
+        reason = bounded(event.get("reason"))
+        self._failed(session, event)
+        if session.attempt_span is not None:
+            session.attempt_span.set_attribute(sc.L0_RETRY_REASON, reason)
+        self._close_attempt(session, event, "retry")
+        session.reasons.append(reason)
+        session.span.add_event(
+            sc.EVENT_RETRY,
+            {
+                sc.L0_ATTEMPT: int(event.get("attempt") or 0),
+                sc.L0_RETRY_REASON: reason,
+                sc.L0_RETRY_DELAY_MS: float(event.get("delay_ms") or 0.0),
+                sc.L0_RETRY_COUNTS_TOWARD_LIMIT: bool(event.get("counts_toward_limit")),
+            },
+            timestamp=_ns(event),
+        )
+        if session.settings.metrics:
+            attrs = self._metric_attrs(session)
+            attrs[sc.L0_RETRY_REASON] = reason
+            self.instruments.retries.add(1, attrs)
+
+    def _fallback(self, session: _Session, event: ObservabilityEvent) -> None:
+        reason = bounded(event.get("reason"))
+        self._failed(session, event)
+        if session.attempt_span is not None:
+            session.attempt_span.set_attribute(sc.L0_FALLBACK_REASON, reason)
+        self._close_attempt(session, event, "fallback")
+        session.span.add_event(
+            sc.EVENT_FALLBACK,
+            {
+                sc.L0_FALLBACK_FROM: int(event.get("from_index") or 0),
+                sc.L0_FALLBACK_INDEX: int(event.get("to_index") or 0),
+                sc.L0_FALLBACK_REASON: reason,
+            },
+            timestamp=_ns(event),
+        )
+        if session.settings.metrics:
+            attrs = self._metric_attrs(session)
+            attrs[sc.L0_FALLBACK_REASON] = reason
+            self.instruments.fallbacks.add(1, attrs)
+
+    def _fallback_selected(self, session: _Session, event: ObservabilityEvent) -> None:
+        session.fallback_index = int(event.get("index") or 0)
+
+    def _violations(self, session: _Session, event: ObservabilityEvent) -> None:
+        # From the summary, once per session: listening to GUARDRAIL_* events would make the
+        # session build several events per rule at every check (see ``l0_event_types``).
+        rules = [str(r) for r in event.get("violated_rules") or ()]
+        for rule in rules:
+            session.span.add_event(
+                sc.EVENT_VIOLATION, {sc.L0_GUARDRAIL_RULE: rule}, timestamp=_ns(event)
+            )
+            if rule not in session.rules:
+                session.rules.append(rule)
+            if session.settings.metrics:
+                labels = base_attributes(session.attrs)
+                labels[sc.L0_GUARDRAIL_RULE] = bounded(rule)
+                self.instruments.violations.add(1, labels)
+
+    def _drift(self, session: _Session, event: ObservabilityEvent) -> None:
+        if not event.get("detected"):
+            return
+        session.target().add_event(
+            sc.EVENT_DRIFT,
+            {
+                sc.L0_DRIFT_SCORE: float(event.get("score") or 0.0),
+                sc.L0_DRIFT_THRESHOLD: float(event.get("threshold") or 0.0),
+            },
+            timestamp=_ns(event),
+        )
+
+    def _checkpoint(self, session: _Session, event: ObservabilityEvent) -> None:
+        attrs: dict[str, Any] = {sc.L0_CHECKPOINT_TOKENS: int(event.get("token_count") or 0)}
+        if session.settings.capture_content:
+            attrs[sc.L0_CHECKPOINT_TEXT] = str(event.get("checkpoint") or "")
+        session.target().add_event(sc.EVENT_CHECKPOINT, attrs, timestamp=_ns(event))
+
+    def _resume(self, session: _Session, event: ObservabilityEvent) -> None:
+        attrs: dict[str, Any] = {sc.L0_CHECKPOINT_TOKENS: int(event.get("token_count") or 0)}
+        if session.settings.capture_content:
+            attrs[sc.L0_CHECKPOINT_TEXT] = str(event.get("checkpoint") or "")
+        session.span.add_event(sc.EVENT_RESUME, attrs, timestamp=_ns(event))
+
+    def _tool_requested(self, session: _Session, event: ObservabilityEvent) -> None:
+        attrs: dict[str, Any] = {
+            sc.GEN_AI_TOOL_NAME: str(event.get("tool_name")),
+            sc.GEN_AI_TOOL_CALL_ID: str(event.get("tool_call_id")),
+        }
+        if session.settings.capture_content:
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = _text(event.get("arguments"))
+        session.target().add_event(sc.EVENT_TOOL_CALL, attrs, timestamp=_ns(event))
+
+    def _abort(self, session: _Session, event: ObservabilityEvent) -> None:
+        session.span.add_event(
+            sc.EVENT_ABORT, {sc.L0_ABORT_SOURCE: str(event.get("source"))}, timestamp=_ns(event)
+        )
+
+    def _give_up(self, session: _Session, event: ObservabilityEvent) -> None:
+        self._failed(session, event)
+        self._close_attempt(session, event, "give_up")
+        kind = str(event.get("error_type") or error_type_of(event.get("last_error")))
+        short = kind.rsplit(".", 1)[-1]
+        message = str(event.get("error_message") or event.get("last_error") or "")
+        span = session.span
+        span.set_attribute(sc.ERROR_TYPE, short)
+        session.attrs[sc.ERROR_TYPE] = short
+        span.set_attribute(sc.L0_ERROR_CATEGORY, str(event.get("category")))
+        span.add_event(
+            "exception",
+            {
+                "exception.type": kind,
+                "exception.message": message,
+                "exception.escaped": True,
+                sc.L0_RETRY_REASON: str(event.get("reason") or ""),
+            },
+            timestamp=_ns(event),
+        )
+        span.set_status(Status(StatusCode.ERROR, f"{short}: {event.get('reason')}"))
+
+    def _summary(self, session: _Session, event: ObservabilityEvent) -> None:
+        status = str(event.get("status"))
+        retries = int(event.get("retry_count") or 0)
+        depth = int(event.get("fallback_depth") or 0)
+        if status == "success":
+            outcome = sc.OUTCOME_RECOVERED if retries or depth else sc.OUTCOME_SUCCESS
+        elif status == "aborted":
+            outcome = sc.OUTCOME_ABORTED
+        else:
+            outcome = sc.OUTCOME_ERROR
+        self._close_attempt(
+            session, event, sc.OUTCOME_ABORTED if outcome == sc.OUTCOME_ABORTED else "success"
+        )
+        self._violations(session, event)
+        span = session.span
+        attrs: dict[str, Any] = {
+            sc.L0_OUTCOME: outcome,
+            sc.L0_ATTEMPTS: session.attempt,
+            sc.L0_RETRY_COUNT: retries,
+            sc.L0_FALLBACK_INDEX: depth,
+            sc.L0_TOKEN_COUNT: int(event.get("token_count") or 0),
+            sc.L0_CHECKPOINTS: int(event.get("checkpoints_created") or 0),
+            sc.L0_DRIFT_DETECTED: bool(event.get("drift_detected")),
+        }
+        if session.reasons:
+            attrs[sc.L0_RETRY_REASONS] = list(session.reasons)
+        if session.rules:
+            attrs[sc.L0_GUARDRAIL_RULES] = list(session.rules)
+        usage = event.get("usage")
+        input_tokens = output_tokens = None
+        if isinstance(usage, Mapping):
+            input_tokens = usage.get("prompt_tokens", usage.get("input_tokens"))
+            output_tokens = usage.get("completion_tokens", usage.get("output_tokens"))
+            if isinstance(input_tokens, int):
+                attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+            if isinstance(output_tokens, int):
+                attrs[sc.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
+        finish = event.get("finish_reason")
+        if finish:
+            attrs[sc.GEN_AI_RESPONSE_FINISH_REASONS] = [str(finish)]
+        model = event.get("response_model")
+        if model:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = str(model)
+            session.attrs[sc.GEN_AI_RESPONSE_MODEL] = str(model)
+        span.set_attributes(attrs)
+        if outcome != sc.OUTCOME_ERROR:
+            span.set_status(Status(StatusCode.OK))
+        if session.settings.metrics:
+            self._session_metrics(session, event, outcome, input_tokens, output_tokens)
+
+    def _metric_attrs(self, session: _Session) -> dict[str, Any]:
+        attrs = base_attributes(session.attrs)
+        if session.fallback_index < len(session.models):
+            attrs[sc.GEN_AI_REQUEST_MODEL] = session.models[session.fallback_index]
+        return attrs
+
+    def _session_metrics(
+        self,
+        session: _Session,
+        event: ObservabilityEvent,
+        outcome: str,
+        input_tokens: Any,
+        output_tokens: Any,
+    ) -> None:
+        instruments = self.instruments
+        # The session is one logical operation: labelled with the model it asked for first
+        # (and the one that answered); per-attempt metrics carry each attempt's model.
+        attrs = base_attributes(session.attrs)
+        if sc.GEN_AI_RESPONSE_MODEL in session.attrs:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = session.attrs[sc.GEN_AI_RESPONSE_MODEL]
+        duration = attrs.copy()
+        if sc.ERROR_TYPE in session.attrs:
+            duration[sc.ERROR_TYPE] = session.attrs[sc.ERROR_TYPE]
+        start, end = event.get("start_ts"), event.get("end_ts")
+        if isinstance(start, int | float) and isinstance(end, int | float) and start:
+            instruments.duration.record(max(0.0, (end - start) / 1000), duration)
+        if isinstance(input_tokens, int):
+            instruments.tokens.record(input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
+        if isinstance(output_tokens, int):
+            instruments.tokens.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
+        tokens = int(event.get("token_count") or 0)
+        if (
+            outcome in (sc.OUTCOME_SUCCESS, sc.OUTCOME_RECOVERED)
+            and session.ready_ts
+            and tokens > 1
+        ):
+            end_ts = end if isinstance(end, int | float) else event.ts
+            gap = max(0.0, (end_ts - session.ready_ts) / 1000 / (tokens - 1))
+            instruments.gap.record(gap, attrs)
+        instruments.sessions.add(1, {**base_attributes(session.attrs), sc.L0_OUTCOME: outcome})
+
+    def _end(self, session: _Session, event: ObservabilityEvent) -> None:
+        self._close_attempt(session, event, sc.OUTCOME_ABORTED)
+        session.span.end(end_time=_ns(event))
+        del self._sessions[event.stream_id]
+        self._ended[event.stream_id] = session
+        if len(self._ended) > _MAX_ENDED:
+            self._ended.popitem(last=False)
+
+    # --- tools the application runs (often after the stream ended) -------------------------
+
+    def _tool(self, event: ObservabilityEvent) -> None:
+        key = (event.stream_id, str(event.get("tool_call_id")))
+        session = self._sessions.get(event.stream_id) or self._ended.get(event.stream_id)
+        if session is None:
+            return
+        if event.type is _T.TOOL_START:
+            parent = session.span
+            name = str(event.get("tool_name"))
+            self._tools[key] = self._tracer.start_span(
+                f"{sc.OPERATION_EXECUTE_TOOL} {name}",
+                context=trace.set_span_in_context(parent),
+                kind=SpanKind.INTERNAL,
+                attributes={
+                    sc.GEN_AI_OPERATION_NAME: sc.OPERATION_EXECUTE_TOOL,
+                    sc.GEN_AI_TOOL_NAME: name,
+                    sc.GEN_AI_TOOL_CALL_ID: key[1],
+                },
+                start_time=_ns(event),
+            )
+            return
+        span = self._tools.get(key)
+        if span is None:
+            return
+        if event.type is _T.TOOL_RESULT and session.settings.capture_content:
+            span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _text(event.get("result")))
+        elif event.type is _T.TOOL_ERROR:
+            span.set_attribute(sc.ERROR_TYPE, error_type_of(event.get("error")))
+            span.set_status(Status(StatusCode.ERROR))
+        elif event.type is _T.TOOL_COMPLETED:
+            span.end(end_time=_ns(event))
+            del self._tools[key]

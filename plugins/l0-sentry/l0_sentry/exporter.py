@@ -1,0 +1,251 @@
+"""L0 observability events to Sentry: breadcrumbs, one event per give-up, a span per session.
+
+A session that recovers leaves only breadcrumbs (they ride along with whatever the
+application reports next); a session that gives up sends exactly one event, tagged with the
+model, attempts, fallback index and error category. Nothing here runs per token.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import sentry_sdk
+
+from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
+from l0_sentry.settings import SentrySettings, read_settings
+
+__all__ = ["SentryExporter"]
+
+_T = ObservabilityEventType
+_MAX_OPEN = 10_000
+_OP = "gen_ai.chat"
+
+
+def _error_type(text: Any) -> str:
+    return str(text).split("(", 1)[0].strip().rsplit(".", 1)[-1][:64] or "Exception"
+
+
+class _Session:
+    __slots__ = ("attempt", "category", "fallback_index", "models", "provider", "settings", "span")
+
+    def __init__(self, settings: SentrySettings, models: list[str], provider: str | None) -> None:
+        self.settings = settings
+        self.models = models
+        self.provider = provider
+        self.span: Any = None
+        self.attempt = 1
+        self.fallback_index = 0
+        self.category: str | None = None
+
+    @property
+    def model(self) -> str | None:
+        index = self.fallback_index
+        return self.models[index] if index < len(self.models) else None
+
+
+class SentryExporter:
+    """Feeds L0 observability events to the current Sentry client and scope.
+
+    Does nothing while Sentry is not initialised (``sentry_sdk.init``).
+
+    Args:
+        settings: Fixed settings; ``None`` reads ``[tool.l0.sentry]`` / ``L0_SENTRY_*`` at the
+            start of every session.
+    """
+
+    event_types: frozenset[str] = frozenset(
+        str(t)
+        for t in (
+            _T.SESSION_START,
+            _T.STREAM_INIT,
+            _T.FALLBACK_MODEL_SELECTED,
+            _T.ADAPTER_DETECTED,
+            _T.RETRY_ATTEMPT,
+            _T.FALLBACK_START,
+            _T.TIMEOUT_TRIGGERED,
+            _T.NETWORK_ERROR,
+            _T.RETRY_GIVE_UP,
+            _T.SESSION_SUMMARY,
+            _T.SESSION_END,
+        )
+    )
+    """The observability event types this exporter reads (see ``l0_event_types``)."""
+
+    def __init__(self, settings: SentrySettings | None = None) -> None:
+        self._fixed = settings
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+
+    def export(self, event: ObservabilityEvent) -> None:
+        """Handle one observability event (the ``l0_export_event`` hook)."""
+        kind = event.type
+        if kind is _T.SESSION_START:
+            self._start(event)
+            return
+        session = self._sessions.get(event.stream_id)
+        if session is None:
+            return
+        if kind is _T.STREAM_INIT:
+            session.attempt = int(event.get("attempt") or session.attempt)
+        elif kind is _T.FALLBACK_MODEL_SELECTED:
+            session.fallback_index = int(event.get("index") or 0)
+        elif kind is _T.ADAPTER_DETECTED and session.provider is None:
+            adapter = event.get("adapter_id")
+            session.provider = None if adapter == "iter" else str(adapter)
+        elif kind is _T.RETRY_ATTEMPT:
+            self._crumb(
+                session,
+                event,
+                f"retry: attempt {event.get('attempt')} ({event.get('reason')})",
+                "warning",
+                attempt=event.get("attempt"),
+                reason=event.get("reason"),
+                delay_ms=event.get("delay_ms"),
+            )
+        elif kind is _T.FALLBACK_START:
+            self._crumb(
+                session,
+                event,
+                f"fallback: stream {event.get('from_index')} -> {event.get('to_index')}",
+                "warning",
+                from_index=event.get("from_index"),
+                to_index=event.get("to_index"),
+                reason=event.get("reason"),
+            )
+        elif kind is _T.TIMEOUT_TRIGGERED:
+            self._crumb(
+                session,
+                event,
+                f"timeout: {event.get('timeout_type')} after {event.get('elapsed_ms')} ms",
+                "warning",
+                timeout_type=event.get("timeout_type"),
+                elapsed_ms=event.get("elapsed_ms"),
+            )
+        elif kind is _T.NETWORK_ERROR:
+            self._crumb(
+                session,
+                event,
+                f"network error: {_error_type(event.get('error'))}",
+                "warning",
+                will_retry=event.get("will_retry"),
+            )
+        elif kind is _T.RETRY_GIVE_UP:
+            self._give_up(session, event)
+        elif kind is _T.SESSION_SUMMARY:
+            self._summary(session, event)
+        elif kind is _T.SESSION_END:
+            self._end(session, event)
+
+    def _start(self, event: ObservabilityEvent) -> None:
+        if event.stream_id in self._sessions or not sentry_sdk.get_client().is_active():
+            return
+        settings = self._fixed if self._fixed is not None else read_settings()
+        if not settings.enabled:
+            return
+        request = event.meta.get(REQUEST_META_KEY)
+        request = request if isinstance(request, Mapping) else {}
+        models = [str(m) for m in request.get("models") or () if m]
+        provider = request.get("provider")
+        session = _Session(settings, models, str(provider) if provider else None)
+        if settings.spans:
+            parent = sentry_sdk.get_current_span()
+            if parent is not None:
+                name = f"chat {models[0]}" if models else "chat"
+                session.span = parent.start_child(op=_OP, name=name)
+                session.span.set_data("l0.stream_id", event.stream_id)
+                if models:
+                    session.span.set_data("gen_ai.request.model", models[0])
+        self._sessions[event.stream_id] = session
+        if len(self._sessions) > _MAX_OPEN:
+            self._sessions.popitem(last=False)
+        self._crumb(session, event, f"session start: {session.model or 'stream'}", "info")
+
+    def _crumb(
+        self, session: _Session, event: ObservabilityEvent, message: str, level: str, **data: Any
+    ) -> None:
+        if not session.settings.breadcrumbs:
+            return
+        data["stream_id"] = event.stream_id
+        sentry_sdk.add_breadcrumb(
+            category="l0", type="default", message=message, level=level, data=data
+        )
+
+    def _tags(self, session: _Session, event: ObservabilityEvent) -> dict[str, Any]:
+        tags: dict[str, Any] = {
+            "l0.attempts": session.attempt,
+            "l0.fallback_index": session.fallback_index,
+            "l0.error_category": str(event.get("category")),
+        }
+        if session.model:
+            tags["gen_ai.request.model"] = session.model
+        if session.provider:
+            tags["gen_ai.provider.name"] = session.provider
+        return tags
+
+    def _give_up(self, session: _Session, event: ObservabilityEvent) -> None:
+        session.category = str(event.get("category"))
+        self._crumb(
+            session, event, f"gave up: {event.get('reason')}", "error", category=session.category
+        )
+        if not session.settings.capture_errors:
+            return
+        full = str(event.get("error_type") or _error_type(event.get("last_error")))
+        module, _, short = full.rpartition(".")
+        message = str(event.get("error_message") or event.get("last_error") or "")
+        exception: dict[str, Any] = {
+            "type": short,
+            "value": message,
+            "mechanism": {"type": "l0", "handled": False},
+        }
+        if module:
+            exception["module"] = module
+        context = {
+            "stream_id": event.stream_id,
+            "session_id": event.session_id,
+            "model": session.model,
+            "provider": session.provider,
+            "attempts": int(event.get("attempts") or session.attempt),
+            "fallback_index": session.fallback_index,
+            "category": session.category,
+            "reason": event.get("reason"),
+        }
+        sentry_sdk.capture_event(
+            {
+                "level": "error",
+                "logger": "l0",
+                "exception": {"values": [exception]},
+                "tags": self._tags(session, event),
+                "contexts": {"l0": context},
+            }
+        )
+
+    def _summary(self, session: _Session, event: ObservabilityEvent) -> None:
+        # Violations come from the summary: GUARDRAIL_* events cost several per rule and check.
+        for rule in dict.fromkeys(str(r) for r in event.get("violated_rules") or ()):
+            self._crumb(session, event, f"guardrail violation: {rule}", "warning", rule=rule)
+        if event.get("drift_detected"):
+            self._crumb(session, event, "drift detected", "warning")
+        span = session.span
+        if span is None:
+            return
+        for key in ("status", "token_count", "retry_count", "fallback_depth"):
+            span.set_data(f"l0.{key}", event.get(key))
+        usage = event.get("usage")
+        if isinstance(usage, Mapping):
+            for source, target in (
+                ("prompt_tokens", "gen_ai.usage.input_tokens"),
+                ("completion_tokens", "gen_ai.usage.output_tokens"),
+            ):
+                if isinstance(usage.get(source), int):
+                    span.set_data(target, usage[source])
+
+    def _end(self, session: _Session, event: ObservabilityEvent) -> None:
+        del self._sessions[event.stream_id]
+        status = str(event.get("status"))
+        if status == "success":
+            self._crumb(session, event, "session end: success", "info")
+        span = session.span
+        if span is not None:
+            span.set_status({"success": "ok", "aborted": "cancelled"}.get(status, "internal_error"))
+            span.finish()
