@@ -6,18 +6,26 @@ import asyncio
 import copy
 import math
 import os
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, overload
+
+from typing_extensions import Unpack
 
 from l0._runtime import CALLBACK_NAMES, DEFAULT_INTERVALS, DEFAULT_MAX_OVERLAP, Session, _Options
 from l0.config import Settings, load_config, resolve_retry, resolve_timeout
-from l0.plugins import L0PluginManager, default_plugin_manager
+from l0.plugins import L0PluginManager, default_plugin_manager, default_plugin_manager_for
 from l0.retry import Retry
 from l0.timeout import Timeout
 from l0.types import Adapter, Event, State
 
-__all__ = ["Result", "run", "wrap"]
+if TYPE_CHECKING:
+    # Types only: the kernel never imports an adapter distribution at run time. Without them
+    # installed, mypy reads these names as Any and the client overload returns Any.
+    from l0_openai.client import L0AsyncOpenAI
+    from openai import AsyncOpenAI
+
+__all__ = ["ClientOptions", "Result", "RunOptions", "run", "wrap"]
 
 
 class Result:
@@ -59,6 +67,12 @@ class Result:
 
     def __aiter__(self) -> AsyncIterator[Event]:
         if self._gen is not None:
+            if self._session.finished:
+                raise RuntimeError(
+                    "this L0 result has finished; a result streams once. Its text is in "
+                    "result.state.content (or await result.read()); call l0.run(...) again "
+                    "for a new answer"
+                )
             raise RuntimeError("this L0 result is already being consumed; iterate or read it once")
         self._gen = self._events(self._session.run(emit=True))
         return self._gen
@@ -386,7 +400,7 @@ def run(
         if value is not None:
             callbacks[name] = value
     settings = load_config()
-    pm = plugins if plugins is not None else default_plugin_manager()
+    pm = plugins if plugins is not None else default_plugin_manager_for(settings)
     opts = _Options(
         factories=factories,
         retry=resolve_retry(retry, settings, pm),
@@ -454,6 +468,66 @@ def _resolve_drift(value: Any, pm: L0PluginManager, settings: Settings) -> Any:
 _NO_RETRY = Retry(attempts=0, max_retries=0)
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`run` besides ``stream``, for ``l0.wrap(target, **...)``.
+
+    Typed so that a misspelt option (``retyr=``) fails type checking as well as at run time.
+    """
+
+    fallbacks: Sequence[Callable[..., Any]]
+    retry: Retry | None
+    timeout: Timeout | None
+    adapter: Adapter | None
+    plugins: L0PluginManager | None
+    context: Mapping[str, Any] | None
+    meta: Mapping[str, Any] | None
+    session_id: str | None
+    seed: int | None
+    retry_on_length: bool
+    continue_on_length: int
+    hedge_after: float | None
+    guardrails: Any
+    drift: Any
+    check_intervals: Mapping[str, int] | None
+    continue_from_last_good_token: bool
+    build_continuation_prompt: Callable[[str], str] | None
+    remove_overlap: bool
+    max_overlap: int
+    record: str | os.PathLike[str] | None
+    on_start: Callable[..., Any] | None
+    on_complete: Callable[..., Any] | None
+    on_error: Callable[..., Any] | None
+    on_event: Callable[..., Any] | None
+    on_violation: Callable[..., Any] | None
+    on_retry: Callable[..., Any] | None
+    on_fallback: Callable[..., Any] | None
+    on_resume: Callable[..., Any] | None
+    on_checkpoint: Callable[..., Any] | None
+    on_timeout: Callable[..., Any] | None
+    on_abort: Callable[..., Any] | None
+    on_drift: Callable[..., Any] | None
+    on_tool_call: Callable[..., Any] | None
+
+
+class ClientOptions(RunOptions, total=False):
+    """Options of ``l0.wrap(client, ...)``: :func:`run`'s, fallback models, continuation."""
+
+    fallback_models: Sequence[str]
+    continuation_strategies: Sequence[str]
+
+
+@overload
+def wrap(target: AsyncIterable[Any], **options: Unpack[RunOptions]) -> Result: ...
+
+
+@overload
+def wrap(target: AsyncOpenAI, **options: Unpack[ClientOptions]) -> L0AsyncOpenAI: ...
+
+
+@overload
+def wrap(target: object, **options: Unpack[ClientOptions]) -> Any: ...
+
+
 def wrap(target: Any, **options: Any) -> Any:
     """Wrap a single stream, or an SDK client, with L0.
 
@@ -495,7 +569,7 @@ def wrap(target: Any, **options: Any) -> Any:
     from l0.adapters import ADAPTER_DISTRIBUTIONS, install_hint
 
     if type(target).__module__.partition(".")[0] in ADAPTER_DISTRIBUTIONS:
-        advice = install_hint(target)
+        advice = install_hint(target, pm)
     else:
         advice = "for any stream factory use l0.run(stream=...)"
     raise TypeError(

@@ -212,7 +212,7 @@ class AttemptMixin(SessionBase):
         tried = ", ".join(Adapters.names(opts.plugins)) or "none"
         raise AdapterNotFoundError(
             f"the stream factory returned {type(source).__module__}.{type(source).__qualname__}, "
-            f"which no adapter can read (tried: {tried}); {install_hint(source)}."
+            f"which no adapter can read (tried: {tried}); {install_hint(source, opts.plugins)}."
         )
 
     def _item(self, obj: Any) -> Event | None:
@@ -224,7 +224,8 @@ class AttemptMixin(SessionBase):
             else:
                 raise InvalidStreamError(
                     f"the stream yielded {type(item).__module__}.{type(item).__qualname__}; "
-                    f"L0 accepts str tokens and l0.Event items: {install_hint(item)}."
+                    f"L0 accepts str tokens and l0.Event items: "
+                    f"{install_hint(item, self._opts.plugins)}."
                 )
         if item.raw is not None:
             self._raw.append(item.raw)

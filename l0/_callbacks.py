@@ -4,7 +4,9 @@ Each session owns one :class:`Notifier`. Notifications are queued in the order t
 them and run one at a time by a pump task, so the order is deterministic, yet the stream never
 waits for them: ``async def`` callbacks run on the loop, plain ``def`` callbacks in a worker
 thread (a ``time.sleep`` in a callback must not freeze the event loop). A callback that raises is
-logged and the next one runs.
+logged and the next one runs: with its traceback the first time in a session, then counted, and
+the count logged once the session has ended (a raising ``on_event`` would otherwise log dozens
+of tracebacks per session, issue 8). The session's exporters report their failures here too.
 """
 
 from __future__ import annotations
@@ -40,12 +42,41 @@ def _copied(args: tuple[Any, ...]) -> tuple[Any, ...]:
 class Notifier:
     """Queues callback invocations for one session and runs them off the stream's path."""
 
-    __slots__ = ("_idle", "_jobs", "_task")
+    __slots__ = ("_failures", "_finishing", "_idle", "_jobs", "_task")
 
     def __init__(self) -> None:
         self._jobs: collections.deque[_Job] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.Event | None = None
+        self._failures: dict[str, int] = {}
+        self._finishing = False
+
+    def failed(self, label: str) -> None:
+        """Note that ``label`` raised (call from an ``except`` block).
+
+        The first failure of each label is logged with its traceback; later ones are counted
+        and the count is logged when the session has finished.
+        """
+        count = self._failures.get(label, 0)
+        self._failures[label] = count + 1
+        if count == 0:
+            log.exception(
+                "l0: %s raised; the stream goes on (its further failures in this session are "
+                "counted, not logged)",
+                label,
+            )
+
+    def finish(self) -> None:
+        """The session has ended: log the failure counts once the queue has drained."""
+        self._finishing = True
+        if self._task is None or self._task.done():
+            self._report()
+
+    def _report(self) -> None:
+        for label, count in self._failures.items():
+            if count > 1:
+                log.warning("l0: %s raised %d more time(s) in this session", label, count - 1)
+                self._failures[label] = 1
 
     def call(self, label: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         """Queue ``fn(*copies_of_args)``; returns at once."""
@@ -72,6 +103,8 @@ class Notifier:
             while jobs:
                 label, fn, args = jobs.popleft()
                 await self._run_one(loop, label, fn, args)
+            if self._finishing:
+                self._report()
         except asyncio.CancelledError:
             # The loop is shutting down (asyncio.run cancels leftover tasks): run what is left
             # inline so that on_complete and friends are not silently lost.
@@ -80,9 +113,12 @@ class Notifier:
                 _run_sync(label, fn, args)
             raise
 
-    @staticmethod
     async def _run_one(
-        loop: asyncio.AbstractEventLoop, label: str, fn: Callable[..., Any], args: tuple[Any, ...]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        label: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
     ) -> None:
         try:
             if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
@@ -96,7 +132,7 @@ class Notifier:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("l0: callback %s raised; the stream goes on", label)
+            self.failed(f"callback {label}")
 
 
 def _run_sync(label: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:

@@ -13,6 +13,7 @@ from l0.errors import (
     ErrorContext,
     InitialTokenTimeoutError,
     InterTokenTimeoutError,
+    L0PluginError,
     RetryExhaustedError,
     ZeroOutputError,
     _builtin_category,
@@ -22,6 +23,7 @@ from l0.errors import (
 )
 from l0.retry import compute_backoff
 from l0.types import (
+    BackoffStrategy,
     ErrorCategory,
     RetryDecision,
 )
@@ -117,18 +119,25 @@ class DecisionsMixin(SessionBase):
         opts = self._opts
         try:
             delay = opts.plugins.hooks.backoff_delay(retry_index, opts.retry, error, opts.rng)
+        except L0PluginError as exc:
+            if "answer" in exc.details:
+                raise  # a non-number answer: the plugin is named, nothing is retried on it
+            log.exception("l0: a backoff plugin raised; using the builtin formula")
+            delay = None
         except Exception:
             log.exception("l0: a backoff plugin raised; using the builtin formula")
             delay = None
         if delay is None:
             delay = compute_backoff(retry_index, opts.retry, opts.rng)
         if delay is None:
-            from l0.errors import ConfigError
-
-            raise ConfigError(
-                f"Retry(strategy={opts.retry.strategy!r}): no plugin computes this strategy; "
-                "choose one of exponential, linear, fixed, full-jitter, fixed-jitter"
+            # l0.run checked that a plugin computes this strategy; it was unregistered since.
+            # Fall back to the default formula rather than hide the provider's error (#8).
+            log.error(
+                "l0: no plugin computes Retry(strategy=%r) any more; using fixed-jitter",
+                opts.retry.strategy,
             )
+            fallback = opts.retry.with_changes(strategy=BackoffStrategy.FIXED_JITTER)
+            delay = compute_backoff(retry_index, fallback, opts.rng) or 0.0
         return max(0.0, min(float(delay), opts.retry.max_delay))
 
     def _will_retry(self, error: BaseException, category: ErrorCategory) -> tuple[bool, bool, str]:

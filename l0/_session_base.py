@@ -199,7 +199,7 @@ class SessionBase:
             try:
                 export(event)
             except Exception:
-                log.exception("l0: exporter %r raised; the stream goes on", export)
+                self._notifier.failed(f"exporter {getattr(export, '__qualname__', export)}")
         on_event = opts.callbacks.get("on_event")
         if on_event is not None:
             self._notifier.call("on_event", on_event, (event,))
@@ -263,6 +263,8 @@ class SessionBase:
 
     def _summary(self, status: str) -> None:
         if not self._observed:
+            # Callback failures are counted per session; their counts are logged at its end.
+            self._notifier.finish()
             return
         state = self.state
         self._obs(
@@ -284,3 +286,4 @@ class SessionBase:
             response_model=self._response_model,
         )
         self._obs(_OBS.SESSION_END, status=status)
+        self._notifier.finish()

@@ -20,13 +20,37 @@ ADAPTER_DISTRIBUTIONS: Final = {
 """Top-level SDK package -> (distribution that adapts it, its plugin name), for error messages."""
 
 
-def install_hint(obj: object) -> str:
-    """Say what to install (or enable) so L0 can read ``obj``, an SDK stream, chunk or client.
+_NON_STREAMING: Final = {
+    ("openai", "ChatCompletion"): "client.chat.completions.create(...)",
+    ("openai", "Completion"): "client.completions.create(...)",
+    ("openai", "Response"): "client.responses.create(...)",
+    ("litellm", "ModelResponse"): "litellm.acompletion(...)",
+}
+"""Whole (non-streaming) answers of known SDKs -> the call that should get ``stream=True``."""
 
-    For an object of a known SDK (``openai``, ``litellm``) this names the adapter distribution
-    (``pip install l0-openai``) and, when that distribution is installed, says its plugin is
-    not loaded; for anything else it lists the ways to add an adapter.
+
+def _non_streaming(obj: object) -> str | None:
+    package = type(obj).__module__.partition(".")[0]
+    call = _NON_STREAMING.get((package, type(obj).__name__))
+    if call is None:
+        return None
+    return (
+        f"it is a non-streaming {type(obj).__name__}; pass stream=True to {call} (L0 reads "
+        "streams, so it can retry, time out and check the answer while it arrives)"
+    )
+
+
+def install_hint(obj: object, plugins: L0PluginManager | None = None) -> str:
+    """Say what to change so L0 can read ``obj``, an SDK answer, stream, chunk or client.
+
+    A whole answer of a known SDK (``ChatCompletion``, LiteLLM's ``ModelResponse``) means
+    ``stream=True`` was forgotten, and the hint says so. For other objects of a known SDK it
+    names the adapter distribution (``pip install l0-openai``); when that is installed it says
+    whether its plugin is loaded in ``plugins`` (checked, not assumed).
     """
+    non_streaming = _non_streaming(obj)
+    if non_streaming is not None:
+        return non_streaming
     package = type(obj).__module__.partition(".")[0]
     known = ADAPTER_DISTRIBUTIONS.get(package)
     if known is None:
@@ -43,11 +67,25 @@ def install_hint(obj: object) -> str:
         metadata.distribution(distribution)
     except metadata.PackageNotFoundError:
         return hint
-    # Installed but not loaded: the user blocked it, allow-listed others, or built a manager
-    # without entry points; reinstalling would not help, so say where to look instead.
+    if plugins is None:
+        return (
+            f"{distribution} is installed; check that its plugin {plugin!r} is loaded "
+            "(L0_DISABLE_PLUGINS, L0_LOAD_PLUGINS, the plugins= manager)"
+        )
+    if plugins.get_plugin(plugin) is not None:
+        return (
+            f"its plugin {plugin!r} is loaded but does not read {type(obj).__qualname__} "
+            f"objects: pass the SDK's stream (the result of a stream=True call)"
+        )
+    if plugins.is_blocked(plugin):
+        return (
+            f"{distribution} is installed, but its plugin {plugin!r} is disabled "
+            "(L0_DISABLE_PLUGINS or plugins.disable)"
+        )
     return (
-        f"{hint}. {distribution} is installed here, but its plugin {plugin!r} is not loaded: "
-        f"check L0_DISABLE_PLUGINS, L0_LOAD_PLUGINS and the plugins= manager"
+        f"{distribution} is installed, but its plugin {plugin!r} is not loaded in this plugin "
+        "manager: check L0_LOAD_PLUGINS / plugins.load, and build_plugin_manager(entry_points="
+        "False), which loads no installed plugin"
     )
 
 

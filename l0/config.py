@@ -11,12 +11,12 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     retry.attempts         int >= 0     retry.max_retries    int >= 0
     retry.base_delay       seconds >= 0 retry.max_delay      seconds >= 0
     retry.max_retry_after  seconds >= 0 retry.seed           int
-    retry.strategy         a backoff strategy name
+    retry.strategy         a backoff strategy (any case, ``_`` or ``-``), or a plugin's
     retry.fallback_on      failure kinds that go to the fallback at once (list)
     timeout.initial_token  seconds > 0, or 0 for no limit
+    timeout.inter_token    seconds > 0, or 0 for no limit
     timeout.total          seconds > 0 for the whole session, or 0 for no limit
     continuation.strategies  how wrapped clients ask to continue: prefill, user, restart
-    timeout.inter_token    seconds > 0, or 0 for no limit
     plugins.disable        list of plugin names (env: comma-separated)
     plugins.load           allowlist of entry-point plugins (env: comma-separated)
     plugins.trace          bool: log every hook call
@@ -31,192 +31,86 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
                            exporter plugin checks them and warns, so a bad one never stops a stream
 
 A bad key or value raises :class:`~l0.errors.ConfigError` naming the source, the key, the value
-and what is allowed.
+and what is allowed, when ``l0.run`` is called and before any request. An unknown ``L0_*``
+environment variable only warns (once), naming the closest known one.
+
+Configuration is resolved once and cached; the cache is checked on every read against the
+file's size and modification time and the ``L0_*`` environment, and :func:`reload` drops it.
+:func:`explain` lists every value in effect with its source; :func:`check` lists every problem.
+
+This module sits below :mod:`l0.plugins` in the import graph: it never imports it. Functions
+that need a plugin manager take one, or ask the provider :mod:`l0.plugins` installs.
 """
 
 from __future__ import annotations
 
-import functools
-import math
+import difflib
 import os
-import tomllib
+import threading
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from l0.errors import ConfigError
+from l0._config_schema import (
+    CONTINUATION_STRATEGIES,
+    MIN_DRIFT_WINDOW,
+    ConfigProblem,
+    _Collector,
+    _did_you_mean,
+    _env_key,
+    _env_names,
+    _file_label,
+    _find_file,
+)
+from l0.errors import ConfigError, ConfigWarning
 from l0.retry import Retry
 from l0.timeout import DEFAULT_INITIAL_TOKEN, DEFAULT_INTER_TOKEN, Timeout
+from l0.types import BackoffStrategy
 
 if TYPE_CHECKING:
     from l0.plugins import L0PluginManager
 
-__all__ = ["Settings", "load_config", "reset_config_cache", "resolve_retry", "resolve_timeout"]
+__all__ = [
+    "CONTINUATION_STRATEGIES",
+    "MIN_DRIFT_WINDOW",
+    "ConfigProblem",
+    "ConfigValue",
+    "Settings",
+    "check",
+    "explain",
+    "load_config",
+    "reload",
+    "reset_config_cache",
+    "resolve_retry",
+    "resolve_timeout",
+]
 
 DEFAULT_RETRY_POLICY: Final = "fixed-jitter"
 
 
-def _int_ge0(value: object) -> int:
-    if isinstance(value, str):
-        value = value.strip()
-        if value.lstrip("-").isdigit():
-            value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("an integer >= 0")
-    return value
+SourceKind = Literal["default", "pyproject", "l0.toml", "environment", "argument"]
+"""Where a configuration value came from, as :func:`explain` reports it."""
 
 
-def _int(value: object) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError("an integer")
-    return value
+@dataclass(frozen=True, slots=True)
+class ConfigValue:
+    """One configuration value in effect and where it came from (see :func:`explain`).
 
+    Attributes:
+        key: ``section.key``, e.g. ``"retry.strategy"``.
+        value: The validated value in effect; ``None`` when unset and the engine decides.
+        source: ``"default"``, ``"pyproject"``, ``"l0.toml"``, ``"environment"`` or
+            ``"argument"``.
+        location: The file, the ``$L0_…`` variable, the argument (``l0.run(retry=...)``) or
+            what supplied the default (``retry policy 'fixed-jitter'``).
+    """
 
-def _seconds_ge0(value: object) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError("a number of seconds >= 0") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("a number of seconds >= 0")
-    if math.isnan(value) or math.isinf(value) or value < 0:
-        raise ValueError("a number of seconds >= 0")
-    return float(value)
-
-
-def _timeout_seconds(value: object) -> float | None:
-    seconds = _seconds_ge0(value)
-    return None if seconds == 0 else seconds
-
-
-def _name(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("a non-empty name")
-    return value.strip()
-
-
-def _names(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return [v.strip() for v in value if v.strip()]
-    raise ValueError("a list of names (env: comma-separated)")
-
-
-_SEVERITIES: Final = ("warning", "error", "fatal")
-
-
-def _severity_map(value: object) -> dict[str, str]:
-    expected = 'a table of rule name -> "warning" | "error" | "fatal"'
-    if isinstance(value, str):
-        pairs: dict[str, object] = {}
-        for part in value.split(","):
-            if not part.strip():
-                continue
-            rule, sep, sev = part.partition("=")
-            if not sep or not rule.strip():
-                raise ValueError(expected + ' (env form: "rule=severity,…")')
-            pairs[rule.strip()] = sev.strip()
-        value = pairs
-    if not isinstance(value, Mapping):
-        raise ValueError(expected)
-    out = {}
-    for rule, sev in value.items():
-        if not isinstance(rule, str) or sev not in _SEVERITIES:
-            raise ValueError(f"{expected}; {rule!r} = {sev!r} is not one of those")
-        out[rule] = sev
-    return out
-
-
-def _unit_interval(value: object) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError("a number between 0 and 1") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError("a number between 0 and 1")
-    return float(value)
-
-
-MIN_DRIFT_WINDOW: Final = 16
-"""Smallest drift window, in tokens: fewer cannot tell a loop from a repeated phrase."""
-
-
-def _drift_window(value: object) -> int:
-    try:
-        parsed = _int_ge0(value)
-    except ValueError:
-        parsed = 0
-    if parsed < MIN_DRIFT_WINDOW:
-        raise ValueError(f"an integer >= {MIN_DRIFT_WINDOW}")
-    return parsed
-
-
-def _bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("true or false")
-
-
-CONTINUATION_STRATEGIES: Final = ("prefill", "user", "restart")
-"""Continuation strategies a wrapped client knows (see docs/continuation.md)."""
-
-
-def _strategies(value: object) -> list[str]:
-    names = _names(value)
-    unknown = [name for name in names if name not in CONTINUATION_STRATEGIES]
-    if unknown or not names:
-        raise ValueError(
-            f"a list of continuation strategies ({', '.join(CONTINUATION_STRATEGIES)})"
-        )
-    return names
-
-
-_SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
-    "retry": {
-        "policy": _name,
-        "attempts": _int_ge0,
-        "max_retries": _int_ge0,
-        "base_delay": _seconds_ge0,
-        "max_delay": _seconds_ge0,
-        "max_retry_after": _seconds_ge0,
-        "seed": _int,
-        "strategy": _name,
-        "fallback_on": _names,
-    },
-    "timeout": {
-        "initial_token": _timeout_seconds,
-        "inter_token": _timeout_seconds,
-        "total": _timeout_seconds,
-    },
-    "plugins": {"disable": _names, "load": _names, "trace": _bool},
-    "continuation": {"strategies": _strategies},
-    "guardrails": {"preset": _name, "rules": _names, "severity": _severity_map},
-    "drift": {
-        "enabled": _bool,
-        "detectors": _names,
-        "window": _drift_window,
-        "threshold": _unit_interval,
-    },
-}
-
-
-PLUGIN_SECTIONS: Final = ("otel", "sentry")
-"""Tables that belong to exporter plugins: read as written, checked by the plugin itself (#9),
-because a bad exporter setting must cost a warning, never a stream."""
-
-
-def _allowed_keys() -> str:
-    return ", ".join(f"{s}.{k}" for s, keys in _SCHEMA.items() for k in keys)
+    key: str
+    value: Any
+    source: SourceKind
+    location: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +121,16 @@ class Settings:
         values: Validated values by section and key.
         sources: Where each ``section.key`` came from (a file path or ``$L0_…``).
         file: The config file that was read, if any.
+        warnings: Problems that were ignored with a warning (unknown ``L0_*`` variables).
     """
 
     values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     file: Path | None = None
+    warnings: tuple[ConfigProblem, ...] = field(default=(), compare=False)
+    # Policies resolved from these settings, per plugin manager and its version: each l0.run
+    # would otherwise rebuild the same Retry (issue 11).
+    _resolved: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def get(self, section: str, key: str, default: Any = None) -> Any:
         """The value of ``section.key``, or ``default``."""
@@ -249,157 +148,167 @@ class Settings:
         return None if value is None else list(value)
 
 
-def _validate_table(
-    table: Mapping[str, Any], source: str, into: dict[str, dict[str, Any]], sources: dict[str, str]
-) -> None:
-    for section, body in table.items():
-        if section in PLUGIN_SECTIONS:
-            if not isinstance(body, Mapping):
-                raise ConfigError(
-                    f"{source}: {section} = {body!r} must be a table of settings "
-                    f"(see the l0-{section} plugin's documentation)",
-                    key=section,
-                )
-            for key, value in body.items():
-                into.setdefault(section, {})[key] = value
-                sources[f"{section}.{key}"] = source
-            continue
-        if section not in _SCHEMA:
-            raise ConfigError(
-                f"{source}: unknown key {section!r}; allowed keys: {_allowed_keys()}",
-                key=section,
-            )
-        if not isinstance(body, Mapping):
-            raise ConfigError(
-                f"{source}: {section} = {body!r} must be a table of keys "
-                f"({', '.join(f'{section}.{k}' for k in _SCHEMA[section])})",
-                key=section,
-            )
-        for key, value in body.items():
-            _set(section, key, value, source, into, sources)
-
-
-def _set(
-    section: str,
-    key: str,
-    value: object,
-    source: str,
-    into: dict[str, dict[str, Any]],
-    sources: dict[str, str],
-) -> None:
-    parsers = _SCHEMA[section]
-    if key not in parsers:
-        raise ConfigError(
-            f"{source}: unknown key '{section}.{key}'; allowed keys in [{section}]: "
-            f"{', '.join(f'{section}.{k}' for k in parsers)}",
-            key=f"{section}.{key}",
-        )
-    try:
-        parsed = parsers[key](value)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{source}: {section}.{key} = {value!r} is invalid; expected {exc}",
-            key=f"{section}.{key}",
-            value=value,
-        ) from None
-    into.setdefault(section, {})[key] = parsed
-    sources[f"{section}.{key}"] = source
-
-
-def _find_file(start: Path) -> tuple[Path, Mapping[str, Any]] | None:
-    for directory in (start, *start.parents):
-        candidate = directory / "l0.toml"
-        if candidate.is_file():
-            return candidate, _read_toml(candidate)
-        pyproject = directory / "pyproject.toml"
-        if pyproject.is_file():
-            data = _read_toml(pyproject)
-            tool = data.get("tool", {})
-            if isinstance(tool, Mapping) and "l0" in tool:
-                table = tool["l0"]
-                if not isinstance(table, Mapping):
-                    raise ConfigError(f"{pyproject}: [tool.l0] must be a table")
-                return pyproject, table
-    return None
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-
-
-_ENV_PLUGIN_NAMES: Final = {
-    "L0_DISABLE_PLUGINS": ("plugins", "disable"),
-    "L0_LOAD_PLUGINS": ("plugins", "load"),
-    "L0_TRACE_PLUGINS": ("plugins", "trace"),
-}
-
-
-def _env_key(name: str) -> tuple[str, str] | None:
-    if name in _ENV_PLUGIN_NAMES:
-        return _ENV_PLUGIN_NAMES[name]
-    rest = name[3:].lower()
-    for section in PLUGIN_SECTIONS:
-        if rest.startswith(section + "_") and len(rest) > len(section) + 1:
-            return section, rest[len(section) + 1 :]
-    for section, keys in _SCHEMA.items():
-        prefix = section + "_"
-        if rest.startswith(prefix) and rest[len(prefix) :] in keys:
-            return section, rest[len(prefix) :]
-    return None
-
-
-def _env_names() -> list[str]:
-    names = list(_ENV_PLUGIN_NAMES)
-    names += [f"L0_{s.upper()}_{k.upper()}" for s, keys in _SCHEMA.items() for k in keys]
-    return sorted(set(names))
-
-
-@functools.lru_cache(maxsize=32)
-def _load(cwd: str, env: tuple[tuple[str, str], ...]) -> Settings:
-    values: dict[str, dict[str, Any]] = {}
-    sources: dict[str, str] = {}
-    found = _find_file(Path(cwd))
+def _collect(cwd: str, env: tuple[tuple[str, str], ...]) -> tuple[Settings, Path | None]:
+    """Read the file and the environment, keeping every problem instead of stopping."""
+    found_in = Path(cwd)
+    collector = _Collector()
     file = None
+    try:
+        found = _find_file(found_in)
+    except ConfigError as exc:
+        found = None
+        file = exc.details.get("file")
+        collector.problem(str(file or cwd), exc.message)
     if found is not None:
         file, table = found
-        label = f"{file} [tool.l0]" if file.name == "pyproject.toml" else str(file)
-        _validate_table(table, label, values, sources)
+        collector.table(table, _file_label(file))
     for name, raw in env:
         target = _env_key(name)
         if target is None:
-            raise ConfigError(
-                f"${name}: unknown L0 environment variable; allowed: {', '.join(_env_names())}",
+            # A stray variable must not take a service down: ignore it, loudly (issue 8).
+            known = _env_names()
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = f"did you mean ${close[0]}?" if close else f"known: {', '.join(known)}"
+            collector.problem(
+                f"${name}",
+                f"${name}: unknown L0 environment variable, ignored; {hint}",
                 key=name,
+                value=raw,
+                severity="warning",
             )
-        section, key = target
-        if section in PLUGIN_SECTIONS:
-            values.setdefault(section, {})[key] = raw
-            sources[f"{section}.{key}"] = f"${name}"
             continue
-        _set(section, key, raw, f"${name}", values, sources)
-    return Settings(values=values, sources=sources, file=file)
+        section, key = target
+        collector.set(section, key, raw, f"${name}")
+    warned = tuple(p for p in collector.problems if p.severity == "warning")
+    settings = Settings(
+        values=collector.values, sources=collector.sources, file=file, warnings=warned
+    )
+    errors = [p for p in collector.problems if p.severity == "error"]
+    if errors:
+        object.__setattr__(settings, "_resolved", {"errors": tuple(errors)})
+    return settings, file
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    env: tuple[tuple[str, str], ...]
+    stamp: tuple[int, ...]
+    settings: Settings
+
+
+def _stamp(cwd: str, file: Path | None) -> tuple[int, ...]:
+    """What must stay the same for a cached configuration to hold.
+
+    The file's modification time, size and inode, and the modification time of every
+    directory searched before it: creating a nearer ``l0.toml`` changes one of those.
+    Plain ``os.path`` strings: this runs on every ``l0.run``.
+    """
+    stamp: list[int] = []
+    last = os.path.dirname(file) if file is not None else None
+    directory = cwd
+    while True:
+        try:
+            stamp.append(os.stat(directory).st_mtime_ns)
+        except OSError:
+            stamp.append(-1)
+        parent = os.path.dirname(directory)
+        if directory in (last, parent):
+            break
+        directory = parent
+    if file is not None:
+        try:
+            st = os.stat(file)
+            stamp += (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            stamp.append(-1)
+    return tuple(stamp)
+
+
+_cache: dict[str, _Entry] = {}
+_cache_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+def _env_snapshot() -> tuple[tuple[str, str], ...]:
+    # Runs on every l0.run. os.environ.items() decodes every key and value (most of the cost
+    # of a cached read); the raw mapping lets the few L0_ names be picked out first.
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):
+        names = [
+            os.fsdecode(key) if isinstance(key, bytes) else key
+            for key in data
+            if key[:3] in (b"L0_", "L0_")
+        ]
+        return tuple(sorted((name, os.environ[name]) for name in names if name in os.environ))
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("L0_")))
+
+
+def _entry(cwd: str | os.PathLike[str] | None) -> _Entry:
+    key = os.fspath(cwd) if cwd is not None else os.getcwd()
+    env = _env_snapshot()
+    entry = _cache.get(key)
+    # A few stats per read (issue 11): an edited file (size, mtime or a replaced inode), a new
+    # nearer file or a changed L0_* environment is seen by the next l0.run without reload().
+    if entry is not None and entry.env == env and _stamp(key, entry.settings.file) == entry.stamp:
+        return entry
+    settings, file = _collect(key, env)
+    entry = _Entry(env=env, stamp=_stamp(key, file), settings=settings)
+    with _cache_lock:
+        if len(_cache) > 64:
+            _cache.clear()
+        _cache[key] = entry
+    return entry
+
+
+def _errors_of(settings: Settings) -> tuple[ConfigProblem, ...]:
+    errors: tuple[ConfigProblem, ...] = settings._resolved.get("errors", ())
+    return errors
 
 
 def load_config(cwd: str | os.PathLike[str] | None = None) -> Settings:
-    """Read and validate the configuration in force (cached per directory and environment).
+    """Read and validate the configuration in force (cached; see :func:`reload`).
+
+    Unknown ``L0_*`` environment variables are ignored with a :class:`~l0.errors.ConfigWarning`
+    (once per variable), naming the closest known variable.
 
     Raises:
-        ConfigError: a key is unknown or a value invalid; the message names both.
+        ConfigError: a key is unknown or a value invalid; the message names the source, the
+            key, the value and what is allowed.
     """
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("L0_")))
-    return _load(str(Path(cwd) if cwd is not None else Path.cwd()), env)
+    settings = _entry(cwd).settings
+    errors = _errors_of(settings)
+    if errors:
+        first = errors[0]
+        raise ConfigError(first.message, key=first.key, value=first.value, source=first.location)
+    for problem in settings.warnings:
+        if problem.message not in _warned:
+            _warned.add(problem.message)
+            warnings.warn(problem.message, ConfigWarning, stacklevel=3)
+    return settings
+
+
+def reload(cwd: str | os.PathLike[str] | None = None) -> Settings:
+    """Drop every cached configuration and read it again now.
+
+    The cache already notices an edited or new config file and a changed ``L0_*``
+    environment (by modification times, sizes and the environment), so this is only needed
+    when an edit keeps the size and the file system's timestamp resolution hides it.
+
+    Raises:
+        ConfigError: as :func:`load_config`.
+    """
+    reset_config_cache()
+    return load_config(cwd)
 
 
 def reset_config_cache() -> None:
-    """Forget cached configuration (after editing the file in a running process)."""
-    _load.cache_clear()
+    """Forget cached configuration (and the warnings already given for it)."""
+    with _cache_lock:
+        _cache.clear()
+        _warned.clear()
 
+
+# --- resolving policies -------------------------------------------------------------------------
 
 _RETRY_NUMBERS: Final = (
     "attempts",
@@ -412,38 +321,106 @@ _RETRY_NUMBERS: Final = (
     "fallback_on",
 )
 
+_BUILTIN_STRATEGIES: Final = ", ".join(s.value for s in BackoffStrategy)
+
+
+def _strategy_error(prefix: str, name: str, key: str, source: str) -> ConfigError:
+    hint = _did_you_mean(name, [s.value for s in BackoffStrategy])
+    return ConfigError(
+        f"{prefix}: no such backoff strategy{hint}; choose one of {_BUILTIN_STRATEGIES} "
+        "(any case, '_' or '-'), or a name a plugin computes through l0_backoff_delay",
+        key=key,
+        value=name,
+        source=source,
+    )
+
+
+def check_strategy(policy: Retry, plugins: L0PluginManager, *, where: str | None = None) -> None:
+    """Fail unless a builtin formula or a backoff plugin computes ``policy.strategy``.
+
+    Args:
+        policy: The retry policy to check.
+        plugins: The plugin manager whose ``l0_backoff_delay`` implementations are asked.
+        where: The config source of the strategy; ``None`` when ``policy`` is an argument.
+
+    Raises:
+        ConfigError: nothing computes the strategy; the message names the source, the value
+            and the builtin names.
+    """
+    strategy = policy.strategy
+    if isinstance(strategy, BackoffStrategy) or plugins.computes_strategy(policy):
+        return
+    if where is None:
+        prefix = f"retry=Retry(strategy={strategy!r})"
+        raise _strategy_error(prefix, strategy, "retry.strategy", "argument")
+    raise _strategy_error(
+        f"{where}: retry.strategy = {strategy!r}", strategy, "retry.strategy", where
+    )
+
+
+def _find_policy(name: str, plugins: L0PluginManager) -> str | None:
+    policies = plugins.retry_policies()
+    if name in policies:
+        return name
+    normalized = name.strip().lower().replace("_", "-")
+    return normalized if normalized in policies else None
+
 
 def resolve_retry(argument: Retry | None, settings: Settings, plugins: L0PluginManager) -> Retry:
     """The ``Retry`` in force: the argument, else the configured policy with configured numbers.
 
+    The strategy is checked here, so a misspelt one fails when ``l0.run`` is called rather than
+    at the first retry (where it would hide the provider's error).
+
     Raises:
-        ConfigError: the configured policy is not registered by any plugin.
+        ConfigError: the configured policy is not registered by any plugin, it rejected the
+            configured values, or no builtin formula or plugin computes the strategy.
     """
     if argument is not None:
+        check_strategy(argument, plugins)
         return argument
-    name = settings.get("retry", "policy", DEFAULT_RETRY_POLICY)
-    policies = plugins.retry_policies()
-    if name not in policies:
+    cache_key = ("retry", plugins, plugins.version)
+    cached: Retry | None = settings._resolved.get(cache_key)
+    if cached is not None:
+        return cached
+    configured = settings.get("retry", "policy", DEFAULT_RETRY_POLICY)
+    name = _find_policy(configured, plugins)
+    if name is None:
         source = settings.sources.get("retry.policy", "default")
         raise ConfigError(
-            f"{source}: retry.policy = {name!r}: no such policy; choose one of: "
+            f"{source}: retry.policy = {configured!r}: no such policy"
+            f"{_did_you_mean(configured, list(plugins.retry_policies()))}; choose one of: "
             f"{plugins.describe_policies()}",
             key="retry.policy",
-            value=name,
+            value=configured,
+            source=source,
         )
+    policies = plugins.retry_policies()
     overrides = {
         k: settings.get("retry", k) for k in _RETRY_NUMBERS if settings.get("retry", k) is not None
     }
-    spec = policies[name][0]
+    spec, offered_by = policies[name]
     try:
         policy = spec.factory(overrides)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"retry policy {name!r} rejected the configured values: {exc}") from exc
+        where = ", ".join(f"{k} from {settings.sources[f'retry.{k}']}" for k in overrides)
+        raise ConfigError(
+            f"retry policy {name!r} rejected the configured values ({where}; policy from "
+            f"plugin {offered_by!r}): {exc}",
+            key="retry.policy",
+            value=name,
+        ) from exc
     if not isinstance(policy, Retry):
         raise ConfigError(
-            f"retry policy {name!r} (from plugin {policies[name][1]!r}) returned "
+            f"retry policy {name!r} (from plugin {offered_by!r}) returned "
             f"{type(policy).__name__}; expected l0.Retry"
         )
+    check_strategy(
+        policy,
+        plugins,
+        where=settings.sources.get("retry.strategy", f"retry policy {name!r} ({offered_by})"),
+    )
+    settings._resolved[cache_key] = policy
     return policy
 
 
@@ -451,13 +428,197 @@ def resolve_timeout(argument: Timeout | None, settings: Settings) -> Timeout:
     """The ``Timeout`` in force: the argument, else configured values, else the defaults."""
     if argument is not None:
         return argument
+    cached: Timeout | None = settings._resolved.get("timeout")
+    if cached is not None:
+        return cached
     values = settings.values.get("timeout", {})
-    return Timeout(
-        initial_token=values.get("initial_token", DEFAULT_INITIAL_TOKEN)
-        if "initial_token" in values
-        else DEFAULT_INITIAL_TOKEN,
-        inter_token=values.get("inter_token", DEFAULT_INTER_TOKEN)
-        if "inter_token" in values
-        else DEFAULT_INTER_TOKEN,
+    timeout = Timeout(
+        initial_token=values.get("initial_token", DEFAULT_INITIAL_TOKEN),
+        inter_token=values.get("inter_token", DEFAULT_INTER_TOKEN),
         total=values.get("total"),
     )
+    settings._resolved["timeout"] = timeout
+    return timeout
+
+
+# --- explain and check --------------------------------------------------------------------------
+
+_default_manager: Callable[[], L0PluginManager] | None = None
+
+
+def _set_default_manager(provider: Callable[[], L0PluginManager]) -> None:
+    """Called by :mod:`l0.plugins` on import: how to get the default plugin manager."""
+    global _default_manager  # noqa: PLW0603 - set once, by the module above this one
+    _default_manager = provider
+
+
+def _manager(plugins: L0PluginManager | None) -> L0PluginManager:
+    if plugins is not None:
+        return plugins
+    if _default_manager is None:  # pragma: no cover - l0/__init__ imports l0.plugins
+        raise RuntimeError("l0.plugins is not imported; pass plugins=")
+    return _default_manager()
+
+
+def _source_kind(location: str) -> SourceKind:
+    if location.startswith("$"):
+        return "environment"
+    if location.endswith("[tool.l0]"):
+        return "pyproject"
+    return "l0.toml"
+
+
+_PLAIN_DEFAULTS: Final[Mapping[str, tuple[Any, str]]] = {
+    "plugins.disable": ([], "nothing disabled"),
+    "plugins.load": (None, "every installed plugin"),
+    "plugins.trace": (False, "not traced"),
+    "guardrails.preset": (None, "no guardrails"),
+    "guardrails.rules": ([], "no extra rules"),
+    "guardrails.severity": ({}, "each rule's own severity"),
+    "drift.enabled": (False, "drift detection off"),
+    "drift.detectors": (None, "every registered detector"),
+    "drift.window": (None, "l0.DriftConfig default"),
+    "drift.threshold": (None, "l0.DriftConfig default"),
+}
+
+
+def explain(
+    cwd: str | os.PathLike[str] | None = None,
+    *,
+    retry: Retry | None = None,
+    timeout: Timeout | None = None,
+    plugins: L0PluginManager | None = None,
+) -> list[ConfigValue]:
+    """Every configuration key with the value in effect and its source.
+
+    Args:
+        cwd: Directory to search for the config file from (the working directory if omitted).
+        retry: A ``retry=`` argument, as ``l0.run`` would get it (it replaces ``retry.*``).
+        timeout: A ``timeout=`` argument, as ``l0.run`` would get it.
+        plugins: Plugin manager offering the retry policies (the default one if omitted).
+
+    Returns:
+        One :class:`ConfigValue` per key, in the documented order.
+
+    Raises:
+        ConfigError: the configuration is invalid (:func:`check` lists every problem instead).
+        TypeError: ``retry`` or ``timeout`` has the wrong type.
+    """
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(f"retry={retry!r}: expected l0.Retry(...) or None")
+    if timeout is not None and not isinstance(timeout, Timeout):
+        raise TypeError(f"timeout={timeout!r}: expected l0.Timeout(...) or None")
+    settings = load_config(cwd)
+    pm = _manager(plugins)
+    out: list[ConfigValue] = []
+
+    def configured(key: str, value: Any) -> None:
+        location = settings.sources[key]
+        out.append(ConfigValue(key, value, _source_kind(location), location))
+
+    policy_name = settings.get("retry", "policy", DEFAULT_RETRY_POLICY)
+    if retry is not None:
+        for name in ("policy", *Retry.field_names()):
+            value = None if name == "policy" else getattr(retry, name)
+            out.append(ConfigValue(f"retry.{name}", value, "argument", "l0.run(retry=...)"))
+    else:
+        policy = resolve_retry(None, settings, pm)
+        if "retry.policy" in settings.sources:
+            configured("retry.policy", policy_name)
+        else:
+            out.append(ConfigValue("retry.policy", policy_name, "default", "l0 default"))
+        for f in fields(Retry):
+            key = f"retry.{f.name}"
+            value = getattr(policy, f.name)
+            if key in settings.sources:
+                configured(key, value)
+            else:
+                origin = f"retry policy {policy_name!r}"
+                out.append(ConfigValue(key, value, "default", origin))
+    for name in ("initial_token", "inter_token"):
+        key = f"timeout.{name}"
+        if timeout is not None:
+            value = getattr(timeout, name)
+            out.append(ConfigValue(key, value, "argument", "l0.run(timeout=...)"))
+        elif key in settings.sources:
+            configured(key, settings.get("timeout", name))
+        else:
+            value = getattr(resolve_timeout(None, settings), name)
+            out.append(ConfigValue(key, value, "default", "l0.Timeout default"))
+    for key, (default, origin) in _PLAIN_DEFAULTS.items():
+        section, name = key.split(".")
+        if key in settings.sources:
+            configured(key, settings.get(section, name))
+        else:
+            out.append(ConfigValue(key, default, "default", origin))
+    return out
+
+
+def check(
+    cwd: str | os.PathLike[str] | None = None, *, plugins: L0PluginManager | None = None
+) -> list[ConfigProblem]:
+    """Every problem of the configuration in force, without stopping at the first.
+
+    Checks what ``l0.run`` checks: each key and value of the file and the environment, the
+    retry policy and strategy against the plugins, the guardrail preset, rules and
+    severities, the drift detectors, and the names in ``plugins.disable``/``plugins.load``.
+
+    Args:
+        cwd: Directory to search for the config file from (the working directory if omitted).
+        plugins: Plugin manager to check names against (the default one if omitted).
+
+    Returns:
+        The problems, errors first; an empty list means ``l0.run`` will accept the
+        configuration.
+    """
+    settings = _entry(cwd).settings
+    problems = list(_errors_of(settings)) + list(settings.warnings)
+    if any(p.severity == "error" for p in problems):
+        return problems
+    try:
+        pm = _manager(plugins)
+    except Exception as exc:  # a plugin that fails to load is a problem of the configuration
+        problems.append(ConfigProblem(None, None, "plugins", str(exc)))
+        return problems
+
+    def attempt(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except (ConfigError, TypeError, ValueError) as exc:
+            details = getattr(exc, "details", {})
+            problems.append(
+                ConfigProblem(
+                    details.get("key"),
+                    details.get("value"),
+                    str(details.get("source", "config")),
+                    str(exc),
+                )
+            )
+
+    attempt(lambda: resolve_retry(None, settings, pm))
+    if "guardrails" in settings.values:
+        from l0.guardrails import resolve_guardrails
+
+        attempt(lambda: resolve_guardrails(None, pm, settings))
+    if "drift" in settings.values:
+        from l0.drift import resolve_drift
+
+        attempt(lambda: resolve_drift(None, pm, settings))
+    known = sorted(pm.available_plugin_names())
+    for key in ("plugins.disable", "plugins.load"):
+        section, name = key.split(".")
+        for plugin in settings.get(section, name) or ():
+            if plugin not in known:
+                location = settings.sources[key]
+                problems.append(
+                    ConfigProblem(
+                        key,
+                        plugin,
+                        location,
+                        f"{location}: {key} names {plugin!r}, which is not an installed plugin"
+                        f"{_did_you_mean(plugin, known)}; known: {', '.join(known)}",
+                        "warning",
+                    )
+                )
+    problems.sort(key=lambda p: p.severity != "error")
+    return problems

@@ -14,11 +14,15 @@ Environment switches, read when a manager is built:
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import logging
+import math
 import os
 import random
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -27,8 +31,11 @@ from typing import Any, Final
 
 import pluggy
 
+from l0 import config as _config
+from l0 import errors as _errors
 from l0 import hookspecs
-from l0.errors import ConfigError, L0Error, L0PluginError
+from l0.config import Settings, load_config
+from l0.errors import ConfigError, ConfigWarning, L0Error, L0PluginError
 from l0.types import Adapter, ErrorCategory, RetryDecision, RetryPolicySpec, State
 
 __all__ = [
@@ -120,6 +127,35 @@ def _plugin_error(
     )
 
 
+def _is_delay(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and not math.isnan(value)
+        and value >= 0
+    )
+
+
+def _answering_plugin(caller: pluggy.HookCaller, kwargs: Mapping[str, Any]) -> str | None:
+    """The plugin whose implementation answers a firstresult hook (asked again, in order).
+
+    Only used to name the culprit of a bad answer, so the repeated calls do not matter.
+    """
+    for impl in reversed(caller.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        try:
+            answer = impl.function(*(kwargs[name] for name in impl.argnames))
+        except Exception:
+            return impl.plugin_name
+        if answer is not None:
+            return impl.plugin_name
+    return None
+
+
+_PROBE_ERROR: Final = RuntimeError("l0: which plugin computes this backoff strategy?")
+
+
 class Hooks:
     """Typed facade over ``pm.hook``: one method per decision and registration hook.
 
@@ -166,11 +202,32 @@ class Hooks:
     def backoff_delay(
         self, attempt: int, policy: Any, error: BaseException, rng: random.Random
     ) -> float | None:
-        """Ask ``l0_backoff_delay``."""
-        result: float | None = self._call(
+        """Ask ``l0_backoff_delay``.
+
+        Raises:
+            L0PluginError: a plugin raised, or answered something other than a number of
+                seconds >= 0 (the message names the plugin and the hook).
+        """
+        caller: pluggy.HookCaller = self._hook.l0_backoff_delay
+        result: object = self._call(
             "l0_backoff_delay", attempt=attempt, policy=policy, error=error, rng=rng
         )
-        return result
+        if result is None:
+            return None
+        if isinstance(result, int | float) and _is_delay(result):
+            return float(result)
+        culprit = _answering_plugin(
+            caller, {"attempt": attempt, "policy": policy, "error": error, "rng": random.Random(0)}
+        )
+        who = f"plugin {culprit!r}" if culprit is not None else "a plugin"
+        raise L0PluginError(
+            f"{who} returned {result!r} from l0_backoff_delay; expected a number of seconds "
+            f">= 0, or None to let the next plugin answer. Fix it, or disable it with "
+            f"L0_DISABLE_PLUGINS={culprit or '<name>'}.",
+            plugin=culprit,
+            hook="l0_backoff_delay",
+            answer=result,
+        )
 
     def wrap_client(self, client: Any, options: dict[str, Any]) -> Any | None:
         """Ask ``l0_wrap_client``.
@@ -198,6 +255,8 @@ class L0PluginManager(pluggy.PluginManager):
         """Bumped by every register/unregister; per-session hook tables rebuild when it moves."""
         self.hooks = Hooks(self)
         self._policies: dict[str, tuple[RetryPolicySpec, str]] | None = None
+        self._strategies: dict[str, bool] = {}
+        self._available: set[str] = set()
 
     # --- registration ----------------------------------------------------------------------------
 
@@ -208,14 +267,64 @@ class L0PluginManager(pluggy.PluginManager):
         return super().parse_hookimpl_opts(plugin, name)
 
     def register(self, plugin: object, name: str | None = None) -> str | None:
-        """Register ``plugin`` (a module, class or instance with ``@l0.hookimpl`` functions)."""
+        """Register ``plugin`` (a module, class or instance with ``@l0.hookimpl`` functions).
+
+        In-process plugins are checked exactly like installed ones.
+
+        Raises:
+            L0PluginError: a hook name no spec declares (a typo), an ``async def`` hook, or
+                arguments that do not match the spec; the message names the plugin and hook.
+        """
         with self._lock:
-            registered = super().register(plugin, name)
-            if registered is not None and registered not in self._origins:
+            try:
+                registered = super().register(plugin, name)
+            except pluggy.PluginValidationError as exc:
+                label = name or self.get_canonical_name(plugin)
+                origin = self._origins.get(label, ("in-process", None))[0]
+                raise L0PluginError(
+                    f"plugin {label!r} from {origin} is invalid: {exc}", plugin=label
+                ) from exc
+            if registered is None:
+                return None
+            if registered not in self._origins:
                 self._origins[registered] = ("in-process", None)
+            try:
+                self._validate(plugin, registered)
+            except L0PluginError:
+                super().unregister(plugin)
+                self._origins.pop(registered, None)
+                raise
             self.version += 1
             self._policies = None
+            self._strategies = {}
             return registered
+
+    def _validate(self, plugin: object, name: str) -> None:
+        origin = self._origins.get(name, ("in-process", None))[0]
+        for caller in self.get_hookcallers(plugin) or ():
+            if caller.spec is None:
+                known = sorted(n for n in dir(hookspecs) if n.startswith("l0_"))
+                close = difflib.get_close_matches(caller.name, known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise L0PluginError(
+                    f"plugin {name!r} from {origin}: unknown hook {caller.name!r}; {hint}"
+                    f"Hooks are: {', '.join(known)}",
+                    plugin=name,
+                    hook=caller.name,
+                )
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                function = impl.function
+                if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+                    raise L0PluginError(
+                        f"plugin {name!r} from {origin}: {caller.name} is `async def`; L0 "
+                        "hooks are plain `def` (an async decision hook returns a coroutine, "
+                        "which counts as an answer). Do the async work in the object the hook "
+                        "returns, or schedule it from a plain function.",
+                        plugin=name,
+                        hook=caller.name,
+                    )
 
     def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
         """Remove a plugin by object or name."""
@@ -225,6 +334,7 @@ class L0PluginManager(pluggy.PluginManager):
                 self._origins.pop(name, None)
             self.version += 1
             self._policies = None
+            self._strategies = {}
             return removed
 
     def load_plugin(
@@ -261,9 +371,9 @@ class L0PluginManager(pluggy.PluginManager):
         self._origins[name] = (origin, version)
         try:
             self.register(plugin, name=name)
-        except pluggy.PluginValidationError as exc:
+        except L0PluginError:
             self._origins.pop(name, None)
-            raise L0PluginError(f"plugin {name!r} from {origin} is invalid: {exc}") from exc
+            raise
         self._origins[name] = (origin, version)
         return True
 
@@ -297,6 +407,26 @@ class L0PluginManager(pluggy.PluginManager):
             ) from exc
 
     # --- inspection ------------------------------------------------------------------------------
+
+    def available_plugin_names(self) -> set[str]:
+        """Names config may refer to: registered plugins and every installed entry point."""
+        return {name for name, _ in self.list_name_plugin()} | self._available
+
+    def computes_strategy(self, policy: Any) -> bool:
+        """Whether a builtin formula or a backoff plugin computes ``policy.strategy``.
+
+        Cached per strategy name until plugins change.
+
+        Raises:
+            L0PluginError: a backoff plugin raised or answered something other than a number.
+        """
+        strategy = str(policy.strategy)
+        known = self._strategies.get(strategy)
+        if known is None:
+            answer = self.hooks.backoff_delay(0, policy, _PROBE_ERROR, random.Random(0))
+            known = answer is not None
+            self._strategies[strategy] = known
+        return known
 
     def list_plugins(self) -> list[PluginInfo]:
         """Every registered plugin with its origin, version and implemented hooks, by name."""
@@ -409,8 +539,8 @@ def build_plugin_manager(
     if allowed is None:
         env_allow = _csv_env("L0_LOAD_PLUGINS")
         allowed = set(env_allow) if env_allow is not None else None
+    seen: set[str] = set(BUILTINS)
     if entry_points:
-        seen: set[str] = set()
         for ep in sorted(metadata.entry_points(group="l0"), key=lambda ep: ep.name):
             if ep.name in seen:
                 continue  # the same distribution visible twice on sys.path
@@ -424,6 +554,10 @@ def build_plugin_manager(
                 origin=dist.name if dist is not None else "unknown",
                 version=dist.version if dist is not None else None,
             )
+    pm._available = seen
+    if entry_points:
+        _warn_unknown_names("plugins.disable", blocked_names, seen)
+        _warn_unknown_names("plugins.load", allowed or (), seen)
     pm.check_pending()
     pm.require_answers(*_REQUIRED_ANSWERS)
     if trace if trace is not None else os.environ.get("L0_TRACE_PLUGINS", "") not in ("", "0"):
@@ -432,29 +566,73 @@ def build_plugin_manager(
     return pm
 
 
+_warned_names: set[tuple[str, str]] = set()
+
+
+def _warn_unknown_names(key: str, names: Iterable[str], known: set[str]) -> None:
+    """Warn once per name that matches no installed plugin (it is ignored, not fatal)."""
+    for name in sorted(set(names) - known):
+        if (key, name) in _warned_names:
+            continue
+        _warned_names.add((key, name))
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+        warnings.warn(
+            f"{key} names {name!r}, which is not an installed plugin; {hint}",
+            ConfigWarning,
+            stacklevel=4,
+        )
+
+
 _default_lock = threading.Lock()
 _default: L0PluginManager | None = None
+_default_key: tuple[object, ...] | None = None
+
+
+def _settings_key(settings: Settings) -> tuple[object, ...]:
+    load = settings.plugins_load
+    return (
+        tuple(settings.plugins_disable),
+        None if load is None else tuple(load),
+        settings.get("plugins", "trace"),
+    )
 
 
 def default_plugin_manager() -> L0PluginManager:
-    """The process-wide manager ``l0.run`` uses, built on first use (config may block plugins)."""
-    global _default  # noqa: PLW0603 - a lazy singleton is the point
+    """The process-wide manager ``l0.run`` uses, built on first use (config may block plugins).
+
+    It is rebuilt when the configured ``plugins.*`` values change.
+    """
+    return default_plugin_manager_for(load_config())
+
+
+def default_plugin_manager_for(settings: Settings) -> L0PluginManager:
+    """The default manager for ``settings`` (rebuilt when its ``plugins.*`` values changed)."""
+    global _default, _default_key  # noqa: PLW0603 - a lazy singleton is the point
+    key = _settings_key(settings)
     pm = _default
-    if pm is not None:
+    if pm is not None and _default_key == key:
         return pm
     with _default_lock:
-        if _default is None:
-            from l0.config import load_config
-
-            settings = load_config()
+        if _default is None or _default_key != key:
             _default = build_plugin_manager(
-                blocked=settings.plugins_disable, allow=settings.plugins_load
+                blocked=settings.plugins_disable,
+                allow=settings.plugins_load,
+                trace=settings.get("plugins", "trace"),
             )
+            _default_key = key
         return _default
 
 
 def reset_default_plugin_manager() -> None:
     """Forget the default manager (tests, or after installing a plugin at run time)."""
-    global _default  # noqa: PLW0603
+    global _default, _default_key  # noqa: PLW0603
     with _default_lock:
         _default = None
+        _default_key = None
+
+
+# errors and config sit below this module and never import it; they ask for the default
+# manager through these providers (issue 8: no config/errors/plugins import cycle).
+_errors._set_default_manager(default_plugin_manager)
+_config._set_default_manager(default_plugin_manager)

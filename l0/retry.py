@@ -17,6 +17,7 @@ __all__ = [
     "BackoffStrategy",
     "Retry",
     "compute_backoff",
+    "normalize_strategy",
 ]
 
 FAILURE_KINDS = frozenset(
@@ -38,6 +39,16 @@ DEFAULT_FALLBACK_ON = frozenset({"initial_token_timeout", "inter_token_timeout"}
 DEFAULT_MAX_RETRY_AFTER = 30.0
 """Longest ``Retry-After`` (seconds) L0 waits out by default; a longer one ends that stream's
 retries at once (L0 moves to the next fallback or raises) instead of hanging the caller."""
+
+
+def normalize_strategy(name: str) -> str:
+    """A builtin strategy's value for ``name`` in any spelling, else ``name`` unchanged.
+
+    ``"FIXED_JITTER"``, ``"Fixed-Jitter"`` and ``"fixed_jitter"`` all give ``"fixed-jitter"``;
+    a name no builtin formula knows is kept as written, for a backoff plugin.
+    """
+    folded = name.strip().lower().replace("_", "-")
+    return folded if folded in BackoffStrategy._value2member_map_ else name.strip()
 
 
 def _check_number(name: str, value: object, *, minimum: float, integer: bool) -> None:
@@ -77,8 +88,10 @@ class Retry:
             output, and the above). Each fallback starts with fresh counters.
         base_delay: Seconds; the unit of the backoff formulas.
         max_delay: Seconds; no backoff delay is longer.
-        strategy: One of :class:`BackoffStrategy` (default ``FIXED_JITTER``), or the name of a
-            strategy a plugin implements through ``l0_backoff_delay``.
+        strategy: One of :class:`BackoffStrategy` (default ``FIXED_JITTER``) or its name in
+            any case with ``_`` or ``-`` (``"FIXED_JITTER"``, ``"fixed-jitter"``), or the name
+            of a strategy a plugin implements through ``l0_backoff_delay``; ``l0.run`` fails
+            at once when nothing computes it.
         max_retry_after: Longest server ``Retry-After`` that is waited out (seconds). A longer
             one stops retrying that stream: L0 goes to the next fallback or raises.
         seed: Seed of the jitter generator; the same seed gives the same delays.
@@ -113,9 +126,11 @@ class Retry:
         if isinstance(strategy, BackoffStrategy):
             pass
         elif isinstance(strategy, str):
-            # A name the builtin formulas do not know may belong to a backoff plugin.
-            if strategy in BackoffStrategy._value2member_map_:
-                object.__setattr__(self, "strategy", BackoffStrategy(strategy))
+            # A name the builtin formulas do not know may belong to a backoff plugin; l0.run
+            # checks that one computes it before any request.
+            name = normalize_strategy(strategy)
+            if name in BackoffStrategy._value2member_map_:
+                object.__setattr__(self, "strategy", BackoffStrategy(name))
             elif not strategy.strip():
                 raise ValueError(
                     "Retry(strategy=''): choose one of "

@@ -433,7 +433,7 @@ async def test_result_is_consumed_once(pm: L0PluginManager) -> None:
     result = l0.run(lambda: tokens(TOKENS), plugins=pm)
     assert await result.read() == TEXT
     assert await result.read() == TEXT
-    with pytest.raises(RuntimeError, match="already being consumed"):
+    with pytest.raises(RuntimeError, match="has finished; a result streams once"):
         result.__aiter__()
 
 

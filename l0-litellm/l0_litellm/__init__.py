@@ -22,6 +22,7 @@ if find_spec("litellm") is None:
     )
 
 from l0_litellm.adapter import LiteLLMAdapter
+from l0_litellm.client import L0LiteLLM
 from l0_litellm.plugin import categorize_litellm_error
 
-__all__ = ["LiteLLMAdapter", "categorize_litellm_error"]
+__all__ = ["L0LiteLLM", "LiteLLMAdapter", "categorize_litellm_error"]

@@ -14,7 +14,13 @@ from l0.plugins import hookimpl
 from l0.types import Adapter, ErrorCategory
 from l0_litellm.adapter import LiteLLMAdapter
 
-__all__ = ["ADAPTER", "categorize_litellm_error", "l0_categorize_error", "l0_detect_adapter"]
+__all__ = [
+    "ADAPTER",
+    "categorize_litellm_error",
+    "l0_categorize_error",
+    "l0_detect_adapter",
+    "l0_wrap_client",
+]
 
 ADAPTER = LiteLLMAdapter()
 """The adapter instance this plugin hands out."""
@@ -106,3 +112,11 @@ def l0_detect_adapter(stream: Any) -> Adapter | None:
 def l0_categorize_error(error: BaseException) -> ErrorCategory | None:
     """Categorise LiteLLM's exceptions (see :func:`categorize_litellm_error`)."""
     return categorize_litellm_error(error)
+
+
+@hookimpl
+def l0_wrap_client(client: Any, options: dict[str, Any]) -> Any | None:
+    """Wrap the ``litellm`` module: ``l0.wrap(litellm).acompletion(..., stream=True)``."""
+    from l0_litellm.client import wrap_litellm
+
+    return wrap_litellm(client, options)

@@ -2,8 +2,12 @@
 
 Only two calls change: ``chat.completions.create(..., stream=True)`` and
 ``responses.create(..., stream=True)`` return an :class:`l0.Result` that re-issues the request
-on every retry. Everything else (non-streaming calls, ``embeddings``, ``models``, ``beta``,
-``with_raw_response`` …) is the wrapped client's own attribute, unchanged.
+on every retry. Everything else (non-streaming calls, ``embeddings``, ``models``, ``beta`` …) is
+the wrapped client's own attribute, unchanged.
+
+The SDK's own streaming helpers — ``chat.completions.stream()``, ``responses.stream()`` and
+``with_raw_response.create(stream=True)`` — bypass L0 (no retries, fallbacks, timeouts or
+guardrails); using one through a wrapped client gives a :class:`BypassWarning`, once per helper.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from __future__ import annotations
 import inspect
 import re
 import sys
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Coroutine, Mapping
 from functools import cache
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import l0
 from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
@@ -23,13 +28,62 @@ from l0.errors import UnsupportedClientError
 from l0.events import REQUEST_META_KEY
 from l0.types import AttemptContext
 
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletion
+    from openai.types.responses import Response
+
 __all__ = [
     "CONTINUATION_STRATEGIES",
     "DEFAULT_USER_TURN",
+    "BypassWarning",
     "L0AsyncOpenAI",
     "default_strategies",
     "wrap_client",
 ]
+
+_T = TypeVar("_T")
+
+
+class BypassWarning(UserWarning):
+    """An SDK call through a wrapped client that L0 does not cover (no retries, no timeouts)."""
+
+
+_warned: set[str] = set()
+
+
+def _warn_bypass(helper: str, instead: str) -> None:
+    if helper in _warned:
+        return
+    _warned.add(helper)
+    warnings.warn(
+        f"{helper} is the SDK's own streaming helper and bypasses L0: no retries, fallbacks, "
+        f"timeouts or guardrails. Use {instead}, which returns an l0.Result.",
+        BypassWarning,
+        stacklevel=3,
+    )
+
+
+class _RawResponses:
+    """``with_raw_response`` of a wrapped resource: warns when it streams, then passes through."""
+
+    __slots__ = ("_label", "_raw")
+
+    def __init__(self, raw: Any, label: str) -> None:
+        self._raw = raw
+        self._label = label
+
+    def create(self, **kwargs: Any) -> Any:
+        """The SDK's ``with_raw_response.create``; a streaming call warns (once)."""
+        if kwargs.get("stream") is True:
+            _warn_bypass(
+                f"client.{self._label}.with_raw_response.create(stream=True)",
+                f"client.{self._label}.create(..., stream=True)",
+            )
+        return self._raw.create(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
 
 _L0_KEYS = frozenset({"fallback_models", "continuation_strategies"})
 """Options the wrapper understands besides those of ``l0.run``."""
@@ -176,8 +230,12 @@ async def _continue(
     raise AssertionError("unreachable: the last strategy returns or raises")
 
 
-class _StreamingCall:
-    """One resource's ``create``: streams through ``l0.run``, everything else passes through."""
+class _StreamingCall(Generic[_T]):
+    """One resource's ``create``: streams through ``l0.run``, everything else passes through.
+
+    ``_T`` is what the SDK's non-streaming ``create`` resolves to (``ChatCompletion``,
+    ``Response``), for the typed overloads.
+    """
 
     __slots__ = ("_messages_key", "_owner", "_path")
 
@@ -191,8 +249,37 @@ class _StreamingCall:
             client = getattr(client, name)
         return client
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._resource(self._owner.l0_client), name)
+    if not TYPE_CHECKING:
+        # Hidden from type checkers, so that `completions.creat(...)` fails mypy; the SDK's
+        # other methods are declared below.
+        def __getattr__(self, name: str) -> Any:
+            resource = self._resource(self._owner.l0_client)
+            label = ".".join(self._path)
+            if name == "stream":
+                _warn_bypass(f"client.{label}.stream()", f"client.{label}.create(..., stream=True)")
+            elif name == "with_raw_response":
+                return _RawResponses(resource.with_raw_response, label)
+            elif name == "with_streaming_response":
+                _warn_bypass(
+                    f"client.{label}.with_streaming_response",
+                    f"client.{label}.create(..., stream=True)",
+                )
+            return getattr(resource, name)
+
+    @overload
+    def create(
+        self, *, stream: Literal[True], l0_options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> l0.Result: ...
+
+    @overload
+    def create(
+        self, *, stream: Literal[False] | None = None, **kwargs: Any
+    ) -> Coroutine[Any, Any, _T]: ...
+
+    @overload
+    def create(
+        self, *, stream: bool, l0_options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> l0.Result | Coroutine[Any, Any, _T]: ...
 
     def create(self, **kwargs: Any) -> Any:
         """Like the SDK's ``create``; with ``stream=True`` it returns an :class:`l0.Result`.
@@ -246,6 +333,21 @@ class _StreamingCall:
         options["meta"] = {**(options.get("meta") or {}), REQUEST_META_KEY: request}
         return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
 
+    if TYPE_CHECKING:
+        # The SDK methods reachable through the wrapper, unchanged (typed loosely).
+        parse: Any
+        retrieve: Any
+        update: Any
+        delete: Any
+        cancel: Any
+        messages: Any
+        input_items: Any
+        input_tokens: Any
+        stream: Any
+        with_raw_response: Any
+        with_streaming_response: Any
+        list: Any
+
 
 class _Namespace:
     """``client.chat``: ``completions`` is wrapped, other attributes pass through."""
@@ -255,13 +357,21 @@ class _Namespace:
     def __init__(self, owner: L0AsyncOpenAI, path: tuple[str, ...]) -> None:
         self._owner = owner
         self._path = path
-        self.completions = _StreamingCall(owner, (*path, "completions"), "messages")
+        self.completions: _StreamingCall[ChatCompletion] = _StreamingCall(
+            owner, (*path, "completions"), "messages"
+        )
 
-    def __getattr__(self, name: str) -> Any:
-        resource = self._owner.l0_client
-        for part in self._path:
-            resource = getattr(resource, part)
-        return getattr(resource, name)
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            resource = self._owner.l0_client
+            for part in self._path:
+                resource = getattr(resource, part)
+            return getattr(resource, name)
+
+    if TYPE_CHECKING:
+        with_raw_response: Any
+        with_streaming_response: Any
 
 
 class L0AsyncOpenAI:
@@ -295,7 +405,7 @@ class L0AsyncOpenAI:
         self._l0_options = _check_options(options, "l0.wrap options")
         self._l0_streaming = client.with_options(max_retries=0)
         self.chat = _Namespace(self, ("chat",))
-        self.responses = _StreamingCall(self, ("responses",), "input")
+        self.responses: _StreamingCall[Response] = _StreamingCall(self, ("responses",), "input")
 
     @property
     def l0_client(self) -> Any:

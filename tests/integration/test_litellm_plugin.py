@@ -50,7 +50,11 @@ NETWORK, TRANSIENT, FATAL = (
 def test_entry_point_registers_the_plugin() -> None:
     infos = {info.name: info for info in l0.build_plugin_manager().list_plugins()}
     assert infos["litellm"].origin == "l0-litellm"
-    assert set(infos["litellm"].hooks) == {"l0_categorize_error", "l0_detect_adapter"}
+    assert set(infos["litellm"].hooks) == {
+        "l0_categorize_error",
+        "l0_detect_adapter",
+        "l0_wrap_client",
+    }
 
 
 def test_missing_litellm_names_what_to_install() -> None:
@@ -94,8 +98,7 @@ async def test_litellm_stream_without_the_plugin_says_what_to_install() -> None:
             await result.read()
     message = str(caught.value)
     assert "litellm." in message
-    assert "pip install l0-litellm" in message
-    assert "plugin 'litellm' is not loaded" in message
+    assert "l0-litellm is installed, but its plugin 'litellm' is disabled" in message
     assert len(server.requests) == 1
 
 

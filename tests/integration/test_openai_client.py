@@ -141,10 +141,12 @@ async def test_wrap_errors_are_clear() -> None:
     sync.close()
     raw = openai.AsyncOpenAI(api_key="test", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(TypeError, match="retyr"):
-        l0.wrap(raw, retyr=FAST)
+        l0.wrap(raw, retyr=FAST)  # type: ignore[call-overload]
     client = l0.wrap(raw)
     with pytest.raises(TypeError, match="streaming calls"):
-        client.chat.completions.create(model="m", messages=MESSAGES, l0_options={})
+        client.chat.completions.create(  # type: ignore[unused-coroutine]
+            model="m", messages=MESSAGES, l0_options={}
+        )
     with pytest.raises(TypeError, match="fallback_models"):
         client.chat.completions.create(
             model="m", messages=MESSAGES, stream=True, l0_options={"fallback_models": "gpt"}

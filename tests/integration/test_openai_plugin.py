@@ -118,11 +118,15 @@ def test_install_hint_names_the_distribution_to_install(monkeypatch: pytest.Monk
     assert "pip install l0-openai" in hint
     assert "installed here" not in hint
     monkeypatch.undo()
-    # l0-openai is installed in this environment: then the advice is to load its plugin.
+    # l0-openai is installed in this environment: then the advice is to load its plugin, and
+    # whether it is loaded is checked, not assumed (issue 8).
     hint = adapters.install_hint(client)
-    assert "pip install l0-openai" in hint
-    assert "plugin 'openai' is not loaded" in hint
+    assert "pip install" not in hint
+    assert "check that its plugin 'openai' is loaded" in hint
     assert "L0_DISABLE_PLUGINS" in hint
+    assert "is not loaded in this plugin manager" in adapters.install_hint(
+        client, l0.build_plugin_manager(entry_points=False)
+    )
 
 
 async def test_wrap_without_the_openai_plugin_says_what_to_install() -> None:
@@ -132,8 +136,7 @@ async def test_wrap_without_the_openai_plugin_says_what_to_install() -> None:
         l0.wrap(raw, plugins=pm)
     message = str(caught.value)
     assert message.startswith("l0.wrap(openai.AsyncOpenAI)")
-    assert "pip install l0-openai" in message
-    assert "plugin 'openai' is not loaded" in message
+    assert "l0-openai is installed, but its plugin 'openai' is disabled" in message
     with pytest.raises(TypeError, match=r"l0\.run\(stream=\.\.\.\)"):
         l0.wrap(object(), plugins=pm)
     await raw.close()
@@ -156,7 +159,7 @@ async def test_openai_stream_without_the_plugin_says_what_to_install() -> None:
             await result.read()
         message = str(caught.value)
         assert "ChatCompletionChunk" in message
-        assert "pip install l0-openai" in message
+        assert "l0-openai is installed, but its plugin 'openai' is disabled" in message
         assert len(server.requests) == 1  # not retried: no attempt could ever succeed
         await client.close()
 

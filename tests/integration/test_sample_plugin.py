@@ -171,12 +171,23 @@ async def test_disabled_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("L0_LOAD_PLUGINS", "openai")
     disabled_checks(l0.build_plugin_manager())
     monkeypatch.delenv("L0_LOAD_PLUGINS")
-    # Without the plugin, its strategy name has no formula: the retry fails loudly.
+    # Without the plugin, its strategy name has no formula: l0.run fails at once, before any
+    # request, instead of at the first retry (issue 8).
     pm = l0.build_plugin_manager(blocked=["sample"])
+    started = []
 
     async def flaky() -> AsyncIterator[str]:
+        started.append(1)
         yield "a"
         raise ConnectionResetError("x")
 
-    with pytest.raises(ConfigError, match="no plugin computes this strategy"):
-        await l0.run(flaky, plugins=pm, retry=l0.Retry(strategy=STRATEGY)).read()
+    with pytest.raises(
+        ConfigError, match=rf"retry=Retry\(strategy='{STRATEGY}'\): no such backoff strategy"
+    ):
+        l0.run(flaky, plugins=pm, retry=l0.Retry(strategy=STRATEGY))
+    assert started == []
+    # With the plugin loaded, the name is accepted.
+    with_plugin = l0.build_plugin_manager()
+    result = l0.run(flaky, plugins=with_plugin, retry=l0.Retry(strategy=STRATEGY))
+    assert started == []
+    await result.aclose()

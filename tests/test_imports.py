@@ -1,0 +1,57 @@
+"""The kernel's import graph: config, errors and plugins form no cycle (issue 8)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KERNEL = Path(__file__).resolve().parent.parent / "l0"
+LAYERED = ("l0.errors", "l0._config_schema", "l0.config", "l0.plugins")
+
+
+def _imports(module: str) -> set[str]:
+    """Every ``l0`` module ``module`` imports at run time (lazy imports included).
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they never run.
+    """
+    path = KERNEL / (module.removeprefix("l0.").replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for branch in node.orelse:
+                visit(branch)
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("l0"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("l0"):
+            found.add(node.module)
+            # ``from l0 import errors`` imports the submodule l0.errors.
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def test_errors_config_plugins_are_layered() -> None:
+    graph = {module: _imports(module) & set(LAYERED) for module in LAYERED}
+    assert graph["l0.errors"] == set()
+    assert graph["l0._config_schema"] <= {"l0.errors"}
+    assert graph["l0.config"] <= {"l0.errors", "l0._config_schema"}
+    assert graph["l0.plugins"] <= {"l0.errors", "l0._config_schema", "l0.config"}
+
+
+@pytest.mark.parametrize("module", [*LAYERED, "l0.retry", "l0.types", "l0.hookspecs"])
+def test_each_module_imports_alone(module: str) -> None:
+    code = f"import {module}, sys; assert {module!r} in sys.modules"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
