@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, bench, demo.
+"""Developer sessions: tests, lint, typecheck, bench, demo, docs, dist.
 
 ``nox`` with no arguments runs lint, typecheck and tests. Every session installs what it needs
 from the project's own files, so a machine with only Python and pip can run them.
@@ -6,6 +6,9 @@ from the project's own files, so a machine with only Python and pip can run them
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import nox
@@ -31,7 +34,7 @@ FIXTURE_PLUGINS = sorted(
 
 def _install_workspace(session: nox.Session, *extra: str) -> None:
     editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", dist)]
-    session.install("-e", ".[testing,structured]", *editable, *extra)
+    session.install("-e", ".[testing,structured,cli]", *editable, *extra)
     if FIXTURE_PLUGINS:
         session.install("--no-deps", *FIXTURE_PLUGINS)
 
@@ -72,6 +75,65 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """Run the demo: the real OpenAI SDK against the local chaos server, no API key needed."""
-    _install_workspace(session)
-    session.run("python", "examples/demo.py")
+    """Install the `l0` command and run `l0 demo` (the real OpenAI SDK, the local chaos server).
+
+    Arguments after ``--`` go to ``l0 demo``, e.g. ``nox -s demo -- --scene fallback``.
+    """
+    # Not _install_workspace: the test fixture plugins would change a user's behaviour, and the
+    # demo needs only the OpenAI adapter and the plugins (not LiteLLM's large install).
+    needed = ["./l0-openai", *(d for d in DISTRIBUTIONS if d.startswith("./plugins/"))]
+    editable = [arg for dist in needed for arg in ("-e", dist)]
+    session.install("-e", ".[cli,testing,structured]", *editable)
+    session.run("l0", "demo", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs site with mkdocs --strict (broken links and missing pages fail)."""
+    # mkdocstrings reads the sources statically (paths in mkdocs.yml): nothing else to install.
+    session.install(*_group("docs"))
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        "site",
+        *session.posargs,
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )
+
+
+# The names a user installs; the smoke test installs every one that exists, by name only.
+SMOKE_NAMES = ("l0", "l0-openai", "l0-otel", "l0-guardrails", "l0-drift")
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Build every distribution, check its metadata, install by name in a new venv, smoke it."""
+    session.install(*_group("dist"))
+    out = ROOT / "dist"
+    shutil.rmtree(out, ignore_errors=True)
+    projects = [".", *DISTRIBUTIONS]
+    for project in projects:
+        session.run(
+            "python", "-m", "build", "--installer", "uv", "--outdir", str(out), project, silent=True
+        )
+    built = sorted(str(p) for p in out.iterdir())
+    session.run("twine", "check", "--strict", *built)
+    session.run("python", "tests/dist_check.py", "metadata", str(out), *projects)
+    present = {p.name.split("-")[0].replace("_", "-") for p in out.glob("*.whl")}
+    names = [name for name in SMOKE_NAMES if name in present]
+    with tempfile.TemporaryDirectory(prefix="l0-dist-") as tmp:
+        venv = Path(tmp) / "venv"
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        python = str(venv / ("Scripts" if sys.platform == "win32" else "bin") / "python")
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        # Our names come from dist/ only; then their third-party dependencies from the index.
+        session.run(
+            *pip, "--no-index", "--find-links", str(out), "--no-deps", *names, external=True
+        )
+        session.run(*pip, "--find-links", str(out), "l0[testing,cli]", *names, external=True)
+        session.run(python, "-m", "pip", "check", external=True)
+        smoke = ROOT / "tests" / "dist_check.py"
+        with session.chdir(tmp):  # away from the work tree, so `import l0` finds the install
+            session.run(python, str(smoke), "smoke", *names, external=True)

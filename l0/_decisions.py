@@ -149,12 +149,13 @@ class DecisionsMixin(SessionBase):
         reason = decision.reason or category.value
         if not decision.retry:
             return False, False, reason
-        state = self.state
         policy = self._opts.retry
         counted = decision.counts_toward_attempts
-        if counted and state.model_retry_count >= policy.attempts:
+        # The budget is per stream: a fallback starts afresh.
+        model, network = self._stream_retries
+        if counted and model >= policy.attempts:
             return False, counted, f"{reason}; Retry.attempts={policy.attempts} used up"
-        if state.model_retry_count + state.network_retry_count >= policy.max_retries:
+        if model + network >= policy.max_retries:
             return False, counted, f"{reason}; Retry.max_retries={policy.max_retries} used up"
         retry_after = get_retry_after(error)
         if retry_after is not None and retry_after > policy.max_retry_after:

@@ -100,8 +100,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                 raise AbortedError("the session was aborted before it started")
             for index in range(n_streams):
                 state.fallback_index = index
-                state.model_retry_count = 0
-                state.network_retry_count = 0
+                self._stream_retries = (0, 0)
                 retry_index = 0
                 if index > 0:
                     self._obs(_OBS.FALLBACK_MODEL_SELECTED, index=index)
@@ -386,10 +385,13 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                             )
                     state._reset_attempt(kept, resume[1] if resume else 0)
                     if will_retry:
+                        model, network = self._stream_retries
                         if counted:
                             state.model_retry_count += 1
+                            self._stream_retries = (model + 1, network)
                         else:
                             state.network_retry_count += 1
+                            self._stream_retries = (model, network + 1)
                         state.total_retries += 1
                         retry_index += 1
                         self._obs(

@@ -86,6 +86,7 @@ class SessionBase:
         "_source",
         "_start_ts",
         "_started",
+        "_stream_retries",
         "_table",
         "_task",
         "_tool_starts",
@@ -102,6 +103,9 @@ class SessionBase:
     def __init__(self, opts: _Options) -> None:
         self._opts = opts
         self.state = State()
+        # Retries of the stream now running, (counted toward attempts, not counted): each
+        # fallback gets a fresh budget, while State's counters cover the whole session.
+        self._stream_retries = (0, 0)
         self.errors: list[AttemptError] = []
         self.stream_id = uuid7()
         self.parent_id = current_parent.get()

@@ -51,6 +51,7 @@ __all__ = [
     "PresetSpec",
     "RuleSession",
     "RuleSpec",
+    "available_guardrails",
     "create_guardrail_engine",
     "custom_pattern_rule",
     "json_rule",
@@ -372,6 +373,22 @@ def _registry(pm: L0PluginManager) -> _Registry:
     registry = _Registry(rules, presets, labels, pm.version)
     _registries[pm] = registry
     return registry
+
+
+def available_guardrails(
+    pm: L0PluginManager,
+) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    """Registered rules and presets: ``{name: (plugin, description)}`` for each.
+
+    Raises:
+        L0PluginError: a plugin registers something that is not a spec, or a name twice.
+    """
+    registry = _registry(pm)
+    rules = {name: (plugin, spec.description) for name, (spec, plugin) in registry.rules.items()}
+    presets = {
+        name: (plugin, spec.description) for name, (spec, plugin) in registry.presets.items()
+    }
+    return rules, presets
 
 
 def _manager(plugins: L0PluginManager | None) -> L0PluginManager:

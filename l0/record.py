@@ -3,7 +3,8 @@
 A record file is append-only. Each session is a block of lines:
 
 * ``{"kind": "header", "format": "l0-record", "version": 1, "stream_id": …, "session_id": …}``
-* ``{"kind": "stream", "event": {…}}`` for every event the consumer received, and
+* ``{"kind": "stream", "t": …, "event": {…}}`` for every event the consumer received (``t``:
+  seconds since the session started, for replay at the original pace), and
   ``{"kind": "obs", "event": {…}}`` for every observability event, in the order they happened
 * ``{"kind": "end", "stream_id": …}``
 
@@ -14,10 +15,12 @@ registering :class:`Recorder` as a plugin records the observability events of ev
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,10 +190,12 @@ class SessionRecording:
             )
         )
         self._ended = False
+        self._started = time.monotonic()
 
     def stream(self, event: Event) -> None:
-        """Record a consumer event."""
-        self._writer.put(_line("stream", event=stream_event_dict(event)))
+        """Record a consumer event with its time since the session started."""
+        offset = round(time.monotonic() - self._started, 6)
+        self._writer.put(_line("stream", t=offset, event=stream_event_dict(event)))
 
     def obs(self, event: ObservabilityEvent) -> None:
         """Record an observability event."""
@@ -256,6 +261,8 @@ class RecordedSession:
     session_id: str
     items: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     complete: bool = False
+    offsets: list[float | None] = field(default_factory=list)
+    """Per item, seconds since the session started (stream events), else ``None``."""
 
 
 def _fail(path: Path, number: int, message: str) -> RecordFormatError:
@@ -313,6 +320,8 @@ def read_sessions(path: str | os.PathLike[str]) -> list[RecordedSession]:
             if owner is None:
                 raise _fail(file, number, "expected a header line before events")
             owner.items.append((kind, event))
+            offset = row.get("t")
+            owner.offsets.append(float(offset) if isinstance(offset, int | float) else None)
         elif kind == "end":
             ended = open_sessions.pop(str(row.get("stream_id")), None)
             if ended is None:
@@ -376,9 +385,15 @@ class Replay:
 
     def lines(self) -> Iterator[bytes]:
         """The session's event lines, serialised exactly as a recording writes them."""
-        for kind, data in self.session.items:
+        offsets = self.session.offsets
+        for index, (kind, data) in enumerate(self.session.items):
             if kind == "stream":
-                yield _line("stream", event=stream_event_dict(_stream_event(data)))
+                offset = offsets[index] if index < len(offsets) else None
+                event = stream_event_dict(_stream_event(data))
+                if offset is None:
+                    yield _line("stream", event=event)
+                else:
+                    yield _line("stream", t=offset, event=event)
             else:
                 yield _line("obs", event=obs_event_dict(_obs_event(data)))
 
@@ -388,6 +403,39 @@ class Replay:
                 yield _stream_event(data)
             elif self._on_event is not None:
                 self._on_event(_obs_event(data))
+
+    async def timed(self, *, speed: float = 1.0) -> AsyncIterator[tuple[float, Event]]:
+        """The stream events with their recorded times, paced as they happened.
+
+        Args:
+            speed: Playback speed: 2 plays twice as fast, 0 does not wait at all. Events
+                recorded without a time (older files) are not delayed.
+
+        Yields:
+            ``(seconds since the session started, event)``.
+
+        Raises:
+            ValueError: ``speed`` is negative or not a number.
+        """
+        given: object = speed  # typed, but callers may pass anything
+        if isinstance(given, bool) or not isinstance(given, int | float) or not given >= 0:
+            raise ValueError(f"speed={speed!r}: expected a number >= 0 (0: no waiting)")
+        offsets = self.session.offsets
+        started = time.monotonic()
+        last = 0.0
+        for index, (kind, data) in enumerate(self.session.items):
+            if kind != "stream":
+                if self._on_event is not None:
+                    self._on_event(_obs_event(data))
+                continue
+            offset = offsets[index] if index < len(offsets) else None
+            if offset is not None:
+                last = offset
+                if speed > 0:
+                    wait = offset / speed - (time.monotonic() - started)
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+            yield last, _stream_event(data)
 
     async def read(self) -> str:
         """The text the consumer received (tokens, minus withdrawn text)."""

@@ -200,9 +200,9 @@ class State:
     fallback_index: int = 0
     """0 while the primary stream runs, ``i`` while ``fallbacks[i - 1]`` runs."""
     model_retry_count: int = 0
-    """Retries so far on the current stream that counted toward ``Retry.attempts``."""
+    """Retries so far that counted toward ``Retry.attempts``, over the whole session."""
     network_retry_count: int = 0
-    """Retries so far on the current stream that did not count toward ``Retry.attempts``."""
+    """Retries so far that did not count toward ``Retry.attempts``, over the whole session."""
     total_retries: int = 0
     """Retries over the whole session, all streams together."""
     violations: list[GuardrailViolation] = field(default_factory=list)

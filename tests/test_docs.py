@@ -57,3 +57,11 @@ def test_relative_links_point_at_existing_files() -> None:
         if "://" not in target and not (path.parent / target).resolve().is_file()
     ]
     assert not broken, broken
+
+
+def test_every_page_is_in_the_site_navigation() -> None:
+    # mkdocs --strict (nox -s docs) fails on a page missing from nav; say so in the suite too.
+    nav = set(re.findall(r":\s*([\w/.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M))
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert pages - nav == set(), "add these pages to nav: in mkdocs.yml"
+    assert nav - pages == set(), "mkdocs.yml lists pages that do not exist"

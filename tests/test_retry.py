@@ -477,3 +477,22 @@ async def test_no_retry_needed_makes_no_delay(pm: L0PluginManager) -> None:
     assert await result.read() == TEXT
     await result.wait_callbacks()
     assert _delays(events) == []
+
+
+async def test_retry_counts_cover_the_whole_session_across_fallbacks(pm: L0PluginManager) -> None:
+    # Regression: the counters were reset when a fallback started, so a session that retried
+    # the primary twice and then fell back reported "0 network + 0 model retries".
+    primary = Script([boom(ConnectionResetError("x")), status(503), status(503)])
+    backup = Script([boom(GuardrailError("rule")), Fault()])
+    result = l0.run(
+        primary.factory,
+        fallbacks=[backup.factory],
+        plugins=pm,
+        retry=Retry(attempts=3, max_retries=2, base_delay=0, max_delay=0),
+    )
+    assert await result.read() == TEXT
+    assert (primary.calls, backup.calls) == (3, 2)
+    state = result.state
+    assert state.fallback_index == 1
+    assert (state.network_retry_count, state.model_retry_count) == (2, 1)
+    assert state.total_retries == 3

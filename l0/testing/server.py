@@ -196,8 +196,8 @@ class ChaosServer:
     and position instead, and do not advance the shared one.
 
     Use it as ``async with ChaosServer(...) as server:`` (or ``with`` from sync code), or call
-    :meth:`start` and :meth:`stop`. It binds ``127.0.0.1`` on a free port and never touches
-    the network beyond that.
+    :meth:`start` and :meth:`stop`. It binds ``127.0.0.1`` (on a free port unless ``port`` is
+    given) and never touches the network beyond that.
 
     Args:
         script: Faults for the first requests, in order.
@@ -205,6 +205,7 @@ class ChaosServer:
         tokens: Exact token split of the answer; wins over ``text``.
         default: Fault once the script is used up; ``Fault.ok()`` if not given.
         model_scripts: Scripts of their own for some model names.
+        port: Port to listen on; 0 picks a free one (``l0 chaos serve`` uses a fixed one).
     """
 
     def __init__(
@@ -215,7 +216,12 @@ class ChaosServer:
         tokens: Sequence[str] | None = None,
         default: Fault | None = None,
         model_scripts: Mapping[str, Sequence[Fault]] | None = None,
+        port: int = 0,
     ) -> None:
+        asked: object = port  # typed, but callers may pass anything
+        if isinstance(asked, bool) or not isinstance(asked, int) or not 0 <= asked <= 65535:
+            raise ValueError(f"port={port!r}: expected an int from 0 to 65535 (0: any free port)")
+        self._listen_port = port
         given = _token_tuple(tokens)
         self._tokens = given if given is not None else tuple(split_words(text))
         self._default = default if default is not None else Fault.ok()
@@ -422,7 +428,7 @@ class ChaosServer:
         config = uvicorn.Config(
             self._app(),
             host="127.0.0.1",
-            port=0,
+            port=self._listen_port,
             interface="asgi3",
             http="h11",
             ws="none",

@@ -727,3 +727,19 @@ def test_plugin_imports_without_the_testing_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'l0[testing]'" in done.stdout
+
+
+@pytest.mark.parametrize("port", [-1, 65536, "80", True, 1.5])
+def test_bad_port(port: object) -> None:
+    with pytest.raises(ValueError, match=r"port=.*expected an int from 0 to 65535"):
+        ChaosServer(port=port)  # type: ignore[arg-type]
+
+
+def test_fixed_port() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with ChaosServer(port=free) as server:
+        assert server.port == free
