@@ -47,6 +47,11 @@ def _group(name: str) -> list[str]:
 def tests(session: nox.Session) -> None:
     """Run the whole test suite: kernel, plugins, real SDKs against the local chaos server."""
     _install_workspace(session, *_group("test"))
+    if shutil.which("redis-server") is None:
+        session.warn(
+            "redis-server is not installed: the l0-redis tests will fail; install it with "
+            "`apt-get install -y redis-server` (.ci/run does)"
+        )
     session.run("pytest", "-q", *session.posargs)
 
 

@@ -36,6 +36,7 @@ from l0.guardrails import (
     strict_json_rule,
     zero_output_rule,
 )
+from l0.health import Health
 from l0.parallel import ParallelResult, batched, parallel
 from l0.plugins import (
     L0PluginManager,
@@ -84,6 +85,7 @@ __all__ = [
     "GuardrailRule",
     "GuardrailViolation",
     "Guardrails",
+    "Health",
     "L0Error",
     "L0PluginManager",
     "LocalRateLimiter",

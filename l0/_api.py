@@ -14,6 +14,7 @@ from typing_extensions import Unpack
 
 from l0._runtime import CALLBACK_NAMES, DEFAULT_INTERVALS, DEFAULT_MAX_OVERLAP, Session, _Options
 from l0.config import Settings, load_config, resolve_retry, resolve_timeout
+from l0.health import Health, health_service
 from l0.plugins import L0PluginManager, default_plugin_manager, default_plugin_manager_for
 from l0.retry import Retry
 from l0.timeout import Timeout
@@ -256,6 +257,8 @@ def run(
     remove_overlap: bool = True,
     max_overlap: int = DEFAULT_MAX_OVERLAP,
     record: str | os.PathLike[str] | None = None,
+    provider: str | Sequence[str | None] | None = None,
+    health: Health | bool | None = None,
     on_start: Callable[..., Any] | None = None,
     on_complete: Callable[..., Any] | None = None,
     on_error: Callable[..., Any] | None = None,
@@ -316,6 +319,11 @@ def run(
         max_overlap: Most characters held back at the seam to decide the overlap.
         record: Append this session (consumer events and observability events) to a JSON
             lines file, for ``l0.replay(path)``; written by a background thread.
+        provider: The provider health key of ``stream`` (a str), or one key (or ``None``)
+            per stream: ``[stream, *fallbacks]``. Streams without a key (and whose factory
+            has no ``l0_provider`` attribute, as SDK wraps set) skip provider health.
+        health: ``l0.Health(...)`` thresholds for this run, ``False`` to skip provider
+            health; default from ``[tool.l0.health]``.
         on_start: ``(attempt, is_retry, is_fallback)`` — an attempt begins.
         on_complete: ``(state)`` — the session succeeded.
         on_error: ``(error, will_retry, will_fallback)`` — an attempt failed.
@@ -423,6 +431,7 @@ def run(
         remove_overlap=remove_overlap,
         max_overlap=max_overlap,
         record=None if record is None else os.fspath(record),
+        health=_resolve_health(health, provider, factories, pm, settings),
     )
     return Result(Session(opts))
 
@@ -465,6 +474,59 @@ def _resolve_drift(value: Any, pm: L0PluginManager, settings: Settings) -> Any:
     return resolve_drift(value, pm, settings)
 
 
+_configured_health: tuple[Settings | None, Health] = (None, Health())
+
+
+def _provider_keys(
+    provider: str | Sequence[str | None] | None, factories: Sequence[Callable[..., Any]]
+) -> tuple[str | None, ...]:
+    given: list[object]
+    candidate: object = provider
+    if candidate is None or isinstance(candidate, str):
+        given = [candidate]
+    elif isinstance(candidate, Sequence) and len(candidate) == len(factories):
+        given = list(candidate)
+    else:
+        raise TypeError(
+            f"provider={provider!r}: expected a str (the key of `stream`), None, or a list of "
+            f"{len(factories)} keys or None, one per stream (stream, *fallbacks)"
+        )
+    keys: list[str | None] = []
+    for i, factory in enumerate(factories):
+        key = given[i] if i < len(given) else None
+        if key is None:
+            key = getattr(factory, "l0_provider", None)
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise TypeError(f"provider[{i}]={key!r}: expected a non-empty str or None")
+        keys.append(key if isinstance(key, str) else None)
+    return tuple(keys)
+
+
+def _resolve_health(
+    health: Health | bool | None,
+    provider: str | Sequence[str | None] | None,
+    factories: Sequence[Callable[..., Any]],
+    pm: L0PluginManager,
+    settings: Settings,
+) -> tuple[Any, Health, tuple[str | None, ...]] | None:
+    if health is not None and not isinstance(health, Health | bool):
+        raise TypeError(f"health={health!r}: expected l0.Health(...), True, False or None")
+    keys = _provider_keys(provider, factories)
+    if health is False or all(key is None for key in keys):
+        return None
+    if isinstance(health, Health):
+        config = health
+    else:
+        global _configured_health  # noqa: PLW0603 - settings objects are cached; so is this
+        cached_for, config = _configured_health
+        if cached_for is not settings:
+            config = Health.from_settings(settings)
+            _configured_health = (settings, config)
+    if not config.enabled:
+        return None
+    return health_service(pm, settings), config, keys
+
+
 _NO_RETRY = Retry(attempts=0, max_retries=0)
 
 
@@ -494,6 +556,8 @@ class RunOptions(TypedDict, total=False):
     remove_overlap: bool
     max_overlap: int
     record: str | os.PathLike[str] | None
+    provider: str | Sequence[str | None] | None
+    health: Health | bool | None
     on_start: Callable[..., Any] | None
     on_complete: Callable[..., Any] | None
     on_error: Callable[..., Any] | None

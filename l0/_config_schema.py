@@ -148,6 +148,33 @@ def _strategies(value: object) -> list[str]:
     return names
 
 
+def _int_ge1(value: object) -> int:
+    try:
+        parsed = _int_ge0(value)
+    except ValueError:
+        parsed = 0
+    if parsed < 1:
+        raise ValueError("an integer >= 1")
+    return parsed
+
+
+def _seconds_gt0(value: object) -> float:
+    try:
+        seconds = _seconds_ge0(value)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise ValueError("a number of seconds > 0")
+    return seconds
+
+
+def _share(value: object) -> float:
+    try:
+        return _seconds_ge0(value)
+    except ValueError:
+        raise ValueError("a number >= 0 (0.2 = 20%)") from None
+
+
 _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
     "retry": {
         "policy": _name,
@@ -174,6 +201,19 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
         "window": _drift_window,
         "threshold": _unit_interval,
     },
+    # Provider health (l0.health.Health has the same ranges) and its Redis store (l0-redis).
+    "health": {
+        "enabled": _bool,
+        "failure_threshold": _int_ge1,
+        "failure_window": _seconds_gt0,
+        "open_seconds": _seconds_gt0,
+        "retry_budget": _share,
+        "retry_budget_min": _int_ge0,
+        "budget_window": _seconds_gt0,
+        "contact_wait": _seconds_ge0,
+        "store_timeout": _seconds_gt0,
+    },
+    "redis": {"url": _name, "prefix": _name},
 }
 
 

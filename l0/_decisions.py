@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from l0._session_base import _INF, _OBS, SessionBase, _now
 from l0.errors import (
     DeadlineExceededError,
     ErrorContext,
+    GuardrailError,
     InitialTokenTimeoutError,
     InterTokenTimeoutError,
     L0PluginError,
+    ProviderUnavailableError,
+    RetryBudgetExhaustedError,
     RetryExhaustedError,
     ZeroOutputError,
     _builtin_category,
@@ -145,6 +148,8 @@ class DecisionsMixin(SessionBase):
             return False, False, "aborted"
         if category is ErrorCategory.INTERNAL:
             return False, False, "internal error"
+        if isinstance(error, ProviderUnavailableError):
+            return False, False, error.reason
         decision = self._decide(error, category)
         reason = decision.reason or category.value
         if not decision.retry:
@@ -226,6 +231,24 @@ class DecisionsMixin(SessionBase):
                 )
         return _Route(will_retry, counted, reason, fallback, delay)
 
+    @staticmethod
+    def _failure(error: BaseException) -> dict[str, Any]:
+        """Event fields naming why an attempt ended: its error type and tripped rules.
+
+        The guardrail rules (name, severity) let exporters mark the attempt without reading
+        the per-check guardrail events.
+        """
+        violations = []
+        if isinstance(error, GuardrailError):
+            violations = [
+                {"rule": v.rule, "severity": v.severity, "message": v.message}
+                for v in error.violations
+            ]
+        return {
+            "error_type": f"{type(error).__module__}.{type(error).__qualname__}",
+            "violations": violations,
+        }
+
     def _give_up(self, error: BaseException, category: ErrorCategory, reason: str) -> None:
         state = self.state
         state.ended_at = _now()
@@ -237,8 +260,9 @@ class DecisionsMixin(SessionBase):
             last_error=repr(error),
             category=category.value,
             reason=reason,
-            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
             error_message=str(error),
+            exception=error,
+            **self._failure(error),
         )
         self._summary("error")
         if isinstance(error, DeadlineExceededError) or self._deadline_hit:
@@ -264,7 +288,13 @@ class DecisionsMixin(SessionBase):
         ):
             attach_context(error, ErrorContext(category, list(self.errors), state.snapshot()))
             raise error
-        raise RetryExhaustedError(
+        health = self._health
+        exhausted = (
+            RetryBudgetExhaustedError
+            if health is not None and health.refused
+            else RetryExhaustedError
+        )
+        raise exhausted(
             f"gave up after {state.attempt} attempt(s) over {state.fallback_index + 1} "
             f"stream(s): {reason}; last error: {type(error).__name__}: {error}",
             last_error=error,

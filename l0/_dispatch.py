@@ -7,6 +7,7 @@ arguments at all.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ import pluggy
 
 from l0.errors import L0PluginError
 from l0.plugins import L0PluginManager
+
+log = logging.getLogger("l0")
 
 LIFECYCLE_HOOKS = (
     "l0_on_start",
@@ -64,6 +67,17 @@ def export_types(functions: tuple[Callable[..., Any], ...]) -> frozenset[str] | 
     return frozenset(wanted)
 
 
+def content_probes(functions: tuple[Callable[..., Any], ...]) -> tuple[Any, ...]:
+    """The ``l0_wants_content`` declarations of the exporters that make one.
+
+    Each is ``True`` or a no-argument callable asked once per session (so a setting such as
+    ``capture_content`` can change without rebuilding the table).
+    """
+    return tuple(
+        probe for function in functions if (probe := getattr(function, "l0_wants_content", None))
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class HookTable:
     """What a session needs from the plugin manager, looked up once.
@@ -74,6 +88,8 @@ class HookTable:
         export_filters: For each of ``export``, its own types, or ``None`` for all.
         lifecycle: For each ``l0_on_*`` hook that has implementations, its pluggy caller.
         guardrail_check: True when some plugin implements ``l0_guardrail_check``.
+        content: The exporters' ``l0_wants_content`` probes (see :meth:`wants_content`).
+        export_pairs: ``export`` zipped with ``export_filters`` (built once, not per event).
         version: The manager version the table was built from.
     """
 
@@ -83,6 +99,18 @@ class HookTable:
     lifecycle: dict[str, pluggy.HookCaller]
     guardrail_check: bool
     version: int
+    content: tuple[Any, ...] = ()
+    export_pairs: tuple[tuple[Callable[..., Any], frozenset[str] | None], ...] = ()
+
+    def wants_content(self) -> bool:
+        """Whether an exporter asks for prompt and completion text in this session."""
+        for probe in self.content:
+            try:
+                if probe is True or (callable(probe) and probe()):
+                    return True
+            except Exception:
+                log.exception("l0: an l0_wants_content probe raised; treated as false")
+        return False
 
     @classmethod
     def build(cls, pm: L0PluginManager) -> HookTable:
@@ -93,13 +121,16 @@ class HookTable:
             if caller.get_hookimpls():
                 lifecycle[name] = caller
         export = compile_hook(pm.hook.l0_export_event)
+        filters = tuple(_types_of(function) for function in export)
         return cls(
             export=export,
             export_types=export_types(export),
-            export_filters=tuple(_types_of(function) for function in export),
+            export_filters=filters,
             lifecycle=lifecycle,
             guardrail_check=bool(pm.hook.l0_guardrail_check.get_hookimpls()),
             version=pm.version,
+            content=content_probes(export),
+            export_pairs=tuple(zip(export, filters, strict=True)),
         )
 
 

@@ -82,6 +82,7 @@ class _Options:
         "drift",
         "factories",
         "guardrails",
+        "health",
         "hedge_after",
         "intervals",
         "max_overlap",
@@ -121,6 +122,7 @@ class _Options:
         remove_overlap: bool = True,
         max_overlap: int = DEFAULT_MAX_OVERLAP,
         record: str | None = None,
+        health: tuple[Any, Any, tuple[str | None, ...]] | None = None,
     ) -> None:
         self.factories = tuple(factories)
         self.takes_ctx = tuple(_takes_context(f) for f in self.factories)
@@ -144,3 +146,5 @@ class _Options:
         self.remove_overlap = remove_overlap
         self.max_overlap = max_overlap
         self.record = record
+        self.health = health
+        """(HealthService, Health, one key or None per stream), or None: no provider health."""

@@ -26,6 +26,7 @@ from l0._checks import ChecksMixin
 from l0._continuation import ContinuationMixin, _overlap
 from l0._control import ControlMixin
 from l0._decisions import DecisionsMixin
+from l0._health_run import HealthMixin
 from l0._options import (
     CALLBACK_NAMES,
     DEFAULT_INTERVALS,
@@ -56,7 +57,9 @@ __all__ = [
 ]
 
 
-class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, DecisionsMixin):
+class Session(
+    ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, DecisionsMixin, HealthMixin
+):
     """Runs one ``l0.run`` call. Created by :func:`l0.run`; used through :class:`l0.Result`."""
 
     __slots__ = ()
@@ -136,6 +139,8 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                     self._checks_start()
                     delivered = False
                     try:
+                        if self._health is not None:
+                            await self._health_admit(index, retry_index > 0)
                         self._obs(_OBS.STREAM_INIT, attempt=ctx.attempt, fallback_index=index)
                         self._start_timer()
                         iterator, first = await self._open_first(index, ctx, n_streams)
@@ -146,6 +151,8 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                         pending: list[Any] = []
                         if first is not _END:
                             self._first_item()
+                            if self._health is not None:
+                                await self._health_answered()
                             if resume and opts.remove_overlap:
                                 pending = await self._trim_overlap(iterator, first)
                             else:
@@ -276,6 +283,8 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                         await self._close_stream()
                     else:
                         self._source = None
+                        if self._health is not None:
+                            await self._health_end(None)
                         if more:
                             resume = self._length_resume(resume is not None, checkpoint)
                             continue
@@ -326,6 +335,8 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
 
                     # --- failure: decide what happens next ---------------------------------
                     category = self._categorize(error)
+                    if self._health is not None:
+                        await self._health_end(error, category)
                     self.errors.append(AttemptError(state.attempt, index, error, category))
                     if resume:
                         self._obs(
@@ -340,6 +351,13 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                     will_retry, counted, reason, will_fallback, delay = self._route(
                         error, category, retry_index, index + 1 < n_streams
                     )
+                    if will_retry and self._health is not None:
+                        will_retry, reason = await self._health_retry(index, reason)
+                        will_fallback = (
+                            not will_retry
+                            and category is not ErrorCategory.INTERNAL
+                            and index + 1 < n_streams
+                        )
                     if category is ErrorCategory.NETWORK:
                         network_failures += 1
                         code = getattr(error, "code", None)
@@ -403,7 +421,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                             is_network=category in (ErrorCategory.NETWORK, ErrorCategory.TRANSIENT),
                             is_model_issue=counted,
                             delay_ms=delay * 1000,
-                            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+                            **self._failure(error),
                         )
                         notify("on_retry", state.attempt + 1, reason)
                         await self._sleep(delay)
@@ -416,7 +434,7 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
                             from_index=index,
                             to_index=index + 1,
                             reason=reason,
-                            error_type=f"{type(error).__module__}.{type(error).__qualname__}",
+                            **self._failure(error),
                         )
                         notify("on_fallback", index + 1, reason)
                         break
@@ -439,6 +457,8 @@ class Session(ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, Decisi
         finally:
             self._stop_timer()
             self._parked = False
+            if self._health is not None:
+                self._health.release()
             if self._iterator is not None or self._source is not None:
                 await self._close_stream()
 

@@ -19,7 +19,15 @@ from l0.errors import (
     AttemptError,
     StreamTimeoutError,
 )
-from l0.events import ObservabilityEvent, ObservabilityEventType, current_parent, uuid7
+from l0.events import (
+    TYPES_BY_VALUE,
+    ObservabilityEventType,
+    current_parent,
+    new_event,
+    uuid7,
+    without_request_messages,
+)
+from l0.health import SessionHealth
 from l0.types import (
     AttemptUsage,
     EventType,
@@ -59,12 +67,14 @@ class SessionBase:
         "_checkpoints",
         "_checks_on",
         "_closing",
+        "_content",
         "_deadline",
         "_deadline_hit",
         "_drift_run",
         "_fired",
         "_guard_run",
         "_handle",
+        "_health",
         "_hedge_source",
         "_hedged_to",
         "_interval",
@@ -125,6 +135,10 @@ class SessionBase:
         # (guardrail events come every check, several per rule) (#9).
         everything = "on_event" in opts.callbacks or self._recording is not None
         self._wanted: frozenset[str] | None = None if everything else self._table.export_types
+        # Prompt and completion text reach exporters only when one asks (``l0_wants_content``).
+        self._content = bool(self._table.content) and self._table.wants_content()
+        if not self._content:
+            opts.meta = without_request_messages(opts.meta)
         self._notifier = Notifier()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -159,6 +173,9 @@ class SessionBase:
         self._checkpoints = 0
         self._notify_after = 0
         self._start_ts = 0.0
+        self._health: SessionHealth | None = (
+            None if opts.health is None else SessionHealth(*opts.health)
+        )
         self._response_model: str | None = None
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
@@ -185,19 +202,21 @@ class SessionBase:
         wanted = self._wanted
         if wanted is not None and kind not in wanted:
             return
+        self._deliver(kind, data)
+
+    def _deliver(self, kind: ObservabilityEventType, data: dict[str, Any]) -> None:
         opts = self._opts
-        event = ObservabilityEvent(
-            type=kind,
-            ts=time.time_ns() / 1_000_000,
-            stream_id=self.stream_id,
-            session_id=opts.session_id or self.stream_id,
-            data=MappingProxyType(data),
-            context=opts.context,
-            meta=opts.meta,
-            parent_id=self.parent_id,
+        event = new_event(
+            kind,
+            time.time_ns() / 1_000_000,
+            self.stream_id,
+            opts.session_id or self.stream_id,
+            MappingProxyType(data),
+            opts.context,
+            opts.meta,
+            self.parent_id,
         )
-        table = self._table
-        for export, types in zip(table.export, table.export_filters, strict=True):
+        for export, types in self._table.export_pairs:
             if types is not None and kind not in types:
                 continue
             try:
@@ -263,7 +282,11 @@ class SessionBase:
         return guard_emit, drift_emit
 
     def _emit_fn(self, kind: str, **fields: Any) -> None:
-        self._obs(ObservabilityEventType(kind), **fields)
+        # Guardrail and drift events, several per rule and check: no enum call, no re-packing.
+        obs_kind = TYPES_BY_VALUE[kind]
+        wanted = self._wanted
+        if self._observed and (wanted is None or obs_kind in wanted):
+            self._deliver(obs_kind, fields)
 
     def _summary(self, status: str) -> None:
         if not self._observed:
@@ -288,6 +311,7 @@ class SessionBase:
             usage=dict(state.usage) if state.usage is not None else None,
             finish_reason=state.finish_reason,
             response_model=self._response_model,
+            output_text=state.content if self._content else None,
         )
         self._obs(_OBS.SESSION_END, status=status)
         self._notifier.finish()

@@ -27,6 +27,10 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     drift.detectors        list of registered detector names (default: all)
     drift.window           int >= 16: tokens in the sliding window
     drift.threshold        number in [0, 1]: confidence needed to report drift
+    health.*               provider health thresholds: see l0.Health (enabled, failure_threshold,
+                           failure_window, open_seconds, retry_budget, retry_budget_min,
+                           budget_window, contact_wait, store_timeout)
+    redis.url              the Redis of l0-redis (env: L0_REDIS_URL); redis.prefix: key prefix
     otel.*, sentry.*       exporter settings, kept as written (env: ``L0_OTEL_<KEY>``); the
                            exporter plugin checks them and warns, so a bad one never stops a stream
 

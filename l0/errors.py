@@ -29,6 +29,7 @@ __all__ = [
     "AbortedError",
     "AdapterNotFoundError",
     "AttemptError",
+    "CircuitOpenError",
     "ConfigError",
     "ConfigWarning",
     "DeadlineExceededError",
@@ -42,7 +43,10 @@ __all__ = [
     "L0Error",
     "L0PluginError",
     "MalformedChunkError",
+    "ProviderUnavailableError",
     "RefusalError",
+    "RetryAfterWindowError",
+    "RetryBudgetExhaustedError",
     "RetryExhaustedError",
     "StreamTimeoutError",
     "StructuredOutputError",
@@ -627,6 +631,64 @@ def attach_context(error: BaseException, context: ErrorContext) -> None:
         error.add_note(f"[l0] {context.category.value} error; {attempts} attempt(s) failed")
     except Exception:
         log.debug("l0: cannot add a note to %r", type(error))
+
+
+# --- provider health (l0.health) -------------------------------------------------------------
+
+
+class ProviderUnavailableError(L0Error):
+    """Provider health refused an attempt before any request was sent; never retried.
+
+    A session with a fallback moves to it; one without raises this error.
+
+    Attributes:
+        key: The provider health key (``base URL|model``, or the ``provider=`` given).
+        retry_in: Seconds until the key may be tried again.
+        until: When that is, as an aware UTC ``datetime``.
+    """
+
+    code = "provider_unavailable"
+    category = ErrorCategory.FATAL
+    what: ClassVar[str] = "unavailable"
+
+    def __init__(self, key: str, retry_in: float) -> None:
+        import datetime
+
+        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=retry_in)
+        super().__init__(
+            f"provider {key!r} is {self.what} until {until:%H:%M:%S} UTC "
+            f"(in {retry_in:.1f}s); no request was sent",
+            key=key,
+            retry_in=retry_in,
+        )
+        self.key = key
+        self.retry_in = retry_in
+        self.until = until
+        self.reason = f"provider {key!r} is {self.what}"
+        """A short, stable reason (no times), as reported to ``on_fallback``."""
+
+
+class CircuitOpenError(ProviderUnavailableError):
+    """The circuit of this provider is open after repeated outage failures."""
+
+    code = "circuit_open"
+    what = "failing: its circuit is open"
+    hint = "Add a fallback, or tune [tool.l0.health] failure_threshold / open_seconds."
+
+
+class RetryAfterWindowError(ProviderUnavailableError):
+    """A shared ``Retry-After`` holds this provider back (longer than ``max_retry_after``)."""
+
+    code = "retry_after_window"
+    what = "rate limited: its Retry-After window runs"
+    hint = "Add a fallback, or raise Retry(max_retry_after=...) to wait the window out."
+
+
+class RetryBudgetExhaustedError(RetryExhaustedError):
+    """A retry was refused by the provider's retry budget (``[tool.l0.health] retry_budget``)."""
+
+    code = "retry_budget_exhausted"
+    hint = "Retries are limited to a share of requests so overloads do not become retry storms."
 
 
 def context_of(error: BaseException) -> ErrorContext | None:

@@ -29,12 +29,39 @@ __all__ = [
     "ObservabilityEventType",
     "current_parent",
     "uuid7",
+    "wants_content",
+    "without_request_messages",
 ]
 
 REQUEST_META_KEY = "l0.request"
 """``meta`` key under which a client wrapper describes the request for exporters: a mapping
 with ``provider`` (``"openai"``), ``operation`` (``"chat"``) and ``models`` (the model of each
-stream, by fallback index)."""
+stream, by fallback index), and ``messages`` (the request's input messages). L0 drops
+``messages`` before any event is built unless an exporter asks for content
+(``l0_wants_content``, see ``docs/events.md``)."""
+
+
+def wants_content(plugins: Any = None) -> bool:
+    """Whether an exporter of ``plugins`` (default: the default manager) asks for content.
+
+    Client wrappers call it once per request before putting ``messages`` in the request meta,
+    so nothing is copied when no exporter records prompt or completion text.
+    """
+    from l0._dispatch import hook_table
+    from l0.plugins import default_plugin_manager
+
+    table = hook_table(plugins if plugins is not None else default_plugin_manager())
+    return bool(table.content) and table.wants_content()
+
+
+def without_request_messages(meta: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``meta`` without the request's input messages (the same object when there are none)."""
+    request = meta.get(REQUEST_META_KEY)
+    if not isinstance(request, Mapping) or "messages" not in request:
+        return meta
+    kept = {k: v for k, v in request.items() if k != "messages"}
+    return MappingProxyType({**meta, REQUEST_META_KEY: MappingProxyType(kept)})
+
 
 current_parent: ContextVar[str | None] = ContextVar("l0_current_parent", default=None)
 """The stream id that sessions created in this context report as their ``parent_id``.
@@ -93,6 +120,12 @@ class ObservabilityEventType(StrEnum):
     FINALIZATION_END = "FINALIZATION_END"
     ABORT_REQUESTED = "ABORT_REQUESTED"
     ABORT_COMPLETED = "ABORT_COMPLETED"
+    CIRCUIT_OPENED = "CIRCUIT_OPENED"
+    CIRCUIT_HALF_OPEN = "CIRCUIT_HALF_OPEN"
+    CIRCUIT_CLOSED = "CIRCUIT_CLOSED"
+    CIRCUIT_REJECTED = "CIRCUIT_REJECTED"
+    RETRY_AFTER_HELD = "RETRY_AFTER_HELD"
+    RETRY_BUDGET_REFUSED = "RETRY_BUDGET_REFUSED"
     GROUP_START = "GROUP_START"
     GROUP_TASK_COMPLETE = "GROUP_TASK_COMPLETE"
     GROUP_TASK_FAILED = "GROUP_TASK_FAILED"
@@ -110,6 +143,12 @@ class ObservabilityEventType(StrEnum):
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _deepcopy(value: Any) -> Any:
+    # An exception (RETRY_GIVE_UP's ``exception``) is shared, not copied: many cannot be
+    # rebuilt from their args, and its traceback is the point of handing it over.
+    return value if isinstance(value, BaseException) else copy.deepcopy(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +197,7 @@ class ObservabilityEvent:
         if self.parent_id is not None:
             out["parent_id"] = self.parent_id
         for key, value in self.data.items():
-            out[key] = copy.deepcopy(value)
+            out[key] = _deepcopy(value)
         return out
 
     def copy(self) -> ObservabilityEvent:
@@ -168,11 +207,59 @@ class ObservabilityEvent:
             ts=self.ts,
             stream_id=self.stream_id,
             session_id=self.session_id,
-            data=MappingProxyType(copy.deepcopy(dict(self.data))),
+            data=MappingProxyType({k: _deepcopy(v) for k, v in self.data.items()}),
             context=MappingProxyType(copy.deepcopy(dict(self.context))),
             meta=MappingProxyType(copy.deepcopy(dict(self.meta))),
             parent_id=self.parent_id,
         )
+
+
+_FIELDS = (
+    "type",
+    "ts",
+    "stream_id",
+    "session_id",
+    "data",
+    "context",
+    "meta",
+    "parent_id",
+)
+_new = object.__new__
+_set_type, _set_ts, _set_stream, _set_session, _set_data, _set_context, _set_meta, _set_parent = (
+    getattr(ObservabilityEvent, name).__set__ for name in _FIELDS
+)
+
+
+def new_event(
+    kind: ObservabilityEventType,
+    ts: float,
+    stream_id: str,
+    session_id: str,
+    data: Mapping[str, Any],
+    context: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    parent_id: str | None,
+) -> ObservabilityEvent:
+    """An :class:`ObservabilityEvent`, built without the frozen dataclass ``__init__``.
+
+    The same object the constructor makes (equal, frozen), in about half the time: it writes
+    the slots directly instead of through ``object.__setattr__``. Sessions build one per
+    event, and guardrails emit several per rule and check when an exporter reads everything.
+    """
+    event = _new(ObservabilityEvent)
+    _set_type(event, kind)
+    _set_ts(event, ts)
+    _set_stream(event, stream_id)
+    _set_session(event, session_id)
+    _set_data(event, data)
+    _set_context(event, context)
+    _set_meta(event, meta)
+    _set_parent(event, parent_id)
+    return event
+
+
+TYPES_BY_VALUE: dict[str, ObservabilityEventType] = {t.value: t for t in ObservabilityEventType}
+"""Event types by name: a dict lookup, several times cheaper than calling the enum."""
 
 
 _uuid_lock = threading.Lock()
@@ -248,6 +335,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "is_model_issue",
             "delay_ms",
             "error_type",
+            "violations",
         ),
     ),
     ObservabilityEventType.RETRY_START: (
@@ -260,11 +348,20 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ),
     ObservabilityEventType.RETRY_GIVE_UP: (
         "no retry and no fallback left: the session fails",
-        ("attempts", "last_error", "category", "reason", "error_type", "error_message"),
+        (
+            "attempts",
+            "last_error",
+            "category",
+            "reason",
+            "error_type",
+            "error_message",
+            "exception",
+            "violations",
+        ),
     ),
     ObservabilityEventType.FALLBACK_START: (
         "moving to the next fallback stream",
-        ("from_index", "to_index", "reason", "error_type"),
+        ("from_index", "to_index", "reason", "error_type", "violations"),
     ),
     ObservabilityEventType.FALLBACK_MODEL_SELECTED: ("a fallback stream is in use", ("index",)),
     ObservabilityEventType.FALLBACK_END: (
@@ -377,6 +474,7 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "usage",
             "finish_reason",
             "response_model",
+            "output_text",
         ),
     ),
     ObservabilityEventType.SESSION_END: ("the last event of a session", ("status",)),
@@ -387,6 +485,27 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.ABORT_COMPLETED: (
         "the provider stream is closed after an abort",
         ("resources_freed", "token_count"),
+    ),
+    ObservabilityEventType.CIRCUIT_OPENED: (
+        "this session's failure opened the provider's circuit (see docs/health.md)",
+        ("key", "failures", "open_ms"),
+    ),
+    ObservabilityEventType.CIRCUIT_HALF_OPEN: (
+        "the open period is over: this attempt is the one probe",
+        ("key",),
+    ),
+    ObservabilityEventType.CIRCUIT_CLOSED: ("the probe succeeded: the circuit closes", ("key",)),
+    ObservabilityEventType.CIRCUIT_REJECTED: (
+        "an open circuit refused the attempt; `action` is `fallback` or `fail`",
+        ("key", "retry_in_ms", "action"),
+    ),
+    ObservabilityEventType.RETRY_AFTER_HELD: (
+        "a shared `Retry-After` holds the attempt back; `action`: `wait`, `fallback` or `fail`",
+        ("key", "wait_ms", "action"),
+    ),
+    ObservabilityEventType.RETRY_BUDGET_REFUSED: (
+        "the provider's retry budget refused a retry (fallback or fail fast)",
+        ("key", "retries", "requests", "window_ms"),
     ),
     ObservabilityEventType.GROUP_START: (
         "a race, parallel run, batch, pool or consensus begins (`kind`)",

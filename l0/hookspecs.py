@@ -150,6 +150,27 @@ def l0_wrap_client(client: Any, options: dict[str, Any]) -> Any | None:
     """
 
 
+@hookspec(firstresult=True)
+def l0_open_health_store(settings: Any) -> Any | None:
+    """Provide the store that holds provider health (circuits, ``Retry-After``, retry budgets).
+
+    Called: once per plugin manager, when the first session with a provider key starts (again
+    after a plugin is registered). ``settings`` is the :class:`l0.config.Settings` in force;
+    a shared store reads its own section (``l0-redis``: ``[tool.l0.redis]``).
+    Returns: an object implementing :class:`l0.health.HealthStore` (its methods are
+    ``async``; the hook itself is plain ``def`` and must not block), or ``None`` to defer;
+    with no answer L0 keeps health in this process. Raise ``ConfigError`` for bad settings.
+
+    Example:
+        .. code-block:: python
+
+            @l0.hookimpl
+            def l0_open_health_store(settings):
+                url = settings.get("redis", "url")
+                return MyStore(url) if url else None
+    """
+
+
 # --- guardrails and drift: called per check interval, never per token ---------------------------
 
 

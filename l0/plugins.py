@@ -237,6 +237,10 @@ class Hooks:
         """
         return self._hook.l0_wrap_client(client=client, options=options)
 
+    def open_health_store(self, settings: Any) -> Any | None:
+        """Ask ``l0_open_health_store``; a ``ConfigError`` passes through as is."""
+        return self._call("l0_open_health_store", settings=settings)
+
     def register_retry_policies(self) -> list[Iterable[RetryPolicySpec]]:
         """Collect ``l0_register_retry_policies``."""
         result: list[Iterable[RetryPolicySpec]] = self._call("l0_register_retry_policies")

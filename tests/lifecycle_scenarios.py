@@ -9,7 +9,7 @@ from typing import Any
 
 import l0
 from l0.events import ObservabilityEvent
-from tests.runtime_helpers import TOKENS, Fault, Script
+from tests.runtime_helpers import TOKENS, Fault, Script, StatusError
 
 # Fields worth pinning per event type: stable across runs (no times, ids or reprs of objects).
 KEY_FIELDS = {
@@ -27,6 +27,11 @@ KEY_FIELDS = {
     "RETRY_GIVE_UP": ("attempts", "category"),
     "GUARDRAIL_PHASE_END": ("phase", "passed"),
     "DRIFT_CHECK_RESULT": ("detected",),
+    "CIRCUIT_REJECTED": ("key", "action"),
+    "RETRY_AFTER_HELD": ("key", "action"),
+    "RETRY_BUDGET_REFUSED": ("key", "retries", "requests"),
+    "CIRCUIT_OPENED": ("key",),
+    "CIRCUIT_CLOSED": ("key",),
     "GROUP_START": ("kind", "task_count", "mode"),
     "GROUP_TASK_COMPLETE": ("index",),
     "GROUP_TASK_FAILED": ("index",),
@@ -212,6 +217,44 @@ async def guardrail_deferred(trace: Trace) -> None:
     await _run(trace, slow_tokens, guardrails=[rule], check_intervals={"guardrails": 50})
 
 
+async def provider_health(trace: Trace) -> None:
+    """Shared Retry-After, retry budget, and a circuit that opens, rejects, probes and closes."""
+    pm = l0.build_plugin_manager(allow=["guardrails", "drift"])
+    health = l0.Health(
+        failure_threshold=1, open_seconds=1.0, retry_budget=0, retry_budget_min=0, contact_wait=0
+    )
+
+    async def rate_limited() -> AsyncIterator[str]:
+        for _ in ():
+            yield ""
+        raise StatusError(429, {"retry-after": "30"})
+
+    async def down() -> AsyncIterator[str]:
+        for _ in ():
+            yield ""
+        raise ConnectionResetError("connection reset")
+
+    async def session(factory: Callable[[], AsyncIterator[str]], key: str) -> None:
+        result = l0.run(
+            factory,
+            fallbacks=[lambda: tokens(TOKENS)],
+            provider=[key, None],
+            health=health,
+            plugins=pm,
+            retry=FAST,
+            **trace.callbacks(),
+        )
+        await result.read()
+        await result.wait_callbacks()
+
+    await session(rate_limited, "busy")  # 429: the retry budget refuses the retry
+    await session(rate_limited, "busy")  # held back by the shared Retry-After
+    await session(down, "down")  # an outage opens the circuit
+    await session(down, "down")  # the open circuit rejects the attempt
+    await asyncio.sleep(1.1)
+    await session(lambda: tokens(TOKENS), "down")  # the probe closes it
+
+
 # --- many sessions: coroutine tasks, so only the group's own events are traced -------------
 
 
@@ -312,6 +355,7 @@ SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "drift_retry": drift_retry,
     "guardrail_retry": guardrail_retry,
     "guardrail_deferred": guardrail_deferred,
+    "provider_health": provider_health,
     "race": race,
     "parallel": parallel,
     "consensus": consensus,

@@ -27,6 +27,7 @@ DECISIONS = {
     "l0_retry_decision",
     "l0_backoff_delay",
     "l0_wrap_client",
+    "l0_open_health_store",
 }
 LIFECYCLE = {
     f"l0_on_{event}"

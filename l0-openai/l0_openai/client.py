@@ -25,7 +25,8 @@ import l0
 from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
 from l0.config import load_config
 from l0.errors import UnsupportedClientError
-from l0.events import REQUEST_META_KEY
+from l0.events import REQUEST_META_KEY, wants_content
+from l0.health import provider_key
 from l0.types import AttemptContext
 
 if TYPE_CHECKING:
@@ -320,6 +321,10 @@ class _StreamingCall(Generic[_T]):
                     return _continue(create, params, key, ctx, provider, strategies)
                 return create(**params)
 
+            # Provider health (l0.health) keys this stream by base URL and model.
+            factory.l0_provider = provider_key(  # type: ignore[attr-defined]
+                str(self._owner.l0_client.base_url), str(params.get("model", ""))
+            )
             return factory
 
         primary = factory_for(dict(kwargs))
@@ -330,6 +335,8 @@ class _StreamingCall(Generic[_T]):
             "operation": "chat",
             "models": [kwargs.get("model"), *models],
         }
+        if wants_content(options.get("plugins")) and key in kwargs:
+            request["messages"] = kwargs[key]
         options["meta"] = {**(options.get("meta") or {}), REQUEST_META_KEY: request}
         return l0.run(primary, fallbacks=[*model_fallbacks, *fallbacks], **options)
 

@@ -10,7 +10,6 @@ event.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
 from l0_otel import semconv as sc
+from l0_otel.content import error_type_of, input_messages, output_messages, text_of
 from l0_otel.metrics import Instruments, base_attributes, bounded
 from l0_otel.settings import OTelSettings, read_settings
 
@@ -37,27 +37,13 @@ def _ns(event: ObservabilityEvent) -> int:
     return int(event.ts * 1_000_000)
 
 
-def error_type_of(text: Any) -> str:
-    """The class name in an exception's ``repr``: ``"RateLimitError('…')"`` → ``RateLimitError``."""
-    name = str(text).split("(", 1)[0].strip()
-    return name.rsplit(".", 1)[-1][:64] or "Exception"
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value, default=repr)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 class _Session:
     __slots__ = (
         "attempt",
         "attempt_span",
         "attrs",
         "fallback_index",
+        "messages",
         "models",
         "ready_ts",
         "reasons",
@@ -74,6 +60,7 @@ class _Session:
         self.attempt = 0
         self.fallback_index = 0
         self.models: list[str] = []
+        self.messages: Any = None
         self.ready_ts: float | None = None
         self.reasons: list[str] = []
         self.rules: list[str] = []
@@ -135,6 +122,13 @@ class OTelExporter:
             _T.CONSENSUS_REACHED: self._group_event,
             _T.CONSENSUS_FAILED: self._group_event,
             _T.GROUP_END: self._group_end,
+            # Provider health (docs/health.md): span events on the session's span.
+            _T.CIRCUIT_OPENED: self._health_event,
+            _T.CIRCUIT_HALF_OPEN: self._health_event,
+            _T.CIRCUIT_CLOSED: self._health_event,
+            _T.CIRCUIT_REJECTED: self._health_event,
+            _T.RETRY_AFTER_HELD: self._health_event,
+            _T.RETRY_BUDGET_REFUSED: self._health_event,
         }
 
     @property
@@ -151,6 +145,14 @@ class OTelExporter:
         starts = (_T.SESSION_START, _T.GROUP_START)
         kinds = (*starts, *tools, *(t for t in self._handlers if t not in per_check))
         return frozenset(str(t) for t in kinds)
+
+    def wants_content(self) -> bool:
+        """Whether sessions should hand over prompt and completion text (``l0_wants_content``).
+
+        Asked once per session: true when ``capture_content`` is on (and export is enabled).
+        """
+        settings = self._fixed if self._fixed is not None else read_settings()
+        return settings.enabled and settings.capture_content
 
     @property
     def instruments(self) -> Instruments:
@@ -221,6 +223,8 @@ class OTelExporter:
         )
         session = _Session(span, attrs, settings)
         session.models = models
+        if settings.capture_content:
+            session.messages = request.get("messages")
         self._sessions[event.stream_id] = session
         if len(self._sessions) > _MAX_OPEN:
             _, dropped = self._sessions.popitem(last=False)
@@ -254,6 +258,12 @@ class OTelExporter:
             attrs[sc.L0_GROUP_INDEX] = int(event.get("index"))
         if event.type is _T.GROUP_TASK_FAILED:
             attrs[sc.ERROR_TYPE] = error_type_of(event.get("error"))
+        session.span.add_event(f"l0.{str(event.type.value).lower()}", attrs, timestamp=_ns(event))
+
+    def _health_event(self, session: _Session, event: ObservabilityEvent) -> None:
+        attrs: dict[str, Any] = {sc.L0_PROVIDER_KEY: str(event.get("key"))}
+        if event.get("action") is not None:
+            attrs[sc.L0_HEALTH_ACTION] = str(event.get("action"))
         session.span.add_event(f"l0.{str(event.type.value).lower()}", attrs, timestamp=_ns(event))
 
     def _group_end(self, session: _Session, event: ObservabilityEvent) -> None:
@@ -329,7 +339,8 @@ class OTelExporter:
         )
 
     def _failed(self, session: _Session, event: ObservabilityEvent) -> None:
-        """The attempt failed: its error type, and the zero-output count."""
+        """The attempt failed: its error type, the rules it tripped, the zero-output count."""
+        self._attempt_violations(session, event)
         kind = str(event.get("error_type") or "")
         if not kind:
             return
@@ -386,6 +397,26 @@ class OTelExporter:
     def _fallback_selected(self, session: _Session, event: ObservabilityEvent) -> None:
         session.fallback_index = int(event.get("index") or 0)
 
+    def _attempt_violations(self, session: _Session, event: ObservabilityEvent) -> None:
+        # The failure event names the rules that ended the attempt: no per-check events needed.
+        span = session.attempt_span
+        violations = event.get("violations")
+        if span is None or not violations:
+            return
+        rules: list[str] = []
+        for violation in violations:
+            rule = str(violation.get("rule"))
+            rules.append(rule)
+            span.add_event(
+                sc.EVENT_VIOLATION,
+                {
+                    sc.L0_GUARDRAIL_RULE: rule,
+                    sc.L0_GUARDRAIL_SEVERITY: str(violation.get("severity")),
+                },
+                timestamp=_ns(event),
+            )
+        span.set_attribute(sc.L0_GUARDRAIL_RULES, list(dict.fromkeys(rules)))
+
     def _violations(self, session: _Session, event: ObservabilityEvent) -> None:
         # From the summary, once per session: listening to GUARDRAIL_* events would make the
         # session build several events per rule at every check (see ``l0_event_types``).
@@ -431,7 +462,7 @@ class OTelExporter:
             sc.GEN_AI_TOOL_CALL_ID: str(event.get("tool_call_id")),
         }
         if session.settings.capture_content:
-            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = _text(event.get("arguments"))
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = text_of(event.get("arguments"))
         session.target().add_event(sc.EVENT_TOOL_CALL, attrs, timestamp=_ns(event))
 
     def _abort(self, session: _Session, event: ObservabilityEvent) -> None:
@@ -510,11 +541,24 @@ class OTelExporter:
         if model:
             attrs[sc.GEN_AI_RESPONSE_MODEL] = str(model)
             session.attrs[sc.GEN_AI_RESPONSE_MODEL] = str(model)
+        if session.settings.capture_content:
+            self._content(session, event, attrs)
         span.set_attributes(attrs)
         if outcome != sc.OUTCOME_ERROR:
             span.set_status(Status(StatusCode.OK))
         if session.settings.metrics:
             self._session_metrics(session, event, outcome, input_tokens, output_tokens)
+
+    @staticmethod
+    def _content(session: _Session, event: ObservabilityEvent, attrs: dict[str, Any]) -> None:
+        """``gen_ai.input.messages`` / ``gen_ai.output.messages`` (opt-in: capture_content)."""
+        if session.messages is not None:
+            attrs[sc.GEN_AI_INPUT_MESSAGES] = text_of(input_messages(session.messages))
+        output = event.get("output_text")
+        if isinstance(output, str):
+            attrs[sc.GEN_AI_OUTPUT_MESSAGES] = text_of(
+                output_messages(output, event.get("finish_reason"))
+            )
 
     def _metric_attrs(self, session: _Session) -> dict[str, Any]:
         attrs = base_attributes(session.attrs)
@@ -530,32 +574,17 @@ class OTelExporter:
         input_tokens: Any,
         output_tokens: Any,
     ) -> None:
-        instruments = self.instruments
-        # The session is one logical operation: labelled with the model it asked for first
-        # (and the one that answered); per-attempt metrics carry each attempt's model.
-        attrs = base_attributes(session.attrs)
-        if sc.GEN_AI_RESPONSE_MODEL in session.attrs:
-            attrs[sc.GEN_AI_RESPONSE_MODEL] = session.attrs[sc.GEN_AI_RESPONSE_MODEL]
-        duration = attrs.copy()
-        if sc.ERROR_TYPE in session.attrs:
-            duration[sc.ERROR_TYPE] = session.attrs[sc.ERROR_TYPE]
-        start, end = event.get("start_ts"), event.get("end_ts")
-        if isinstance(start, int | float) and isinstance(end, int | float) and start:
-            instruments.duration.record(max(0.0, (end - start) / 1000), duration)
-        if isinstance(input_tokens, int):
-            instruments.tokens.record(input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
-        if isinstance(output_tokens, int):
-            instruments.tokens.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
-        tokens = int(event.get("token_count") or 0)
-        if (
-            outcome in (sc.OUTCOME_SUCCESS, sc.OUTCOME_RECOVERED)
-            and session.ready_ts
-            and tokens > 1
-        ):
-            end_ts = end if isinstance(end, int | float) else event.ts
-            gap = max(0.0, (end_ts - session.ready_ts) / 1000 / (tokens - 1))
-            instruments.gap.record(gap, attrs)
-        instruments.sessions.add(1, {**base_attributes(session.attrs), sc.L0_OUTCOME: outcome})
+        end = event.get("end_ts")
+        self.instruments.record_session(
+            session.attrs,
+            outcome,
+            start_ms=event.get("start_ts"),
+            end_ms=end if isinstance(end, int | float) else event.ts,
+            ready_ms=session.ready_ts,
+            tokens=int(event.get("token_count") or 0),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+        )
 
     def _end(self, session: _Session, event: ObservabilityEvent) -> None:
         self._close_attempt(session, event, sc.OUTCOME_ABORTED)
@@ -591,7 +620,7 @@ class OTelExporter:
         if span is None:
             return
         if event.type is _T.TOOL_RESULT and session.settings.capture_content:
-            span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _text(event.get("result")))
+            span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, text_of(event.get("result")))
         elif event.type is _T.TOOL_ERROR:
             span.set_attribute(sc.ERROR_TYPE, error_type_of(event.get("error")))
             span.set_status(Status(StatusCode.ERROR))

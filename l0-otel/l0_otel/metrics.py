@@ -77,6 +77,37 @@ class Instruments:
             sc.METRIC_SESSIONS, unit="{session}", description="Finished sessions, by outcome."
         )
 
+    def record_session(
+        self,
+        span_attrs: Mapping[str, Any],
+        outcome: str,
+        *,
+        start_ms: Any,
+        end_ms: float,
+        ready_ms: float | None,
+        tokens: int,
+        input_tokens: Any,
+        output_tokens: Any,
+    ) -> None:
+        """A finished session's duration, token usage, inter-token gap and outcome count."""
+        # The session is one logical operation: labelled with the model it asked for first
+        # (and the one that answered); per-attempt metrics carry each attempt's model.
+        attrs = base_attributes(span_attrs)
+        if sc.GEN_AI_RESPONSE_MODEL in span_attrs:
+            attrs[sc.GEN_AI_RESPONSE_MODEL] = span_attrs[sc.GEN_AI_RESPONSE_MODEL]
+        duration = attrs.copy()
+        if sc.ERROR_TYPE in span_attrs:
+            duration[sc.ERROR_TYPE] = span_attrs[sc.ERROR_TYPE]
+        if isinstance(start_ms, int | float) and start_ms:
+            self.duration.record(max(0.0, (end_ms - start_ms) / 1000), duration)
+        if isinstance(input_tokens, int):
+            self.tokens.record(input_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "input"})
+        if isinstance(output_tokens, int):
+            self.tokens.record(output_tokens, {**attrs, sc.GEN_AI_TOKEN_TYPE: "output"})
+        if outcome in (sc.OUTCOME_SUCCESS, sc.OUTCOME_RECOVERED) and ready_ms and tokens > 1:
+            self.gap.record(max(0.0, (end_ms - ready_ms) / 1000 / (tokens - 1)), attrs)
+        self.sessions.add(1, {**base_attributes(span_attrs), sc.L0_OUTCOME: outcome})
+
 
 def base_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """The metric attributes shared by every instrument, from a session's span attributes."""

@@ -233,6 +233,7 @@ class ChaosServer:
             model: self._check_faults(faults) for model, faults in (model_scripts or {}).items()
         }
         self._model_positions: dict[str, int] = {}
+        self._model_defaults: dict[str, Fault] = {}
         self._requests: list[RecordedRequest] = []
         self._models_seen: dict[str, None] = {}
         self._port: int | None = None
@@ -326,14 +327,36 @@ class ChaosServer:
             self._position = 0
             self._model_positions.clear()
 
+    def set_default(self, fault: Fault | None, *, model: str) -> None:
+        """Answer every request for ``model`` with ``fault`` once its script is used up.
+
+        ``set_default(Fault.status(503), model="m")`` turns a model dead (its scripted faults,
+        if any, still come first); ``set_default(None, model="m")`` brings it back to the
+        server's default.
+
+        Args:
+            fault: The fault, or ``None`` to forget the model's own default.
+            model: The model name.
+        """
+        if fault is not None:
+            self._check_faults([fault])
+        with self._lock:
+            if fault is None:
+                self._model_defaults.pop(model, None)
+            else:
+                self._model_defaults[model] = fault
+
     def _next_fault(self, model: str) -> Fault:
+        default = self._model_defaults.get(model, self._default)
         if model in self._model_scripts:
             script = self._model_scripts[model]
             position = self._model_positions.get(model, 0)
             self._model_positions[model] = position + 1
-        else:
-            script, position = self._script, self._position
-            self._position += 1
+            return script[position] if position < len(script) else default
+        if model in self._model_defaults:
+            return default
+        script, position = self._script, self._position
+        self._position += 1
         return script[position] if position < len(script) else self._default
 
     def _tokens_for(self, fault: Fault) -> tuple[str, ...]:

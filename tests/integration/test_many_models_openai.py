@@ -253,10 +253,13 @@ async def test_pool_holds_600_rpm_over_a_burst_of_40() -> None:
         first = times[0]
         # The documented burst allowance: one second's worth (rpm / 60 = 10) at once ...
         assert times[9] - first < 0.5
-        # ... then one every 0.1 s: any 21 requests span at least 1 s (less arrival jitter).
+        # ... then one every 0.1 s: any 21 requests span at least 1 s. Arrival times at the
+        # server carry the client's scheduling jitter (up to a few hundred ms on a loaded
+        # 2-core CI machine), so the bounds allow for it; without the limiter all 40 arrive
+        # within a fraction of a second and every bound fails.
         for k in range(20):
-            assert times[k + 20] - times[k] >= 1.0 - 0.15, k
-        assert times[39] - first >= 3.0 - 0.15
+            assert times[k + 20] - times[k] >= 1.0 - 0.35, k
+        assert times[39] - first >= 3.0 - 0.4
         # About 10 per second after the burst (generous upper bound for a busy machine).
         rate = 29 / (times[39] - times[10])
         assert 5.0 < rate < 11.0

@@ -29,7 +29,7 @@ class CapturingTransport(Transport):
         return [dict(e) for env in self.envelopes if (e := env.get_transaction_event()) is not None]
 
     def spans(self) -> list[dict[str, Any]]:
-        """Child spans of every transaction as ``{name, op, status, data}``.
+        """Child spans of every transaction: ``{name, op, status, data}`` and ids.
 
         Older SDKs nest them in the transaction event; newer ones send ``span`` items (v2).
         """
@@ -39,6 +39,8 @@ class CapturingTransport(Transport):
                 "op": s.get("op"),
                 "status": s.get("status"),
                 "data": s.get("data", {}),
+                "span_id": s.get("span_id"),
+                "parent_span_id": s.get("parent_span_id"),
             }
             for tx in self.transactions()
             for s in tx.get("spans", [])
@@ -55,6 +57,8 @@ class CapturingTransport(Transport):
                             "op": attrs.get("sentry.op"),
                             "status": s.get("status"),
                             "data": attrs,
+                            "span_id": s.get("span_id"),
+                            "parent_span_id": s.get("parent_span_id"),
                         }
                     )
         return out

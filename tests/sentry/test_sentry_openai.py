@@ -132,11 +132,14 @@ async def test_guardrail_violation_then_retry(sentry: CapturingTransport) -> Non
     trail = crumbs(sentry)
     assert [c["message"] for c in trail] == [
         "session start: gpt-4o",
-        "retry: attempt 2 (content)",
         "guardrail violation: pattern",
+        "retry: attempt 2 (content)",
         "session end: success",
     ]
-    assert trail[2]["data"]["rule"] == "pattern"
+    # Reported when the attempt that tripped it ended, with its severity (not from the summary).
+    assert trail[1]["data"]["rule"] == "pattern"
+    assert trail[1]["data"]["severity"] == "error"
+    assert trail[1]["data"]["attempt"] == 1
 
 
 async def test_give_up_sends_exactly_one_event(sentry: CapturingTransport) -> None:
@@ -152,6 +155,8 @@ async def test_give_up_sends_exactly_one_event(sentry: CapturingTransport) -> No
     assert exception["type"] == "InternalServerError"
     assert exception["module"] == "openai"
     assert exception["mechanism"] == {"type": "l0", "handled": False}
+    assert exception["value"].startswith("Error code: 500")
+    assert exception["stacktrace"]["frames"]  # the error object itself, with its traceback
     assert event["tags"]["gen_ai.request.model"] == "gpt-4o"
     assert event["tags"]["gen_ai.provider.name"] == "openai"
     assert event["tags"]["l0.attempts"] == 2

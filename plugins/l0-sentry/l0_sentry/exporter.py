@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import sentry_sdk
+from sentry_sdk.utils import event_from_exception
 
 from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
 from l0_sentry.settings import SentrySettings, read_settings
@@ -28,7 +29,16 @@ def _error_type(text: Any) -> str:
 
 
 class _Session:
-    __slots__ = ("attempt", "category", "fallback_index", "models", "provider", "settings", "span")
+    __slots__ = (
+        "attempt",
+        "category",
+        "fallback_index",
+        "models",
+        "provider",
+        "reported",
+        "settings",
+        "span",
+    )
 
     def __init__(self, settings: SentrySettings, models: list[str], provider: str | None) -> None:
         self.settings = settings
@@ -38,6 +48,8 @@ class _Session:
         self.attempt = 1
         self.fallback_index = 0
         self.category: str | None = None
+        self.reported: list[str] = []
+        """Rules already reported by a failed attempt (not repeated from the summary)."""
 
     @property
     def model(self) -> str | None:
@@ -69,6 +81,8 @@ class SentryExporter:
             _T.RETRY_GIVE_UP,
             _T.SESSION_SUMMARY,
             _T.SESSION_END,
+            _T.GROUP_START,
+            _T.GROUP_END,
         )
     )
     """The observability event types this exporter reads (see ``l0_event_types``)."""
@@ -76,12 +90,20 @@ class SentryExporter:
     def __init__(self, settings: SentrySettings | None = None) -> None:
         self._fixed = settings
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._groups: OrderedDict[str, Any] = OrderedDict()
+        """Open group spans (race, parallel, pool, consensus) by group stream id."""
 
     def export(self, event: ObservabilityEvent) -> None:
         """Handle one observability event (the ``l0_export_event`` hook)."""
         kind = event.type
         if kind is _T.SESSION_START:
             self._start(event)
+            return
+        if kind is _T.GROUP_START:
+            self._group_start(event)
+            return
+        if kind is _T.GROUP_END:
+            self._group_end(event)
             return
         session = self._sessions.get(event.stream_id)
         if session is None:
@@ -94,6 +116,7 @@ class SentryExporter:
             adapter = event.get("adapter_id")
             session.provider = None if adapter == "iter" else str(adapter)
         elif kind is _T.RETRY_ATTEMPT:
+            self._violations(session, event)
             self._crumb(
                 session,
                 event,
@@ -104,6 +127,7 @@ class SentryExporter:
                 delay_ms=event.get("delay_ms"),
             )
         elif kind is _T.FALLBACK_START:
+            self._violations(session, event)
             self._crumb(
                 session,
                 event,
@@ -131,6 +155,7 @@ class SentryExporter:
                 will_retry=event.get("will_retry"),
             )
         elif kind is _T.RETRY_GIVE_UP:
+            self._violations(session, event)
             self._give_up(session, event)
         elif kind is _T.SESSION_SUMMARY:
             self._summary(session, event)
@@ -149,7 +174,7 @@ class SentryExporter:
         provider = request.get("provider")
         session = _Session(settings, models, str(provider) if provider else None)
         if settings.spans:
-            parent = sentry_sdk.get_current_span()
+            parent = self._parent_span(event)
             if parent is not None:
                 name = f"chat {models[0]}" if models else "chat"
                 session.span = parent.start_child(op=_OP, name=name)
@@ -160,6 +185,58 @@ class SentryExporter:
         if len(self._sessions) > _MAX_OPEN:
             self._sessions.popitem(last=False)
         self._crumb(session, event, f"session start: {session.model or 'stream'}", "info")
+
+    def _parent_span(self, event: ObservabilityEvent) -> Any:
+        """The span of the enclosing L0 group (by ``parent_id``), else the current span."""
+        parent_id = event.parent_id
+        if parent_id:
+            group = self._groups.get(parent_id)
+            if group is not None:
+                return group
+        return sentry_sdk.get_current_span()
+
+    def _group_start(self, event: ObservabilityEvent) -> None:
+        if event.stream_id in self._groups or not sentry_sdk.get_client().is_active():
+            return
+        settings = self._fixed if self._fixed is not None else read_settings()
+        if not (settings.enabled and settings.spans):
+            return
+        parent = self._parent_span(event)
+        if parent is None:
+            return
+        kind = str(event.get("kind") or "group")
+        span = parent.start_child(op=f"l0.{kind}", name=f"l0.{kind}")
+        span.set_data("l0.stream_id", event.stream_id)
+        span.set_data("l0.group.kind", kind)
+        span.set_data("l0.group.tasks", event.get("task_count"))
+        self._groups[event.stream_id] = span
+        if len(self._groups) > _MAX_OPEN:
+            _, dropped = self._groups.popitem(last=False)
+            dropped.finish()
+
+    def _group_end(self, event: ObservabilityEvent) -> None:
+        span = self._groups.pop(event.stream_id, None)
+        if span is None:
+            return
+        status = str(event.get("status"))
+        span.set_data("l0.outcome", status)
+        span.set_status({"success": "ok", "cancelled": "cancelled"}.get(status, "internal_error"))
+        span.finish()
+
+    def _violations(self, session: _Session, event: ObservabilityEvent) -> None:
+        """Guardrail rules the failed attempt tripped, as breadcrumbs at the attempt's end."""
+        for violation in event.get("violations") or ():
+            rule = str(violation.get("rule"))
+            session.reported.append(rule)
+            self._crumb(
+                session,
+                event,
+                f"guardrail violation: {rule}",
+                "warning",
+                rule=rule,
+                severity=violation.get("severity"),
+                attempt=session.attempt,
+            )
 
     def _crumb(
         self, session: _Session, event: ObservabilityEvent, message: str, level: str, **data: Any
@@ -190,16 +267,6 @@ class SentryExporter:
         )
         if not session.settings.capture_errors:
             return
-        full = str(event.get("error_type") or _error_type(event.get("last_error")))
-        module, _, short = full.rpartition(".")
-        message = str(event.get("error_message") or event.get("last_error") or "")
-        exception: dict[str, Any] = {
-            "type": short,
-            "value": message,
-            "mechanism": {"type": "l0", "handled": False},
-        }
-        if module:
-            exception["module"] = module
         context = {
             "stream_id": event.stream_id,
             "session_id": event.session_id,
@@ -210,20 +277,43 @@ class SentryExporter:
             "category": session.category,
             "reason": event.get("reason"),
         }
-        sentry_sdk.capture_event(
-            {
-                "level": "error",
-                "logger": "l0",
-                "exception": {"values": [exception]},
-                "tags": self._tags(session, event),
-                "contexts": {"l0": context},
-            }
-        )
+        payload: Any = {  # sentry_sdk.Event, a TypedDict
+            "level": "error",
+            "logger": "l0",
+            "tags": self._tags(session, event),
+            "contexts": {"l0": context},
+        }
+        error = event.get("exception")
+        client = sentry_sdk.get_client()
+        if isinstance(error, BaseException):
+            # The error object itself: Sentry gets its stack trace and its cause chain.
+            converted, hint = event_from_exception(
+                error,
+                client_options=client.options,
+                mechanism={"type": "l0", "handled": False},
+            )
+            payload["exception"] = converted["exception"]
+            sentry_sdk.capture_event(payload, hint=hint)
+            return
+        full = str(event.get("error_type") or _error_type(event.get("last_error")))
+        module, _, short = full.rpartition(".")
+        exception: dict[str, Any] = {
+            "type": short,
+            "value": str(event.get("error_message") or event.get("last_error") or ""),
+            "mechanism": {"type": "l0", "handled": False},
+        }
+        if module:
+            exception["module"] = module
+        payload["exception"] = {"values": [exception]}
+        sentry_sdk.capture_event(payload)
 
     def _summary(self, session: _Session, event: ObservabilityEvent) -> None:
         # Violations come from the summary: GUARDRAIL_* events cost several per rule and check.
+        # Rules that did not fail an attempt (warnings) are reported once, from the summary.
+        reported = set(session.reported)
         for rule in dict.fromkeys(str(r) for r in event.get("violated_rules") or ()):
-            self._crumb(session, event, f"guardrail violation: {rule}", "warning", rule=rule)
+            if rule not in reported:
+                self._crumb(session, event, f"guardrail violation: {rule}", "warning", rule=rule)
         if event.get("drift_detected"):
             self._crumb(session, event, "drift detected", "warning")
         span = session.span
