@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
@@ -214,6 +215,31 @@ def _validate_factory(name: str, value: object) -> Callable[..., Any]:
     )
 
 
+def _check_recovery(
+    continue_on_length: object, hedge_after: object, timeout: Timeout | None
+) -> None:
+    if not _is_int(continue_on_length):
+        raise TypeError(
+            f"continue_on_length={continue_on_length!r}: expected an int >= 0 (0 turns it off)"
+        )
+    if continue_on_length < 0:  # type: ignore[operator]
+        raise ValueError(
+            f"continue_on_length={continue_on_length!r}: expected an int >= 0 (0 turns it off)"
+        )
+    if hedge_after is None:
+        return
+    if isinstance(hedge_after, bool) or not isinstance(hedge_after, int | float):
+        raise TypeError(f"hedge_after={hedge_after!r}: expected seconds (a number > 0) or None")
+    if math.isnan(hedge_after) or hedge_after <= 0:
+        raise ValueError(f"hedge_after={hedge_after!r}: expected seconds (a number > 0) or None")
+    total = timeout.total if timeout is not None else None
+    if total is not None and hedge_after >= total:
+        raise ValueError(
+            f"hedge_after={hedge_after!r}: expected less than Timeout.total={total!r}, or the "
+            "hedge could never start"
+        )
+
+
 def run(
     stream: Callable[..., Any],
     *,
@@ -227,6 +253,8 @@ def run(
     session_id: str | None = None,
     seed: int | None = None,
     retry_on_length: bool = False,
+    continue_on_length: int = 0,
+    hedge_after: float | None = None,
     guardrails: Any = None,
     drift: Any = None,
     check_intervals: Mapping[str, int] | None = None,
@@ -273,6 +301,14 @@ def run(
         retry_on_length: Treat an answer cut at the token limit (``finish_reason="length"``)
             as a model error and retry it; by default it is accepted and visible in
             ``state.finish_reason`` and in the ``COMPLETE`` event's data.
+        continue_on_length: Up to this many times, an answer cut at the token limit
+            (``finish_reason="length"``) is continued by a new request that carries the text so
+            far (``ctx.checkpoint``; a wrapped client needs no code), stitched with the same
+            overlap removal as continuation, and JSON so that it still parses.
+            ``state.length_continuations`` counts them. 0 (the default): off.
+        hedge_after: Seconds; when an attempt has no first token after this long, the next
+            fallback (or the same stream when there is none) starts in parallel and the first
+            to deliver a token wins; the other is closed at once. ``None`` (default): off.
         guardrails: Rules checked while streaming and at the end: a list of
             ``l0.GuardrailRule``, or a preset such as ``l0.Guardrails.recommended()``
             (needs ``l0-guardrails``); default from config, else none.
@@ -303,7 +339,8 @@ def run(
         on_fallback: ``(index, reason)`` — moving to ``fallbacks[index - 1]``.
         on_resume: ``(checkpoint, token_count)`` — continuing from a checkpoint.
         on_checkpoint: ``(checkpoint, token_count)`` — a checkpoint was saved.
-        on_timeout: ``(timeout_type, elapsed_ms)`` — ``"initial"`` or ``"inter"`` fired.
+        on_timeout: ``(timeout_type, elapsed_ms)`` — ``"initial"``, ``"inter"`` or
+            ``"total"`` fired.
         on_abort: ``(token_count, content_length)`` — the session was aborted or cancelled.
         on_drift: ``(types, confidence)`` — drift was detected.
         on_tool_call: ``(tool_name, tool_call_id, args)`` — a complete tool call.
@@ -354,6 +391,7 @@ def run(
         raise TypeError(f"retry_on_length={retry_on_length!r}: expected True or False")
     if session_id is not None and not isinstance(session_id, str):
         raise TypeError(f"session_id={session_id!r}: expected a str or None")
+    _check_recovery(continue_on_length, hedge_after, timeout)
     given = {
         "on_start": on_start,
         "on_complete": on_complete,
@@ -389,6 +427,8 @@ def run(
         session_id=session_id,
         seed=seed,
         retry_on_length=retry_on_length,
+        continue_on_length=continue_on_length,
+        hedge_after=hedge_after,
         guardrails=_resolve_guardrails(guardrails, pm, settings),
         drift=_resolve_drift(drift, pm, settings),
         intervals=intervals,
@@ -512,6 +552,8 @@ class RunOptions(TypedDict, total=False):
     session_id: str | None
     seed: int | None
     retry_on_length: bool
+    continue_on_length: int
+    hedge_after: float | None
     guardrails: Any
     drift: Any
     check_intervals: Mapping[str, int] | None
@@ -538,13 +580,14 @@ class RunOptions(TypedDict, total=False):
 
 
 class ClientOptions(RunOptions, total=False):
-    """Options of ``l0.wrap(client, ...)``: those of :func:`run` plus ``fallback_models``.
+    """Options of ``l0.wrap(client, ...)``: :func:`run`'s, fallback models, continuation.
 
     ``transport`` (``"native"`` or ``"sdk"``) chooses how ``l0-openai`` reads the streams.
     """
 
     fallback_models: Sequence[str]
     transport: Literal["native", "sdk"]
+    continuation_strategies: Sequence[str]
 
 
 @overload

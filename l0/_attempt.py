@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from l0._session_base import _OBS, _RESET_EVENT, _TOKEN, SessionBase, _now
+from l0._session_base import _END, _OBS, _RESET_EVENT, _TOKEN, SessionBase, _now
 from l0.adapters import install_hint
 from l0.errors import (
     AdapterNotFoundError,
@@ -18,6 +19,7 @@ from l0.errors import (
 from l0.types import (
     Adapter,
     AttemptContext,
+    AttemptUsage,
     Event,
     EventType,
 )
@@ -53,8 +55,96 @@ class AttemptMixin(SessionBase):
         status = "success" if error is None else "error"
         self._obs(_OBS.TOOL_COMPLETED, tool_call_id=tool_call_id, status=status)
 
-    async def _open(self, index: int, ctx: AttemptContext) -> AsyncIterator[Any]:
-        """Call the factory, await it, pick an adapter; all under the initial-token timer."""
+    async def _open_first(
+        self, index: int, ctx: AttemptContext, n_streams: int
+    ) -> tuple[AsyncIterator[Any], Any]:
+        """Open the attempt and take its first item; with ``hedge_after``, hedge a late one.
+
+        The hedge is the next fallback (the same stream when there is none), run as an attempt
+        of its own; :func:`l0._hedge.first_token` keeps the first to deliver a token and
+        closes the other at once.
+        """
+        hedge_after = self._opts.hedge_after
+        if hedge_after is None:
+            iterator = await self._open(index, ctx)
+            self._parked = True
+            return iterator, await anext(iterator, _END)
+        from l0._hedge import close_pair, first_token
+
+        state = self.state
+        hedge_index = index + 1 if index + 1 < n_streams else index
+        attempts = [state.attempt, 0]
+
+        async def primary() -> tuple[Any, AsyncIterator[Any]]:
+            iterator = await self._open(index, ctx, own=True, park=False)
+            return self._source, iterator
+
+        async def hedge() -> tuple[Any, AsyncIterator[Any]]:
+            hedge_ctx = replace(
+                ctx,
+                attempt=attempts[1],
+                fallback_index=hedge_index,
+                is_fallback=hedge_index > 0,
+                report_continuation=None,
+            )
+            return await self._open_pair(hedge_index, hedge_ctx)
+
+        def started(_: int) -> None:
+            state.attempt += 1
+            attempts[1] = state.attempt
+            self._obs(
+                _OBS.HEDGE_START,
+                attempt=state.attempt,
+                fallback_index=hedge_index,
+                after_ms=int(hedge_after * 1000),
+            )
+
+        self._parked = True
+        win = await first_token([primary, hedge], [0.0, hedge_after], end=_END, on_start=started)
+        if len(win.started) > 1:
+            loser = 1 - win.winner
+            state.attempts.append(
+                AttemptUsage(
+                    attempt=attempts[loser],
+                    fallback_index=(index, hedge_index)[loser],
+                    outcome="hedge_lost",
+                    completion_tokens=0,
+                    kept_tokens=0,
+                    prompt_tokens=None,
+                    estimated=True,
+                    chars=0,
+                )
+            )
+            if win.winner == 1:
+                # The primary's connection closes at once.
+                await close_pair(self._source, self._iterator)
+                self._source, self._iterator = win.source, win.iterator
+                raw_list = getattr(win.iterator, "raw_chunks", None)
+                self._raw_list = raw_list if isinstance(raw_list, list) else None
+                state.fallback_index = hedge_index
+                self._attempt_no = attempts[1]
+                self._hedged_to = hedge_index if hedge_index != index else 0
+            self._obs(
+                _OBS.HEDGE_END,
+                winner="hedge" if win.winner == 1 else "primary",
+                winner_attempt=attempts[win.winner],
+                loser_attempt=attempts[loser],
+            )
+        return win.iterator, win.first
+
+    async def _open_pair(self, index: int, ctx: AttemptContext) -> tuple[Any, AsyncIterator[Any]]:
+        """Open a stream that is not (yet) the session's own: a hedge."""
+        iterator = await self._open(index, ctx, own=False, park=False)
+        return self._hedge_source, iterator
+
+    async def _open(
+        self, index: int, ctx: AttemptContext, *, own: bool = True, park: bool = True
+    ) -> AsyncIterator[Any]:
+        """Call the factory, await it, pick an adapter; all under the initial-token timer.
+
+        ``own=False`` (a hedge) leaves the session's stream fields alone and closes what it
+        opened if it fails; ``park=False`` leaves the timer's parked flag to the caller.
+        """
         opts = self._opts
         factory = opts.factories[index]
         try:
@@ -64,11 +154,21 @@ class AttemptMixin(SessionBase):
             # connect eagerly raise their own (categorised) errors here too.
             raise exc from None
         if inspect.isawaitable(source):
-            self._parked = True
+            if park:
+                self._parked = True
             try:
                 source = await source
             finally:
-                self._parked = False
+                if park:
+                    self._parked = False
+        if not own:
+            try:
+                return self._wrap_hedge(source)
+            except BaseException:
+                from l0._hedge import close_pair
+
+                await close_pair(source, None)
+                raise
         self._source = source
         adapter = self._pick_adapter(source)
         self._obs(
@@ -89,6 +189,17 @@ class AttemptMixin(SessionBase):
         is_raw = isinstance(raw_list, Sequence) and not isinstance(raw_list, str)
         self._raw_list = raw_list if is_raw else None
         self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
+        return iterator
+
+    def _wrap_hedge(self, source: Any) -> AsyncIterator[Any]:
+        adapter = self._pick_adapter(source)
+        iterator = adapter.wrap(source)
+        if not hasattr(iterator, "__anext__"):
+            raise InvalidStreamError(
+                f"adapter {adapter.name!r} returned {type(iterator).__name__}, "
+                "not an async iterator"
+            )
+        self._hedge_source = source
         return iterator
 
     def _pick_adapter(self, source: Any) -> Adapter:
@@ -157,7 +268,11 @@ class AttemptMixin(SessionBase):
                 self._response_model = str(item.data["model"])
             if isinstance(item.data, Mapping) and "finish_reason" in item.data:
                 state.finish_reason = item.data["finish_reason"]
-                if state.finish_reason == "length" and self._opts.retry_on_length:
+                if (
+                    state.finish_reason == "length"
+                    and self._opts.retry_on_length
+                    and state.length_continuations >= self._opts.continue_on_length
+                ):
                     raise TruncatedError(
                         "the answer stopped at the token limit (finish_reason='length')"
                     )

@@ -150,6 +150,20 @@ def _bool(value: object) -> bool:
     raise ValueError("true or false")
 
 
+CONTINUATION_STRATEGIES: Final = ("prefill", "user", "restart")
+"""Continuation strategies a wrapped client knows (see docs/continuation.md)."""
+
+
+def _strategies(value: object) -> list[str]:
+    names = _names(value)
+    unknown = [name for name in names if name not in CONTINUATION_STRATEGIES]
+    if unknown or not names:
+        raise ValueError(
+            f"a list of continuation strategies ({', '.join(CONTINUATION_STRATEGIES)})"
+        )
+    return names
+
+
 def _int_ge1(value: object) -> int:
     try:
         parsed = _int_ge0(value)
@@ -193,9 +207,15 @@ _SCHEMA: dict[str, dict[str, Callable[[object], object]]] = {
         "max_retry_after": _seconds_ge0,
         "seed": _int,
         "strategy": _strategy,
+        "fallback_on": _names,
     },
-    "timeout": {"initial_token": _timeout_seconds, "inter_token": _timeout_seconds},
+    "timeout": {
+        "initial_token": _timeout_seconds,
+        "inter_token": _timeout_seconds,
+        "total": _timeout_seconds,
+    },
     "plugins": {"disable": _names, "load": _names, "trace": _bool},
+    "continuation": {"strategies": _strategies},
     "guardrails": {
         "preset": _name,
         "rules": _names,

@@ -6,8 +6,9 @@ import asyncio
 import inspect
 import logging
 
-from l0._session_base import _CLOSE_GRACE, _OBS, SessionBase, _Abandon, _now
+from l0._session_base import _CLOSE_GRACE, _INF, _OBS, SessionBase, _Abandon, _now
 from l0.errors import (
+    DeadlineExceededError,
     InitialTokenTimeoutError,
     InterTokenTimeoutError,
     StreamTimeoutError,
@@ -26,12 +27,15 @@ class ControlMixin(SessionBase):
     def _arm(self, when: float) -> None:
         loop = self._loop
         assert loop is not None
-        self._handle = loop.call_at(when, self._on_timer)
+        # Timeout.total caps every timer: whatever the phase, the session deadline fires too.
+        self._handle = loop.call_at(min(when, self._deadline), self._on_timer)
 
     def _start_timer(self) -> None:
         timeout = self._opts.timeout
         limit = timeout.initial_token if timeout.initial_token is not None else timeout.inter_token
         if limit is None:
+            if self._deadline < _INF:
+                self._arm(self._deadline)
             return
         self._arm(self._attempt_start + limit)
         self._obs(
@@ -50,6 +54,21 @@ class ControlMixin(SessionBase):
         self._handle = None
         timeout = self._opts.timeout
         now = _now()
+        if now >= self._deadline:
+            if not self._parked:
+                # The consumer holds the session; the deadline fires when it next waits.
+                self._arm_after(now + 0.01)
+                return
+            total = timeout.total or 0.0
+            self._fire(
+                DeadlineExceededError(
+                    f"the session ran for {now - (self.state.started_at or now):.3f}s "
+                    f"(Timeout.total={total}s)",
+                    elapsed=now - (self.state.started_at or now),
+                    configured=total,
+                )
+            )
+            return
         last = self._last
         if last == 0.0:
             limit = timeout.initial_token
@@ -72,12 +91,22 @@ class ControlMixin(SessionBase):
             return
         elapsed = now - since
         error_type = InitialTokenTimeoutError if kind == "initial" else InterTokenTimeoutError
-        self._fired = error_type(
-            f"no {'first token' if kind == 'initial' else 'token'} for {elapsed:.3f}s "
-            f"(Timeout.{kind}_token={limit}s)",
-            elapsed=elapsed,
-            configured=limit,
+        self._fire(
+            error_type(
+                f"no {'first token' if kind == 'initial' else 'token'} for {elapsed:.3f}s "
+                f"(Timeout.{kind}_token={limit}s)",
+                elapsed=elapsed,
+                configured=limit,
+            )
         )
+
+    def _arm_after(self, when: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        self._handle = loop.call_at(when, self._on_timer)
+
+    def _fire(self, error: StreamTimeoutError) -> None:
+        self._fired = error
         task = self._task
         if task is not None and not task.done():
             task.cancel(msg="l0 timeout")
@@ -171,6 +200,8 @@ class ControlMixin(SessionBase):
         self._stop_timer()
         if timeout.inter_token is not None:
             self._arm(self._last + timeout.inter_token)
+        elif self._deadline < _INF:
+            self._arm(self._deadline)
         self._obs(
             _OBS.STREAM_READY,
             attempt=state.attempt,

@@ -109,10 +109,12 @@ class _Options:
         "callbacks",
         "context",
         "continuation",
+        "continue_on_length",
         "drift",
         "factories",
         "guardrails",
         "health",
+        "hedge_after",
         "intervals",
         "max_overlap",
         "meta",
@@ -140,6 +142,8 @@ class _Options:
         session_id: str | None,
         seed: int | None,
         retry_on_length: bool = False,
+        continue_on_length: int = 0,
+        hedge_after: float | None = None,
         guardrails: Any = None,
         drift: Any = None,
         intervals: Mapping[str, int] | None = None,
@@ -164,6 +168,8 @@ class _Options:
         self._seed = seed if seed is not None else retry.seed
         self._rng: random.Random | None = None
         self.retry_on_length = retry_on_length
+        self.continue_on_length = continue_on_length
+        self.hedge_after = hedge_after
         self.guardrails = guardrails
         self.drift = drift
         self.intervals = {**DEFAULT_INTERVALS, **(intervals or {})}

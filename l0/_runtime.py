@@ -34,11 +34,11 @@ from l0._options import (
     _Options,
 )
 from l0._session_base import _END, _OBS, _TOKEN, _Abandon, _now
+from l0._usage import usage_summary
 from l0.errors import (
     AbortedError,
     AttemptError,
     ZeroOutputError,
-    get_retry_after,
 )
 from l0.types import (
     AttemptContext,
@@ -76,6 +76,8 @@ class Session(
         state.started_at = _now()
         self._start_ts = time.time_ns() / 1_000_000
         opts = self._opts
+        if opts.timeout.total is not None:
+            self._deadline = state.started_at + opts.timeout.total
         self._obs(
             _OBS.SESSION_START,
             attempt=1,
@@ -116,6 +118,7 @@ class Session(
                         is_fallback=index > 0,
                         checkpoint=checkpoint,
                         continuation_prompt=prompt,
+                        report_continuation=self._report_continuation if resume else None,
                     )
                     if retry_index > 0:
                         self._obs(
@@ -130,6 +133,9 @@ class Session(
                     self._last = 0.0
                     self._attempt_start = _now()
                     self._fired = None
+                    self._overlap_removed = 0
+                    self._attempt_no = state.attempt
+                    self._hedged_to = 0
                     self._checks_start()
                     delivered = False
                     try:
@@ -137,11 +143,10 @@ class Session(
                             await self._health_admit(index, retry_index > 0)
                         self._obs(_OBS.STREAM_INIT, attempt=ctx.attempt, fallback_index=index)
                         self._start_timer()
-                        iterator = await self._open(index, ctx)
+                        iterator, first = await self._open_first(index, ctx, n_streams)
                         parts = state._parts
                         append = parts.append
                         self._parked = True
-                        first = await anext(iterator, _END)
                         self._last = _now()
                         pending: list[Any] = []
                         if first is not _END:
@@ -233,7 +238,9 @@ class Session(
                                 "the stream ended without output"
                                 + (" (whitespace only)" if parts else "")
                             )
-                        self._finish_checks()
+                        more = self._continues_on_length()
+                        if not more:
+                            self._finish_checks()
                     except asyncio.CancelledError:
                         self._parked = False
                         self._stop_timer()
@@ -278,7 +285,11 @@ class Session(
                         self._source = None
                         if self._health is not None:
                             await self._health_end(None)
+                        if more:
+                            resume = self._length_resume(resume is not None, checkpoint)
+                            continue
                         # --- success ------------------------------------------------------------
+                        self._account("success")
                         state.completed = True
                         state.ended_at = _now()
                         self.finished = True
@@ -315,7 +326,10 @@ class Session(
                             yield Event(
                                 EventType.COMPLETE,
                                 usage=state.usage,
-                                data={"finish_reason": state.finish_reason},
+                                data={
+                                    "finish_reason": state.finish_reason,
+                                    **usage_summary(state.attempts),
+                                },
                             )
                         return
 
@@ -334,14 +348,16 @@ class Session(
                         )
                     delivered_text = state.content
                     delivered_tokens = state.token_count
-                    will_retry, counted, reason = self._will_retry(error, category)
+                    will_retry, counted, reason, will_fallback, delay = self._route(
+                        error, category, retry_index, index + 1 < n_streams
+                    )
                     if will_retry and self._health is not None:
                         will_retry, reason = await self._health_retry(index, reason)
-                    will_fallback = (
-                        not will_retry
-                        and category is not ErrorCategory.INTERNAL
-                        and index + 1 < n_streams
-                    )
+                        will_fallback = (
+                            not will_retry
+                            and category is not ErrorCategory.INTERNAL
+                            and index + 1 < n_streams
+                        )
                     if category is ErrorCategory.NETWORK:
                         network_failures += 1
                         code = getattr(error, "code", None)
@@ -358,6 +374,7 @@ class Session(
                     if will_retry or will_fallback:
                         resume = self._resume_point(error, category)
                     kept = resume[0] if resume else ""
+                    self._account("error", len(kept) - len(state._prefix))
                     if emit:
                         yield Event(
                             EventType.ERROR,
@@ -394,10 +411,6 @@ class Session(
                             state.network_retry_count += 1
                             self._stream_retries = (model, network + 1)
                         state.total_retries += 1
-                        delay = self._backoff(retry_index, error)
-                        retry_after = get_retry_after(error)
-                        if retry_after is not None:
-                            delay = max(delay, retry_after)
                         retry_index += 1
                         self._obs(
                             _OBS.RETRY_ATTEMPT,

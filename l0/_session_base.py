@@ -15,6 +15,7 @@ from l0._options import (
     _HOOK_ARGS,
     _Options,
 )
+from l0._usage import CHARS_PER_TOKEN, usage_int, usage_summary
 from l0.errors import (
     AttemptError,
     StreamTimeoutError,
@@ -29,6 +30,7 @@ from l0.events import (
 )
 from l0.health import SessionHealth
 from l0.types import (
+    AttemptUsage,
     EventType,
     State,
 )
@@ -62,17 +64,22 @@ class SessionBase:
     __slots__ = (
         "_abort_requested",
         "_aborted_reported",
+        "_attempt_no",
         "_attempt_start",
         "_checked",
         "_checkpoints",
         "_checks_on",
         "_closing",
         "_content",
+        "_deadline",
+        "_deadline_hit",
         "_drift_run",
         "_fired",
         "_guard_run",
         "_handle",
         "_health",
+        "_hedge_source",
+        "_hedged_to",
         "_interval",
         "_iterator",
         "_last",
@@ -97,6 +104,7 @@ class SessionBase:
         "_table",
         "_task",
         "_tool_starts",
+        "_usage_before",
         "_wanted",
         "_wants_checkpoints",
         "errors",
@@ -148,6 +156,12 @@ class SessionBase:
         self._iterator: Any = None
         self._source: Any = None
         self._closing: asyncio.Task[None] | None = None
+        self._deadline = _INF
+        self._usage_before: Any = None
+        self._hedge_source: Any = None
+        self._hedged_to = 0
+        self._attempt_no = 0
+        self._deadline_hit = False
         self._raw: list[Any] = []
         self._raw_list: Sequence[Any] | None = None
         self._started = False
@@ -230,6 +244,37 @@ class SessionBase:
             if kind is _OBS.SESSION_END:
                 recording.session_end(str(data.get("status", "")))
 
+    def _account(self, outcome: str, kept_chars: int | None = None) -> None:
+        """Record the attempt that just ended; ``kept_chars`` defaults to all it streamed."""
+        state = self.state
+        parts_chars = sum(map(len, state._parts))
+        chars = parts_chars + self._overlap_removed
+        kept = parts_chars if kept_chars is None else max(0, min(kept_chars, parts_chars))
+        usage = state.usage if state.usage is not self._usage_before else None
+        completion = usage_int(usage, "completion_tokens", "output_tokens")
+        prompt = usage_int(usage, "prompt_tokens", "input_tokens")
+        if completion is None:
+            paid = -(-chars // CHARS_PER_TOKEN)
+            kept_tokens = -(-kept // CHARS_PER_TOKEN)
+            estimated = True
+        else:
+            paid = completion
+            kept_tokens = round(completion * kept / chars) if chars else 0
+            estimated = False
+        state.attempts.append(
+            AttemptUsage(
+                attempt=self._attempt_no or state.attempt,
+                fallback_index=state.fallback_index,
+                outcome=outcome,
+                completion_tokens=paid,
+                kept_tokens=kept_tokens,
+                prompt_tokens=prompt,
+                estimated=estimated,
+                chars=chars,
+            )
+        )
+        self._usage_before = state.usage
+
     def _wants(self, kind: ObservabilityEventType) -> bool:
         """Whether an event of ``kind`` would reach anyone (so it is worth building)."""
         wanted = self._wanted
@@ -283,6 +328,7 @@ class SessionBase:
             fallback_depth=state.fallback_index,
             retry_count=state.total_retries,
             checkpoints_created=self._checkpoints,
+            **usage_summary(state.attempts),
             violated_rules=[v.rule for v in state.violations],
             usage=dict(state.usage) if state.usage is not None else None,
             finish_reason=state.finish_reason,

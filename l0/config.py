@@ -12,8 +12,11 @@ Keys (``section.key`` in TOML, ``L0_SECTION_KEY`` in the environment)::
     retry.base_delay       seconds >= 0 retry.max_delay      seconds >= 0
     retry.max_retry_after  seconds >= 0 retry.seed           int
     retry.strategy         a backoff strategy (any case, ``_`` or ``-``), or a plugin's
+    retry.fallback_on      failure kinds that go to the fallback at once (list)
     timeout.initial_token  seconds > 0, or 0 for no limit
     timeout.inter_token    seconds > 0, or 0 for no limit
+    timeout.total          seconds > 0 for the whole session, or 0 for no limit
+    continuation.strategies  how wrapped clients ask to continue: prefill, user, restart
     plugins.disable        list of plugin names (env: comma-separated)
     plugins.load           allowlist of entry-point plugins (env: comma-separated)
     plugins.trace          bool: log every hook call
@@ -59,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from l0._config_schema import (
+    CONTINUATION_STRATEGIES,
     MIN_DRIFT_WINDOW,
     ConfigProblem,
     _Collector,
@@ -77,6 +81,7 @@ if TYPE_CHECKING:
     from l0.plugins import L0PluginManager
 
 __all__ = [
+    "CONTINUATION_STRATEGIES",
     "MIN_DRIFT_WINDOW",
     "RECHECK_SECONDS",
     "ConfigProblem",
@@ -340,6 +345,7 @@ _RETRY_NUMBERS: Final = (
     "max_retry_after",
     "seed",
     "strategy",
+    "fallback_on",
 )
 
 _BUILTIN_STRATEGIES: Final = ", ".join(s.value for s in BackoffStrategy)
@@ -456,6 +462,7 @@ def resolve_timeout(argument: Timeout | None, settings: Settings) -> Timeout:
     timeout = Timeout(
         initial_token=values.get("initial_token", DEFAULT_INITIAL_TOKEN),
         inter_token=values.get("inter_token", DEFAULT_INTER_TOKEN),
+        total=values.get("total"),
     )
     settings._resolved["timeout"] = timeout
     return timeout

@@ -32,6 +32,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigError",
     "ConfigWarning",
+    "DeadlineExceededError",
     "DriftError",
     "ErrorContext",
     "GuardrailCheckError",
@@ -151,6 +152,29 @@ class InterTokenTimeoutError(StreamTimeoutError):
 
     code = "inter_token_timeout"
     timeout_type = "inter"
+
+
+class DeadlineExceededError(StreamTimeoutError):
+    """``Timeout(total=...)`` passed: the session ends, whatever retries or fallbacks remain.
+
+    Raised when the deadline passes during an attempt (the provider connection is closed at
+    once) or when the next wait (backoff or ``Retry-After``) would end after it and no fallback
+    is left. Never retried.
+
+    Attributes:
+        errors: One :class:`AttemptError` per failed attempt before the deadline.
+        state: The session state when it ended (``None`` until the session sets it).
+    """
+
+    code = "deadline_exceeded"
+    category = ErrorCategory.FATAL
+    hint = "Raise Timeout(total=...), or lower the per-attempt limits so fallbacks get a turn."
+    timeout_type = "total"
+
+    def __init__(self, message: str, *, elapsed: float, configured: float) -> None:
+        super().__init__(message, elapsed=elapsed, configured=configured)
+        self.errors: list[AttemptError] = []
+        self.state: State | None = None
 
 
 class ZeroOutputError(L0Error):

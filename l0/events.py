@@ -135,6 +135,11 @@ class ObservabilityEventType(StrEnum):
     CONSENSUS_REACHED = "CONSENSUS_REACHED"
     CONSENSUS_FAILED = "CONSENSUS_FAILED"
     GROUP_END = "GROUP_END"
+    FAILURE_ROUTED = "FAILURE_ROUTED"
+    CONTINUATION_STRATEGY = "CONTINUATION_STRATEGY"
+    LENGTH_CONTINUATION = "LENGTH_CONTINUATION"
+    HEDGE_START = "HEDGE_START"
+    HEDGE_END = "HEDGE_END"
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -461,6 +466,10 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
             "fallback_depth",
             "retry_count",
             "checkpoints_created",
+            "tokens_paid",
+            "tokens_kept",
+            "usage_estimated",
+            "attempt_usage",
             "violated_rules",
             "usage",
             "finish_reason",
@@ -533,6 +542,28 @@ EVENT_DOCS: dict[ObservabilityEventType, tuple[str, _F]] = {
     ObservabilityEventType.GROUP_END: (
         "the last event of a group",
         ("group_id", "kind", "status", "duration_ms"),
+    ),
+    ObservabilityEventType.FAILURE_ROUTED: (
+        "`Retry.fallback_on` or `Timeout.total` overrode retrying the same stream: the failure "
+        "goes to the fallback at once (`decision` `fallback`) or to the caller (`raise`)",
+        ("failure", "decision", "reason"),
+    ),
+    ObservabilityEventType.CONTINUATION_STRATEGY: (
+        "a continuation attempt's factory reports how it asked to continue (`prefill`, `user`, "
+        "`restart` …) and which strategies the provider rejected first",
+        ("strategy", "rejected"),
+    ),
+    ObservabilityEventType.LENGTH_CONTINUATION: (
+        "the answer stopped at the token limit and `continue_on_length` requests the next part",
+        ("continuation", "max_continuations", "token_count"),
+    ),
+    ObservabilityEventType.HEDGE_START: (
+        "`hedge_after` passed without a first token: a hedge attempt starts in parallel",
+        ("attempt", "fallback_index", "after_ms"),
+    ),
+    ObservabilityEventType.HEDGE_END: (
+        "one of the hedged attempts delivered a token first; the other is closed",
+        ("winner", "winner_attempt", "loser_attempt"),
     ),
 }
 """For each event type: when it is emitted and its own fields (besides the common ones)."""

@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from l0.types import BackoffStrategy
 
 __all__ = [
+    "DEFAULT_FALLBACK_ON",
     "DEFAULT_MAX_RETRY_AFTER",
+    "FAILURE_KINDS",
     "BackoffStrategy",
     "Retry",
     "compute_backoff",
     "normalize_strategy",
 ]
+
+FAILURE_KINDS = frozenset(
+    {
+        "initial_token_timeout",
+        "inter_token_timeout",
+        "content_policy",
+        "rate_limit",
+        "server_error",
+        "network",
+        "zero_output",
+    }
+)
+"""Failure kinds ``Retry.fallback_on`` may name."""
+
+DEFAULT_FALLBACK_ON = frozenset({"initial_token_timeout", "inter_token_timeout"})
+"""A silent or stalled model rarely recovers on the next try: go to the fallback at once."""
 
 DEFAULT_MAX_RETRY_AFTER = 30.0
 """Longest ``Retry-After`` (seconds) L0 waits out by default; a longer one ends that stream's
@@ -42,6 +61,22 @@ def _check_number(name: str, value: object, *, minimum: float, integer: bool) ->
         raise ValueError(f"Retry({name}={value!r}): expected {kind} >= {minimum}")
 
 
+def _check_kinds(policy: Retry) -> None:
+    value: object = policy.fallback_on
+    allowed = ", ".join(sorted(FAILURE_KINDS))
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise TypeError(
+            f"Retry(fallback_on={value!r}): expected a list of failure kinds ({allowed})"
+        )
+    unknown = sorted(str(kind) for kind in value if kind not in FAILURE_KINDS)
+    if unknown:
+        raise ValueError(
+            f"Retry(fallback_on={sorted(map(str, value))!r}): unknown failure kind(s) "
+            f"{', '.join(map(repr, unknown))}; choose from {allowed}"
+        )
+    object.__setattr__(policy, "fallback_on", frozenset(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Retry:
     """How a failing stream is retried.
@@ -60,6 +95,11 @@ class Retry:
         max_retry_after: Longest server ``Retry-After`` that is waited out (seconds). A longer
             one stops retrying that stream: L0 goes to the next fallback or raises.
         seed: Seed of the jitter generator; the same seed gives the same delays.
+        fallback_on: Failure kinds that move to the next fallback at once, without retrying
+            the same stream, when a fallback is left (names from ``FAILURE_KINDS``). Default:
+            a first-token timeout or a stall. ``"content_policy"`` is special: without it, a
+            400 content-policy rejection of the request is raised to the caller and no
+            fallback receives the same content; with it, that rejection goes to the fallback.
     """
 
     attempts: int = 3
@@ -69,8 +109,10 @@ class Retry:
     strategy: BackoffStrategy | str = BackoffStrategy.FIXED_JITTER
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     seed: int | None = None
+    fallback_on: Collection[str] = DEFAULT_FALLBACK_ON
 
     def __post_init__(self) -> None:
+        _check_kinds(self)
         _check_number("attempts", self.attempts, minimum=0, integer=True)
         _check_number("max_retries", self.max_retries, minimum=0, integer=True)
         _check_number("base_delay", self.base_delay, minimum=0, integer=False)

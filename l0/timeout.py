@@ -1,4 +1,4 @@
-"""Time limits on a stream: the wait for the first token and the gap between tokens."""
+"""Time limits: the wait for the first token, the gap between tokens, the whole session."""
 
 from __future__ import annotations
 
@@ -33,11 +33,17 @@ class Timeout:
             it, receiving headers) to the first token.
         inter_token: Seconds the provider may stay silent between two tokens. Time the consumer
             spends handling an event does not count.
+        total: Seconds for the whole session: every attempt, backoff wait and fallback. No
+            wait is started that would end after it; when it passes, the provider connection
+            is closed and :class:`l0.errors.DeadlineExceededError` is raised. ``None`` (the
+            default): no limit.
     """
 
     initial_token: float | None = DEFAULT_INITIAL_TOKEN
     inter_token: float | None = DEFAULT_INTER_TOKEN
+    total: float | None = None
 
     def __post_init__(self) -> None:
         _check("initial_token", self.initial_token)
         _check("inter_token", self.inter_token)
+        _check("total", self.total)

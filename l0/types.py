@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, Protocol, TypeAlias, runtime_checka
 __all__ = [
     "Adapter",
     "AttemptContext",
+    "AttemptUsage",
     "BackoffStrategy",
     "ErrorCategory",
     "Event",
@@ -175,6 +176,34 @@ class GuardrailViolation:
         setattr_(self, "_unset", (severity is None, recoverable is None))
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptUsage:
+    """What one attempt cost and how much of it the answer kept.
+
+    Attributes:
+        attempt: Attempt number over the session.
+        fallback_index: 0 for the primary stream, ``i`` for ``fallbacks[i - 1]``.
+        outcome: ``"success"``, ``"continued"`` (a part of the answer, followed by a
+            ``continue_on_length`` continuation), ``"error"`` (failed: dropped, timed out,
+            cut by a guardrail …) or ``"hedge_lost"`` (closed because a hedge won).
+        completion_tokens: Tokens the provider generated for this attempt (paid for).
+        kept_tokens: The part of ``completion_tokens`` that is in the answer.
+        prompt_tokens: Prompt tokens, when the provider reported usage; else ``None``.
+        estimated: True when the provider reported no usage for this attempt and the counts
+            are estimated from the characters streamed (4 characters a token).
+        chars: Characters this attempt streamed, including any repeat L0 dropped.
+    """
+
+    attempt: int
+    fallback_index: int
+    outcome: str
+    completion_tokens: int
+    kept_tokens: int
+    prompt_tokens: int | None
+    estimated: bool
+    chars: int
+
+
 @dataclass(slots=True)
 class State:
     """The live state of a session, readable at any time through ``result.state``.
@@ -212,6 +241,11 @@ class State:
     """Character offset in ``content`` where the continuation starts."""
     usage: Mapping[str, Any] | None = None
     finish_reason: str | None = None
+    attempts: list[AttemptUsage] = field(default_factory=list)
+    """Usage of every attempt that ran, failed ones included, in order."""
+    length_continuations: int = 0
+    """Continuations requested because an answer stopped at the token limit
+    (``continue_on_length``)."""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     drift_detected: bool = False
     started_at: float | None = None
@@ -248,6 +282,21 @@ class State:
         return self._prefix + "".join(self._parts[: self._checkpoint_at])
 
     @property
+    def tokens_paid(self) -> int:
+        """Completion tokens of every attempt, failed ones included."""
+        return sum(usage.completion_tokens for usage in self.attempts)
+
+    @property
+    def tokens_kept(self) -> int:
+        """The part of :attr:`tokens_paid` that is in the answer."""
+        return sum(usage.kept_tokens for usage in self.attempts)
+
+    @property
+    def usage_estimated(self) -> bool:
+        """True when any attempt's counts are estimated (its provider reported no usage)."""
+        return any(usage.estimated for usage in self.attempts)
+
+    @property
     def duration(self) -> float | None:
         """Seconds from the start of the session to its end (or to now, while it runs)."""
         if self.started_at is None:
@@ -269,6 +318,7 @@ class State:
         clone = copy.copy(self)
         clone._parts = list(self._parts)
         clone.violations = list(self.violations)
+        clone.attempts = list(self.attempts)
         clone.tool_calls = copy.deepcopy(self.tool_calls)
         clone.usage = copy.deepcopy(self.usage)
         return clone
@@ -307,6 +357,9 @@ class AttemptContext:
         is_fallback: True when this is a fallback stream.
         checkpoint: Text the answer continues from, when continuation is on, else ``""``.
         continuation_prompt: What ``build_continuation_prompt`` returned, if it was called.
+        report_continuation: ``(strategy, rejected)``: a factory that chose how to continue
+            (``"prefill"``, ``"user"``, ``"restart"`` …) says so here, with the strategies the
+            provider rejected first; L0 emits ``CONTINUATION_STRATEGY``.
     """
 
     attempt: int
@@ -315,6 +368,9 @@ class AttemptContext:
     is_fallback: bool
     checkpoint: str = ""
     continuation_prompt: str | None = None
+    report_continuation: Callable[[str, tuple[str, ...]], None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 StreamFactory: TypeAlias = "Callable[[], Any] | Callable[[AttemptContext], Any]"

@@ -41,6 +41,11 @@ KEY_FIELDS = {
     "CONSENSUS_REACHED": ("strategy", "agreement", "outputs"),
     "CONSENSUS_FAILED": ("strategy", "agreement", "outputs"),
     "GROUP_END": ("status",),
+    "FAILURE_ROUTED": ("failure", "decision"),
+    "CONTINUATION_STRATEGY": ("strategy", "rejected"),
+    "LENGTH_CONTINUATION": ("continuation", "token_count"),
+    "HEDGE_START": ("attempt", "fallback_index"),
+    "HEDGE_END": ("winner", "winner_attempt", "loser_attempt"),
 }
 
 FAST = l0.Retry(base_delay=0.0, max_delay=0.0)
@@ -305,6 +310,38 @@ async def consensus(trace: Trace) -> None:
     )
 
 
+async def stall_to_fallback(trace: Trace) -> None:
+    # Retry.fallback_on: a stall goes to the fallback at once (FAILURE_ROUTED).
+    primary = Script([Fault("stall", 3)] * 3)
+    await _run(trace, primary.factory, fallbacks=[lambda: tokens(TOKENS)], timeout=QUICK)
+
+
+async def continue_on_length(trace: Trace) -> None:
+    # A cut answer continued through a strategy the factory reports (CONTINUATION_STRATEGY).
+    async def stream(ctx: l0.AttemptContext) -> AsyncIterator[Any]:
+        if ctx.report_continuation is not None:
+            ctx.report_continuation("prefill", ())
+        part = TOKENS[:4] if ctx.attempt == 1 else TOKENS[4:]
+        for token in part:
+            yield token
+        reason = "length" if ctx.attempt == 1 else "stop"
+        yield l0.Event(l0.EventType.COMPLETE, data={"finish_reason": reason})
+
+    await _run(trace, stream, continue_on_length=1)
+
+
+async def hedge(trace: Trace) -> None:
+    # The primary's first token is late; the fallback, started as a hedge, wins.
+    primary = Script([Fault("stall", 0)])
+    await _run(
+        trace,
+        primary.factory,
+        fallbacks=[lambda: tokens(TOKENS)],
+        hedge_after=0.05,
+        timeout=l0.Timeout(initial_token=5, inter_token=5),
+    )
+
+
 SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "success": success,
     "network_retry": network_retry,
@@ -322,6 +359,9 @@ SCENARIOS: dict[str, Callable[[Trace], Coroutine[Any, Any, None]]] = {
     "race": race,
     "parallel": parallel,
     "consensus": consensus,
+    "stall_to_fallback": stall_to_fallback,
+    "continue_on_length": continue_on_length,
+    "hedge": hedge,
 }
 
 

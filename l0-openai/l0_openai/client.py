@@ -13,6 +13,7 @@ guardrails); using one through a wrapped client gives a :class:`BypassWarning`, 
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
@@ -21,6 +22,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import l0
+from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
+from l0.config import load_config
 from l0.errors import UnsupportedClientError
 from l0.events import REQUEST_META_KEY, wants_content
 from l0.health import provider_key
@@ -31,7 +34,14 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion
     from openai.types.responses import Response
 
-__all__ = ["BypassWarning", "L0AsyncOpenAI", "wrap_client"]
+__all__ = [
+    "CONTINUATION_STRATEGIES",
+    "DEFAULT_USER_TURN",
+    "BypassWarning",
+    "L0AsyncOpenAI",
+    "default_strategies",
+    "wrap_client",
+]
 
 _T = TypeVar("_T")
 
@@ -77,7 +87,7 @@ class _RawResponses:
         return getattr(self._raw, name)
 
 
-_L0_KEYS = frozenset({"fallback_models", "transport"})
+_L0_KEYS = frozenset({"fallback_models", "transport", "continuation_strategies"})
 """Options the wrapper understands besides those of ``l0.run``."""
 
 
@@ -98,6 +108,8 @@ def _check_options(options: Mapping[str, Any] | None, where: str) -> dict[str, A
             f"{where}: unknown L0 option(s) {', '.join(map(repr, unknown))}; choose from "
             + ", ".join(sorted(allowed))
         )
+    if "continuation_strategies" in options:
+        _check_strategies(options["continuation_strategies"], where)
     models = options.get("fallback_models")
     if models is not None and (
         isinstance(models, str) or not all(isinstance(m, str) for m in models)
@@ -116,6 +128,109 @@ def _with_prompt(kwargs: dict[str, Any], key: str, prompt: str) -> dict[str, Any
     else:
         messages = [*(current or ()), message]
     return {**kwargs, key: messages}
+
+
+# --- continuation strategies ---------------------------------------------------------------------
+
+CONTINUATION_STRATEGIES = _KNOWN_STRATEGIES
+"""How a wrapped client asks the next attempt to continue the kept text:
+
+* ``prefill``: the kept text as a final assistant message, which the model extends;
+* ``user``: the kept text quoted in a user message asking to continue exactly where it stops;
+* ``restart``: the original request; L0 drops the repeated beginning (or withdraws it in-band).
+"""
+
+DEFAULT_USER_TURN = (
+    "Your previous answer was cut off. Here is what you wrote, between <<< and >>>:\n"
+    "<<<\n{kept}\n>>>\n"
+    "Continue it exactly where it stops, even in the middle of a word or a JSON value. Do not "
+    "repeat any of it and write nothing before the continuation."
+)
+"""The user turn of the ``user`` strategy; ``{kept}`` is replaced by the kept text."""
+
+_PREFILL_REJECTION = re.compile(r"prefill|assistant|last message|final message|role", re.I)
+_working: dict[tuple[str, str], str] = {}
+"""Per (base URL, model): the strategy that last worked, so later sessions start with it."""
+
+
+def default_strategies(base_url: str) -> tuple[str, ...]:
+    """The strategies tried, in order, for a provider when ``continuation_strategies`` is unset.
+
+    OpenAI's own API accepts a final assistant message but answers it anew rather than
+    extending it, so it starts with the user turn; other OpenAI-compatible servers (vLLM,
+    DeepSeek, Mistral, Anthropic's compatibility layer …) start with the prefill, and a 400
+    rejecting it moves to the user turn.
+    """
+    if "api.openai.com" in base_url:
+        return ("user", "restart")
+    return CONTINUATION_STRATEGIES
+
+
+def _check_strategies(value: object, where: str) -> tuple[str, ...]:
+    allowed = ", ".join(CONTINUATION_STRATEGIES)
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise TypeError(
+            f"{where}: continuation_strategies={value!r}: expected a list of strategy names "
+            f"({allowed})"
+        )
+    unknown = [v for v in value if v not in CONTINUATION_STRATEGIES]
+    if unknown or not value:
+        raise ValueError(
+            f"{where}: continuation_strategies={list(value)!r}: "
+            + (f"unknown strategy {unknown[0]!r}; " if unknown else "empty; ")
+            + f"choose from {allowed}"
+        )
+    return tuple(value)
+
+
+def _continuation_request(
+    params: dict[str, Any], key: str, strategy: str, kept: str
+) -> dict[str, Any]:
+    if strategy == "prefill":
+        message = {"role": "assistant", "content": kept}
+    elif strategy == "user":
+        message = {"role": "user", "content": DEFAULT_USER_TURN.replace("{kept}", kept)}
+    else:
+        return params
+    current = params.get(key)
+    if isinstance(current, str):
+        messages: list[Any] = [{"role": "user", "content": current}, message]
+    else:
+        messages = [*(current or ()), message]
+    return {**params, key: messages}
+
+
+def _rejects_strategy(error: BaseException) -> bool:
+    import openai
+
+    return isinstance(error, openai.BadRequestError) and bool(_PREFILL_REJECTION.search(str(error)))
+
+
+async def _continue(
+    create: Callable[..., Any],
+    params: dict[str, Any],
+    key: str,
+    ctx: AttemptContext,
+    provider: tuple[str, str],
+    strategies: tuple[str, ...],
+) -> Any:
+    """Issue a continuation attempt, moving down ``strategies`` when one is rejected."""
+    known = _working.get(provider)
+    order = strategies[strategies.index(known) :] if known in strategies else strategies
+    rejected: list[str] = []
+    for position, strategy in enumerate(order):
+        try:
+            stream = await create(**_continuation_request(params, key, strategy, ctx.checkpoint))
+        except Exception as exc:
+            if position + 1 < len(order) and _rejects_strategy(exc):
+                rejected.append(strategy)
+                continue
+            raise
+        _working[provider] = strategy
+        if ctx.report_continuation is not None:
+            ctx.report_continuation(strategy, tuple(rejected))
+        return stream
+    raise AssertionError("unreachable: the last strategy returns or raises")
 
 
 class _StreamingCall(Generic[_T]):
@@ -192,10 +307,21 @@ class _StreamingCall(Generic[_T]):
         create = self._resource(self._owner.l0_streaming_client).create
         key = self._messages_key
 
+        base_url = str(self._owner.l0_client.base_url)
+        strategies = tuple(
+            options.pop("continuation_strategies", None)
+            or load_config().get("continuation", "strategies")
+            or default_strategies(base_url)
+        )
+
         def factory_for(params: dict[str, Any]) -> Callable[[AttemptContext], Any]:
+            provider = (base_url, str(params.get("model", "")))
+
             def factory(ctx: AttemptContext) -> Any:
                 if ctx.continuation_prompt:
                     return create(**_with_prompt(params, key, ctx.continuation_prompt))
+                if ctx.checkpoint:
+                    return _continue(create, params, key, ctx, provider, strategies)
                 return create(**params)
 
             # Provider health (l0.health) keys this stream by base URL and model.

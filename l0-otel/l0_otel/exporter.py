@@ -516,6 +516,11 @@ class OTelExporter:
             sc.L0_CHECKPOINTS: int(event.get("checkpoints_created") or 0),
             sc.L0_DRIFT_DETECTED: bool(event.get("drift_detected")),
         }
+        paid, kept = event.get("tokens_paid"), event.get("tokens_kept")
+        if isinstance(paid, int) and isinstance(kept, int):
+            attrs[sc.L0_TOKENS_PAID] = paid
+            attrs[sc.L0_TOKENS_KEPT] = kept
+            attrs[sc.L0_USAGE_ESTIMATED] = bool(event.get("usage_estimated"))
         if session.reasons:
             attrs[sc.L0_RETRY_REASONS] = list(session.reasons)
         if session.rules:

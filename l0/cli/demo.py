@@ -185,7 +185,9 @@ def _scenes() -> tuple[Scene, ...]:
             },
             options=lambda: {
                 "fallback_models": ["demo-small"],
-                "retry": _retry(max_retries=2),
+                # Retry the stalled model first (by default a stall goes to the fallback at
+                # once, see Retry.fallback_on), so the scene shows retries, then the fallback.
+                "retry": _retry(max_retries=2, fallback_on=()),
             },
         ),
         Scene(

@@ -314,7 +314,68 @@ def _completion_plan(
     return _Plan(200, headers, steps, header_delay=delay)
 
 
+PREFILL_REJECTION: Final = (
+    "This model does not support assistant message prefill. The conversation must end with "
+    "a user message (messages[-1].role must be 'user')."
+)
+"""The message of :meth:`Fault.rejects_prefill`'s 400."""
+
+
+def _continued_part(answer: str, messages: Sequence[Any]) -> int:
+    """Characters of ``answer`` that a continuation request already carries (0: none)."""
+    if len(messages) < 2 or not isinstance(messages[-1], Mapping):
+        return 0
+    last = messages[-1]
+    content = last.get("content")
+    if not isinstance(content, str) or not content:
+        return 0
+    if last.get("role") == "assistant":
+        return len(content) if answer.startswith(content) else 0
+    if last.get("role") != "user":
+        return 0
+    # The longest beginning of the answer quoted in the message; "is quoted" only gets harder
+    # as the beginning gets longer, so a binary search finds it.
+    low, high = 0, len(answer)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if answer[:middle] in content:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _continuation_fault(fault: Fault, tokens: Sequence[str], record: RecordedRequest) -> Fault:
+    """The plain fault a ``continues`` / ``rejects_prefill`` / ``starts_over`` request plays."""
+    if fault.kind == "rejects_prefill":
+        last = record.messages[-1] if record.messages else None
+        if isinstance(last, Mapping) and last.get("role") == "assistant":
+            error = {
+                "message": PREFILL_REJECTION,
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": None,
+            }
+            return Fault.status(400, {"error": error})
+    rest = list(tokens)
+    if fault.kind != "starts_over":
+        skip = _continued_part("".join(tokens), record.messages)
+        while rest and skip >= len(rest[0]):
+            skip -= len(rest.pop(0))
+        if rest and skip:
+            rest[0] = rest[0][skip:]
+    finish = "stop"
+    if fault.max_tokens is not None and len(rest) > fault.max_tokens:
+        rest, finish = rest[: fault.max_tokens], "length"
+    if not rest:
+        return Fault.zero_output()
+    return Fault.ok(tokens=rest, delay=fault.delay, finish_reason=finish)
+
+
 def _plan(fault: Fault, tokens: Sequence[str], record: RecordedRequest) -> _Plan:
+    if fault.kind in ("continues", "rejects_prefill", "starts_over"):
+        played = _continuation_fault(fault, tokens, record)
+        return _plan(played, played.tokens or (), record)
     headers = [(b"x-request-id", f"req_l0chaos_{record.index}".encode())]
     if fault.kind in {"stream_error", "raw_sse"} and not record.stream:
         fault = Fault.status(500)

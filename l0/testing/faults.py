@@ -42,6 +42,9 @@ FaultKind = Literal[
     "refusal",
     "stream_error",
     "raw_sse",
+    "continues",
+    "rejects_prefill",
+    "starts_over",
 ]
 """The behaviours a :class:`Fault` can script."""
 
@@ -161,6 +164,8 @@ class Fault:
         calls: ``(name, arguments as JSON)`` of each scripted tool call.
         split: How many chunks carry each tool call's arguments.
         pieces: The body writes of a ``raw_sse`` fault, sent as given.
+        max_tokens: Most content chunks a ``continues`` or ``rejects_prefill`` answer sends
+            before it stops with ``finish_reason`` ``"length"``; ``None``: no limit.
     """
 
     kind: FaultKind
@@ -177,6 +182,7 @@ class Fault:
     calls: tuple[tuple[str, str], ...] = ()
     split: int = 1
     pieces: tuple[bytes, ...] = ()
+    max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _check_count("after", self.after)
@@ -186,6 +192,8 @@ class Fault:
             raise ValueError("give text or tokens, not both")
         if self.kind in _TEXTLESS_KINDS and (self.text, self.tokens) != (None, None):
             raise ValueError(f"a {self.kind} fault sends no text")
+        if self.max_tokens is not None and _check_count("max_tokens", self.max_tokens) < 1:
+            raise ValueError(f"max_tokens={self.max_tokens!r}: expected an int >= 1 or None")
         if self.kind == "tool_calls" and self.split < 1:
             raise ValueError(f"split={self.split!r}: expected an int >= 1")
 
@@ -450,6 +458,76 @@ class Fault:
             if not isinstance(value, bytes) or not value:
                 raise TypeError(f"pieces: {piece!r}: expected non-empty bytes")
         return Fault("raw_sse", pieces=checked, delay=gap)
+
+    @staticmethod
+    def continues(
+        max_tokens: int | None = None,
+        *,
+        text: str | None = None,
+        tokens: Sequence[str] | None = None,
+        delay: float = 0.0,
+    ) -> Fault:
+        """A model that honours a continuation: it answers with the rest of the text.
+
+        When the request ends with an assistant message (a prefill) that the answer starts
+        with, or its last user message (after the first) quotes the beginning of the answer,
+        only the text after that part is streamed; otherwise the whole answer. With
+        ``max_tokens`` the answer stops after that many chunks with ``finish_reason``
+        ``"length"``, as a model cut by its token limit does.
+
+        Args:
+            max_tokens: Most content chunks to send, or ``None``.
+            text: Answer text for this request.
+            tokens: Exact token split for this request.
+            delay: Seconds to wait before each content chunk.
+
+        Returns:
+            The fault.
+        """
+        return Fault(
+            "continues", text=text, tokens=_token_tuple(tokens), delay=delay, max_tokens=max_tokens
+        )
+
+    @staticmethod
+    def rejects_prefill(
+        max_tokens: int | None = None,
+        *,
+        text: str | None = None,
+        tokens: Sequence[str] | None = None,
+    ) -> Fault:
+        """A model that rejects an assistant prefill with HTTP 400, and otherwise continues.
+
+        A request whose last message has role ``assistant`` gets a 400
+        ``invalid_request_error`` saying the final message must be a user message (as many
+        providers answer); any other request is answered like :meth:`continues`.
+
+        Args:
+            max_tokens: As for :meth:`continues`.
+            text: Answer text for this request.
+            tokens: Exact token split for this request.
+
+        Returns:
+            The fault.
+        """
+        return Fault(
+            "rejects_prefill", text=text, tokens=_token_tuple(tokens), max_tokens=max_tokens
+        )
+
+    @staticmethod
+    def starts_over(
+        *, text: str | None = None, tokens: Sequence[str] | None = None, delay: float = 0.0
+    ) -> Fault:
+        """A model that ignores a continuation (prefill or user turn) and answers from the start.
+
+        Args:
+            text: Answer text for this request.
+            tokens: Exact token split for this request.
+            delay: Seconds to wait before each content chunk.
+
+        Returns:
+            The fault.
+        """
+        return Fault("starts_over", text=text, tokens=_token_tuple(tokens), delay=delay)
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ async def test_clean_stream_text_usage_finish_reason_and_raw_chunks() -> None:
         assert usage["total_tokens"] == usage["prompt_tokens"] + 9
         complete = events[-1]
         assert complete.is_complete
-        assert complete.data == {"finish_reason": "stop"}
+        assert complete.data["finish_reason"] == "stop"
         assert complete.usage == usage
         raw = result.raw()
         # role chunk + 9 content chunks + finish chunk + usage chunk, all the SDK's own objects
@@ -203,7 +203,7 @@ async def test_finish_reason_length_is_reported() -> None:
         # Accepted by default: the truncated text is the answer, and says it was truncated.
         assert shown == TEXT
         assert result.state.finish_reason == "length"
-        assert events[-1].data == {"finish_reason": "length"}
+        assert events[-1].data["finish_reason"] == "length"
         assert completed == ["length"]
         assert result.errors == []
         assert len(server.requests) == 1
@@ -227,7 +227,7 @@ async def test_retry_on_length_retries_a_truncated_answer() -> None:
         assert isinstance(error.error, l0.errors.TruncatedError)
         assert "finish_reason='length'" in str(error.error)
         assert error.data["will_retry"] is True
-        assert events[-1].data == {"finish_reason": "stop"}
+        assert events[-1].data["finish_reason"] == "stop"
         assert len(server.requests) == 2
         await client.close()
 

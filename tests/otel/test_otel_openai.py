@@ -118,6 +118,12 @@ async def test_drop_then_retry(otel: Otel) -> None:
     assert attrs["l0.outcome"] == "recovered"
     assert attrs["l0.attempts"] == 2
     assert attrs["l0.retry.reasons"] == ("network",)
+    # The dropped attempt was paid for (estimated: it reported no usage) but not kept.
+    paid, kept = attrs["l0.tokens.paid"], attrs["l0.tokens.kept"]
+    assert isinstance(paid, int)
+    assert isinstance(kept, int)
+    assert paid > kept > 0
+    assert attrs["l0.usage.estimated"] is True
     first, second = attempts
     assert first.status.status_code is StatusCode.ERROR
     assert dict(first.attributes or {})["l0.attempt.outcome"] == "retry"
