@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
+from collections.abc import Mapping
+from functools import cache
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -11,7 +14,7 @@ from l0.types import Adapter
 if TYPE_CHECKING:
     from l0.plugins import L0PluginManager
 
-__all__ = ["ADAPTER_DISTRIBUTIONS", "Adapters", "install_hint"]
+__all__ = ["ADAPTER_DISTRIBUTIONS", "Adapters", "check_client_options", "install_hint"]
 
 ADAPTER_DISTRIBUTIONS: Final = {
     "openai": ("l0-openai", "openai"),
@@ -153,3 +156,41 @@ class Adapters:
         impls = reversed(plugins.hook.l0_detect_adapter.get_hookimpls())
         names.extend(f"{impl.plugin_name} (plugin)" for impl in impls)
         return names
+
+
+@cache
+def _run_options() -> frozenset[str]:
+    import l0
+
+    return frozenset(inspect.signature(l0.run).parameters) - {"stream"}
+
+
+def check_client_options(
+    options: Mapping[str, Any] | None, where: str, extra: frozenset[str]
+) -> dict[str, Any]:
+    """Check the L0 options a wrapped SDK client was given; return them as a new dict.
+
+    For adapter plugins that wrap a client (``l0.wrap(client, **options)``): ``options`` may
+    hold any ``l0.run`` keyword except ``stream``, plus the wrapper's own ``extra`` names.
+    ``fallback_models``, when given, must be a list of model names.
+
+    Raises:
+        TypeError: Naming ``where``, the unknown options and the allowed ones, or the bad value.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{where}={options!r}: expected a dict of l0.run options")
+    allowed = _run_options() | extra
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(
+            f"{where}: unknown L0 option(s) {', '.join(map(repr, unknown))}; choose from "
+            + ", ".join(sorted(allowed))
+        )
+    models = options.get("fallback_models")
+    if models is not None and (
+        isinstance(models, str) or not all(isinstance(m, str) for m in models)
+    ):
+        raise TypeError(f"{where}: fallback_models={models!r}: expected a list of model names")
+    return dict(options)

@@ -6,13 +6,12 @@ Every other attribute (``completion``, ``aembedding``, ``model_cost`` …) is Li
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Coroutine, Mapping
-from functools import cache
 from types import ModuleType
 from typing import Any, Literal, overload
 
 import l0
+from l0.adapters import check_client_options
 from l0.types import AttemptContext
 
 __all__ = ["L0LiteLLM", "wrap_litellm"]
@@ -20,29 +19,8 @@ __all__ = ["L0LiteLLM", "wrap_litellm"]
 _L0_KEYS = frozenset({"fallback_models"})
 
 
-@cache
-def _run_options() -> frozenset[str]:
-    return frozenset(inspect.signature(l0.run).parameters) - {"stream"}
-
-
 def _check_options(options: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise TypeError(f"{where}={options!r}: expected a dict of l0.run options")
-    allowed = _run_options() | _L0_KEYS
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise TypeError(
-            f"{where}: unknown L0 option(s) {', '.join(map(repr, unknown))}; choose from "
-            + ", ".join(sorted(allowed))
-        )
-    models = options.get("fallback_models")
-    if models is not None and (
-        isinstance(models, str) or not all(isinstance(m, str) for m in models)
-    ):
-        raise TypeError(f"{where}: fallback_models={models!r}: expected a list of model names")
-    return dict(options)
+    return check_client_options(options, where, _L0_KEYS)
 
 
 class L0LiteLLM:

@@ -12,16 +12,15 @@ guardrails); using one through a wrapped client gives a :class:`BypassWarning`, 
 
 from __future__ import annotations
 
-import inspect
 import re
 import sys
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
-from functools import cache
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import l0
+from l0.adapters import check_client_options
 from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
 from l0.config import load_config
 from l0.errors import UnsupportedClientError
@@ -91,32 +90,12 @@ _L0_KEYS = frozenset({"fallback_models", "transport", "continuation_strategies"}
 """Options the wrapper understands besides those of ``l0.run``."""
 
 
-@cache
-def _run_options() -> frozenset[str]:
-    return frozenset(inspect.signature(l0.run).parameters) - {"stream"}
-
-
 def _check_options(options: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
-        raise TypeError(f"{where}={options!r}: expected a dict of l0.run options")
-    allowed = _run_options() | _L0_KEYS
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise TypeError(
-            f"{where}: unknown L0 option(s) {', '.join(map(repr, unknown))}; choose from "
-            + ", ".join(sorted(allowed))
-        )
-    if "continuation_strategies" in options:
-        _check_strategies(options["continuation_strategies"], where)
-    models = options.get("fallback_models")
-    if models is not None and (
-        isinstance(models, str) or not all(isinstance(m, str) for m in models)
-    ):
-        raise TypeError(f"{where}: fallback_models={models!r}: expected a list of model names")
-    check_transport(options.get("transport"), where)
-    return dict(options)
+    checked = check_client_options(options, where, _L0_KEYS)
+    if "continuation_strategies" in checked:
+        _check_strategies(checked["continuation_strategies"], where)
+    check_transport(checked.get("transport"), where)
+    return checked
 
 
 def _with_prompt(kwargs: dict[str, Any], key: str, prompt: str) -> dict[str, Any]:
