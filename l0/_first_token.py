@@ -68,7 +68,7 @@ async def _aclose(iterator: AsyncIterator[Any] | None) -> None:
 @dataclass(slots=True, eq=False)
 class _Contender(Generic[T]):
     index: int
-    open: Opener[T]
+    opener: Opener[T]
     close: Closer[T]
     is_first: Callable[[T], bool] | None
     start_at: float
@@ -153,7 +153,7 @@ class Contest(Generic[T]):
 
     def add(
         self,
-        open: Opener[T],  # noqa: A002 - the contender's verb, as in ``Contender.open``
+        opener: Opener[T],
         *,
         delay: float = 0.0,
         close: Closer[T] | None = None,
@@ -163,7 +163,7 @@ class Contest(Generic[T]):
         """Add a contender; returns its index.
 
         Args:
-            open: Called (in the contender's task) to get its async iterator.
+            opener: Called (in the contender's task) to get its async iterator.
             delay: Seconds from now until it starts; 0 starts it at once.
             close: Closes it when it loses (default: ``aclose()`` of its iterator).
             is_first: Which item counts as its first token (default: any item). The items
@@ -177,7 +177,7 @@ class Contest(Generic[T]):
             raise RuntimeError("the race has a leader already")
         contender = _Contender(
             len(self._contenders),
-            open,
+            opener,
             close or _aclose,
             is_first,
             self._loop.time() + delay,
@@ -201,7 +201,7 @@ class Contest(Generic[T]):
     async def _read_first(self, contender: _Contender[T]) -> bool:
         # True when the contender delivered its first item (the last of ``head``).
         try:
-            opened = contender.open()
+            opened = contender.opener()
             iterator = await opened if inspect.isawaitable(opened) else opened
             contender.iterator = iterator
             is_first, head = contender.is_first, contender.head
@@ -238,7 +238,11 @@ class Contest(Generic[T]):
         winner: _Contender[T] | None = None
         handed = False
         try:
-            while winner is None:
+            while True:
+                # Settle what finished first: a contender may have delivered before this call.
+                winner = self._settle()
+                if winner is not None:
+                    break
                 running: list[asyncio.Future[Any]] = [
                     c.task for c in self._contenders if c.task is not None and not c.task.done()
                 ]
@@ -255,24 +259,13 @@ class Contest(Generic[T]):
                 running.append(wake)
                 await asyncio.wait(running, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 wake.cancel()
+                winner = self._settle()
+                if winner is not None:
+                    break  # a hedge due at this very moment is not started
                 now = loop.time()
                 for c in waiting:
                     if c.start_at <= now:
                         self._launch(c)
-                for c in self._contenders:
-                    task = c.task
-                    if task is None or not task.done() or c.ended or c.error is not None:
-                        continue
-                    if task.cancelled():
-                        c.ended = True  # cancelled by someone else: out, without an error
-                        continue
-                    error = task.exception()
-                    if error is not None:
-                        c.error = error
-                    elif not task.result():
-                        c.ended = True
-                    elif winner is None:
-                        winner = c
             self._decided = True
             await self._close_all(winner)
             handed = winner is not None
@@ -285,6 +278,23 @@ class Contest(Generic[T]):
             return None
         assert winner.iterator is not None
         return Winner(winner.index, winner.head, winner.iterator, loop.time() - self._start)
+
+    def _settle(self) -> _Contender[T] | None:
+        # Record the outcome of every contender that finished; return the first that delivered.
+        winner = None
+        for c in self._contenders:
+            task = c.task
+            if task is None or not task.done() or c.ended or c.error is not None:
+                continue
+            if task.cancelled():
+                c.ended = True  # cancelled by someone else: out, without an error
+            elif (error := task.exception()) is not None:
+                c.error = error
+            elif not task.result():
+                c.ended = True
+            elif winner is None:
+                winner = c
+        return winner
 
     async def _close_all(self, keep: _Contender[T] | None) -> None:
         tasks = []
