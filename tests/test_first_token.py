@@ -375,3 +375,43 @@ async def test_a_result_read_by_another_task_cannot_move() -> None:
     result.abort()
     with pytest.raises(AbortedError):
         await reader
+
+
+# --- hedging: the attempt-level use ------------------------------------------------------------
+
+
+async def test_a_primary_failing_after_the_hedge_started_leaves_the_hedge_to_answer() -> None:
+    primary, hedge = (
+        Stream([], wait=0.15, fail=ConnectionResetError("reset")),
+        Stream(["hedged"], wait=0.3),
+    )
+    result = l0.run(primary.gen, fallbacks=[hedge.gen], hedge_after=0.05, retry=NO_RETRY)
+    async with asyncio.timeout(10):
+        assert await result.read() == "hedged"
+    assert result.state.fallback_index == 1
+    assert result.state.total_retries == 0
+    assert primary.closed
+    assert hedge.closed
+
+
+async def test_cancelling_a_hedged_session_closes_both_provider_streams() -> None:
+    primary, hedge = Stream(["late"], wait=3600), Stream(["late too"], wait=3600)
+    hedge_started = asyncio.Event()
+
+    def on_event(event: Any) -> None:
+        if event.type.value == "HEDGE_START":
+            hedge_started.set()
+
+    result = l0.run(primary.gen, fallbacks=[hedge.gen], hedge_after=0.05, on_event=on_event)
+    reader = asyncio.create_task(result.read())
+    async with asyncio.timeout(10):
+        await hedge_started.wait()
+        while not hedge.opened:
+            await asyncio.sleep(0.005)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    assert primary.closed
+    assert hedge.closed
+    await result.wait_callbacks()  # on_event's delivery task ends with the session
+    assert not others()
