@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import l0
 from l0._first_token import Contest, FirstToken, close_quietly
@@ -292,6 +295,60 @@ async def test_close_quietly_closes_each_object_once_and_ignores_errors() -> Non
     one = Async()
     await close_quietly(one, None, Sync(), one, object())
     assert calls == ["async", "sync"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kinds=st.lists(st.sampled_from(["deliver", "fail", "end"]), min_size=1, max_size=5),
+    order=st.randoms(use_true_random=False),
+)
+def test_any_schedule_has_the_first_deliverer_win_and_closes_the_rest(
+    kinds: list[str], order: Any
+) -> None:
+    # Contenders act when the test opens their gate, in a random order: no clock involved.
+    async def scenario() -> None:
+        gates = [asyncio.Event() for _ in kinds]
+        closed = [False] * len(kinds)
+
+        async def contender(i: int) -> AsyncIterator[int]:
+            try:
+                await gates[i].wait()
+                if kinds[i] == "fail":
+                    raise ConnectionResetError(i)
+                if kinds[i] == "deliver":
+                    yield i
+            finally:
+                closed[i] = True
+
+        contest: Contest[int] = Contest()
+        for i in range(len(kinds)):
+            contest.add(functools.partial(contender, i))
+        decision = asyncio.create_task(contest.decide())
+        opened: list[int] = []
+        for i in order.sample(range(len(kinds)), len(kinds)):
+            opened.append(i)
+            gates[i].set()
+            task = contest._contenders[i].task
+            assert task is not None
+            while not task.done():
+                await asyncio.sleep(0)
+            if kinds[i] == "deliver":
+                break
+        winner = await decision
+        expected = next((i for i in opened if kinds[i] == "deliver"), None)
+        assert (winner.index if winner else None) == expected
+        assert sorted(contest.errors) == sorted(i for i in opened if kinds[i] == "fail")
+        assert contest.ended == sorted(i for i in opened if kinds[i] == "end")
+        assert [c for i, c in enumerate(closed) if i != expected] == [True] * (
+            len(kinds) - (expected is not None)
+        )
+        if winner is not None:
+            assert winner.head == [expected]
+            await contest.close()
+        assert all(closed)
+        assert not others()
+
+    asyncio.run(scenario())
 
 
 # --- sessions: the streaming race's use ---------------------------------------------------------
