@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import l0
 from l0.adapters import check_client_options
+from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
 from l0.continuation_strategies import (
     DEFAULT_USER_TURN,
     check_strategies,
@@ -28,7 +29,6 @@ from l0.continuation_strategies import (
     send_continuation,
     with_user_turn,
 )
-from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
 from l0.errors import UnsupportedClientError
 from l0.events import REQUEST_META_KEY, wants_content
 from l0.health import provider_key
@@ -218,7 +218,9 @@ class _StreamingCall(Generic[_T]):
                 if ctx.checkpoint:
                     kept = ctx.checkpoint
                     return send_continuation(
-                        lambda strategy: create(**continuation_request(params, strategy, kept, key)),
+                        lambda strategy: create(
+                            **continuation_request(params, strategy, kept, key)
+                        ),
                         ctx,
                         base_url,
                         model,

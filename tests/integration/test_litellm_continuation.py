@@ -211,11 +211,14 @@ def test_bad_strategies_are_named_before_anything_starts() -> None:
     with pytest.raises(ValueError, match=r"continuation_strategies=\['prefil'\]: unknown strategy"):
         l0.wrap(litellm, continuation_strategies=["prefil"])
     with pytest.raises(TypeError, match=r"continuation_strategies='user'"):
-        l0.wrap(litellm, continuation_strategies="user")  # type: ignore[arg-type]
+        l0.wrap(litellm, continuation_strategies="user")
     wrapped = l0.wrap(litellm)
     with pytest.raises(ValueError, match=r"l0_options: continuation_strategies=\[\]: empty"):
         wrapped.acompletion(
-            model="openai/m", messages=MESSAGES, stream=True, l0_options={"continuation_strategies": []}
+            model="openai/m",
+            messages=MESSAGES,
+            stream=True,
+            l0_options={"continuation_strategies": []},
         )
 
 

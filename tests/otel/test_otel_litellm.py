@@ -77,4 +77,5 @@ async def test_litellm_messages_stay_out_of_events_by_default(otel: Otel) -> Non
         assert await ask(server, seen) == TEXT
     (session,) = otel.named("chat bridge-model")
     assert "gen_ai.input.messages" not in dict(session.attributes or {})
-    assert seen and all("messages" not in e.meta[REQUEST_META_KEY] for e in seen)
+    assert seen
+    assert all("messages" not in e.meta[REQUEST_META_KEY] for e in seen)
