@@ -4,17 +4,20 @@ Client wrappers (``l0-openai``, ``l0-litellm``, your own) share this module: the
 names, the default user turn, building the continuation request for a chat ``messages`` list,
 recognising a 400 that rejects an assistant prefill, and the per-process memory of the
 strategy that works for each provider and model. A wrapper's stream factory calls
-:func:`send_continuation` when ``ctx.checkpoint`` is set::
+:func:`send_continuation` when ``ctx.checkpoint`` is set:
 
-    async def factory(ctx: l0.AttemptContext) -> Any:
-        if ctx.checkpoint:
-            return await send_continuation(
-                lambda strategy: sdk_call(**continuation_request(params, strategy, ctx.checkpoint)),
-                ctx,
-                provider=(base_url, model),
-                strategies=("prefill", "user", "restart"),
-            )
-        return await sdk_call(**params)
+```py
+def factory(ctx: l0.AttemptContext) -> Any:
+    if not ctx.checkpoint:
+        return sdk_call(**params)
+    return send_continuation(
+        lambda strategy: sdk_call(**continuation_request(params, strategy, ctx.checkpoint)),
+        ctx,
+        provider=base_url,
+        model=params["model"],
+        strategies=("prefill", "user", "restart"),
+    )
+```
 
 See docs/continuation.md for the strategies each shipped wrapper tries per provider.
 """
