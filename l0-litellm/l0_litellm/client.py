@@ -62,21 +62,35 @@ def default_strategies(provider: str, api_base: str | None = None) -> tuple[str,
     return CONTINUATION_STRATEGIES
 
 
+_routes: dict[tuple[str, object, object], tuple[str, str, str | None]] = {}
+"""``_provider_of`` answers by (model, custom_llm_provider, api_base): LiteLLM's routing costs
+~15 µs a call, and a process asks about the same few models again and again."""
+
+
 def _provider_of(module: ModuleType, request: Mapping[str, Any]) -> tuple[str, str, str | None]:
     """``(provider, model, api_base)`` of a request, as LiteLLM routes it."""
     model = str(request.get("model", ""))
     api_base = request.get("api_base") or request.get("base_url")
+    custom = request.get("custom_llm_provider")
+    key = (model, custom, api_base)
     try:
-        found = module.get_llm_provider(
-            model=model,
-            custom_llm_provider=request.get("custom_llm_provider"),
-            api_base=api_base,
-        )
+        return _routes[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable value, routed every time
+        pass
+    try:
+        found = module.get_llm_provider(model=model, custom_llm_provider=custom, api_base=api_base)
         name, provider = str(found[0]), str(found[1])
     except Exception:
         # An unknown model: LiteLLM itself raises on the request, with its own message.
         provider, _, name = model.rpartition("/")
-    return provider, name, str(api_base) if api_base else None
+    route = (provider, name, str(api_base) if api_base else None)
+    try:
+        if len(_routes) >= 256:
+            _routes.clear()
+        _routes[key] = route
+    except TypeError:
+        pass
+    return route
 
 
 class L0LiteLLM:
