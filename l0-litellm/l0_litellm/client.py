@@ -23,6 +23,7 @@ from l0.continuation_strategies import (
     with_user_turn,
 )
 from l0.events import REQUEST_META_KEY, wants_content
+from l0.health import provider_key
 from l0.types import AttemptContext
 
 __all__ = ["USER_TURN_FIRST", "L0LiteLLM", "default_strategies", "wrap_litellm"]
@@ -91,6 +92,15 @@ def _provider_of(module: ModuleType, request: Mapping[str, Any]) -> tuple[str, s
     except TypeError:
         pass
     return route
+
+
+def _health_key(provider: str, model: str, api_base: str | None) -> str:
+    """The provider-health key of a stream: the server's URL when given, else the provider.
+
+    With an ``api_base`` the key is the one an OpenAI-wrapped client of the same server uses,
+    so both wrappers share one circuit and one ``Retry-After`` per server and model.
+    """
+    return provider_key(api_base or provider, model)
 
 
 class L0LiteLLM:
@@ -180,6 +190,7 @@ class L0LiteLLM:
                     )
                 return acompletion(**request)
 
+            factory.l0_provider = _health_key(provider, model, api_base)  # type: ignore[attr-defined]
             return factory
 
         primary = factory_for(params)
