@@ -187,10 +187,72 @@ class NativeStream:
         out = self._out
         if out:
             return out.popleft()
+        feed = self._reader.feed
+        raw = self.raw_chunks if self._keep else None
+        loads = orjson.loads
+        plain, not_plain = plain_text, _NOT_PLAIN
         try:
-            return await self._next()
-        except StopAsyncIteration:
-            raise
+            while not self._done:
+                events = self._events
+                pos = self._pos
+                if pos == len(events):
+                    await self._read()
+                    continue
+                event, data = events[pos]
+                self._pos = pos + 1
+                if data.startswith(b"[DONE]"):
+                    self._done = True
+                    if self._response.http_version == "HTTP/1.1":
+                        await self._drain()
+                    await self._release()
+                    self._reader.end(out)
+                    break
+                try:
+                    chunk = loads(data)
+                except orjson.JSONDecodeError as exc:
+                    raise MalformedChunkError(
+                        f"the provider sent a stream chunk that is not valid JSON ({exc}): "
+                        f"{data[:200]!r}"
+                    ) from exc
+                if event is not None and event.startswith("thread."):
+                    chunk = self._assistants_event(event, chunk)
+                elif type(chunk) is dict and chunk.get("error"):
+                    raise self._api_error(chunk["error"])
+                if self._fed:
+                    if (
+                        raw is not None
+                        and data.startswith(raw.prefix)
+                        and data.endswith(raw.suffix)
+                        and data[raw._before] != 92  # the closing quote is not escaped
+                    ):
+                        # The template chunk around another string (RawChunks.add_text's
+                        # common case, inlined: once per token, and it spares plain_text).
+                        try:
+                            text = chunk["choices"][0]["delta"]["content"]
+                        except (KeyError, IndexError, TypeError):
+                            text = None
+                        if type(text) is str and len(data) - raw._fixed == len(text):
+                            raw._entries.append(text)
+                            if text:
+                                return text
+                            continue
+                    text = plain(chunk)
+                    if text is not not_plain:
+                        if raw is not None:
+                            raw.add_text(data, chunk, text)
+                        if text:
+                            return text  # type: ignore[no-any-return]
+                        continue
+                else:
+                    # The first event goes to the reader, which picks chat or Responses from it.
+                    self._fed = True
+                if raw is not None:
+                    raw.add(data)
+                text = feed(chunk, out)
+                if text is not None:
+                    return text
+                if out:
+                    return out.popleft()
         except Exception:
             # A malformed or error event, a transport error: close everything now. (A
             # cancelled read ended httpx's generators with the CancelledError; the runtime
@@ -198,57 +260,6 @@ class NativeStream:
             self._done = True
             await self._release()
             raise
-
-    async def _next(self) -> Event | str:
-        out = self._out
-        feed = self._reader.feed
-        raw = self.raw_chunks if self._keep else None
-        loads = orjson.loads
-        plain, not_plain = plain_text, _NOT_PLAIN
-        while not self._done:
-            events = self._events
-            pos = self._pos
-            if pos == len(events):
-                await self._read()
-                continue
-            event, data = events[pos]
-            self._pos = pos + 1
-            if data.startswith(b"[DONE]"):
-                self._done = True
-                if self._response.http_version == "HTTP/1.1":
-                    await self._drain()
-                await self._release()
-                self._reader.end(out)
-                break
-            try:
-                chunk = loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise MalformedChunkError(
-                    f"the provider sent a stream chunk that is not valid JSON ({exc}): "
-                    f"{data[:200]!r}"
-                ) from exc
-            if event is not None and event.startswith("thread."):
-                chunk = self._assistants_event(event, chunk)
-            elif type(chunk) is dict and chunk.get("error"):
-                raise self._api_error(chunk["error"])
-            if self._fed:
-                text = plain(chunk)
-                if text is not not_plain:
-                    if raw is not None:
-                        raw.add_text(data, chunk, text)
-                    if text:
-                        return text  # type: ignore[no-any-return]
-                    continue
-            else:
-                # The first event goes to the reader, which picks chat or Responses from it.
-                self._fed = True
-            if raw is not None:
-                raw.add(data)
-            text = feed(chunk, out)
-            if text is not None:
-                return text
-            if out:
-                return out.popleft()
         if out:
             return out.popleft()
         raise StopAsyncIteration

@@ -27,6 +27,7 @@ _MAX_TEMPLATES = 8
 """Templates one stream may start; past that, text chunks that differ are kept as bytes (a
 server that varies a field in every chunk would otherwise keep a template per chunk)."""
 _MAX_OCCURRENCES = 8
+_NO_JSON = b"\x00"
 
 
 class RawChunks(Sequence[Any]):
@@ -38,14 +39,15 @@ class RawChunks(Sequence[Any]):
 
     Attributes:
         prefix: The current template's bytes up to and including the opening quote of the
-            content string (``None`` before the first template).
+            content string (before the first template, bytes no JSON document starts with).
         suffix: The current template's bytes from the closing quote of the content string.
     """
 
     __slots__ = (
+        "_before",
         "_built",
-        "_count",
         "_entries",
+        "_fixed",
         "_read",
         "_stream",
         "_templates",
@@ -58,20 +60,22 @@ class RawChunks(Sequence[Any]):
         # bytes: a chunk kept whole; str: a text chunk of the current template;
         # tuple: (prefix, suffix), the template of the text entries after it.
         self._entries: list[bytes | str | tuple[bytes, bytes]] = []
-        self._count = 0
         self._templates = 0
         self._built: list[Any] = []
         self._read = 0
-        self.prefix: bytes | None = None
+        self.prefix = _NO_JSON
         self.suffix = b""
+        # len(prefix) + len(suffix), and the index of the byte before the suffix; -1 matches
+        # no chunk before the first template.
+        self._fixed = -1
+        self._before = -1
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._entries) - self._templates
 
     def add(self, data: bytes) -> None:
         """Keep one chunk's ``data:`` bytes whole."""
         self._entries.append(data)
-        self._count += 1
 
     def add_text(self, data: bytes, chunk: dict[str, Any], text: str) -> None:
         """Keep a text-only chunk (one choice whose delta is only ``content``) as ``text``.
@@ -81,22 +85,38 @@ class RawChunks(Sequence[Any]):
             chunk: ``data`` decoded.
             text: Its ``choices[0].delta.content``.
         """
-        self._count += 1
+        # The common case, per token, in four cheap tests: ``data`` is the template around
+        # exactly ``len(text)`` bytes, and the template's closing quote is not escaped. The
+        # content string then ends at that quote, and since it decoded to ``len(text)``
+        # characters from as many bytes, it has no escape and no multi-byte character: it
+        # is ``text``, and the rest of ``data`` is the template's.
+        if (
+            len(data) - self._fixed == len(text)
+            and data[self._before] != 92  # a backslash
+            and data.startswith(self.prefix)
+            and data.endswith(self.suffix)
+        ):
+            self._entries.append(text)
+            return
+        self._add_text(data, chunk, text)
+
+    def _add_text(self, data: bytes, chunk: dict[str, Any], text: str) -> None:
         entries = self._entries
         prefix = self.prefix
-        if prefix is not None and data.startswith(prefix) and data.endswith(self.suffix):
+        if data.startswith(prefix) and data.endswith(self.suffix):
             start, end = len(prefix), len(data) - len(self.suffix)
-            if start <= end:
-                body = data[start:end]
-                if (b'"' not in body and b"\\" not in body) or _is_string_body(body):
-                    # The parse of ``data`` is the template's with this content string.
-                    entries.append(text)
-                    return
+            if start <= end and _is_string_body(data[start:end]):
+                # Escapes or multi-byte characters: the parse of ``data`` is still the
+                # template's with this content string.
+                entries.append(text)
+                return
         if self._templates < _MAX_TEMPLATES:
             found = _template(data, chunk, text)
             if found is not None:
                 self._templates += 1
                 self.prefix, self.suffix = found
+                self._fixed = len(found[0]) + len(found[1])
+                self._before = -len(found[1]) - 1
                 entries.append(found)
                 entries.append(text)
                 return
@@ -153,6 +173,8 @@ class RawChunks(Sequence[Any]):
 
 def _is_string_body(body: bytes) -> bool:
     """True when ``body`` between two quotes is one JSON string (escapes, no bare quote)."""
+    if b'"' not in body and b"\\" not in body:
+        return True
     try:
         return type(orjson.loads(b'"' + body + b'"')) is str
     except orjson.JSONDecodeError:
