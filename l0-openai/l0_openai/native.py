@@ -338,8 +338,10 @@ class NativeStream:
             async with asyncio.timeout(_DRAIN_SECONDS):
                 async for _ in self._reads:
                     pass
-        except (TimeoutError, *self._request_errors):
-            pass  # the response is closed next; a completed answer stays completed
+        except TimeoutError:
+            pass  # the response is closed next, and with it the connection
+        except self._request_errors:
+            pass  # a completed answer stays completed
         finally:
             self._reading = False
 
