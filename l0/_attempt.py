@@ -25,6 +25,16 @@ from l0.types import (
 )
 
 
+
+def _raw_chunks_of(iterator: object) -> Sequence[Any] | None:
+    """The provider chunks an adapter keeps on its iterator, for ``result.raw()``.
+
+    Adapters may keep every provider chunk (including those that yield no event) in a
+    ``raw_chunks`` sequence; one that builds the chunk objects on demand counts too.
+    """
+    raw = getattr(iterator, "raw_chunks", None)
+    return raw if isinstance(raw, Sequence) and not isinstance(raw, str) else None
+
 class AttemptMixin(SessionBase):
     """Factory call, adapter choice, non-text items, withdrawn text, tool-call reports."""
 
@@ -142,8 +152,7 @@ class AttemptMixin(SessionBase):
                 # while opening left in the session's fields.
                 await close_quietly(self._iterator, self._source)
                 self._source, self._iterator = sources[1], iterator
-                raw_list = getattr(iterator, "raw_chunks", None)
-                self._raw_list = raw_list if isinstance(raw_list, list) else None
+                self._raw_list = _raw_chunks_of(iterator)
                 state.fallback_index = hedge_index
                 self._attempt_no = attempts[1]
                 self._hedged_to = hedge_index if hedge_index != index else 0
@@ -200,12 +209,7 @@ class AttemptMixin(SessionBase):
                 "not an async iterator"
             )
         self._iterator = iterator
-        # Adapters may keep every provider chunk (including those that yield no event) in a
-        # ``raw_chunks`` list on their iterator; result.raw() then returns exactly those.
-        raw_list = getattr(iterator, "raw_chunks", None)
-        # A Sequence that builds the chunk objects on demand counts too: raw() copies it.
-        is_raw = isinstance(raw_list, Sequence) and not isinstance(raw_list, str)
-        self._raw_list = raw_list if is_raw else None
+        self._raw_list = _raw_chunks_of(iterator)
         self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator
 
