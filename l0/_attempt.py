@@ -25,7 +25,6 @@ from l0.types import (
 )
 
 
-
 def _raw_chunks_of(iterator: object) -> Sequence[Any] | None:
     """The provider chunks an adapter keeps on its iterator, for ``result.raw()``.
 
@@ -34,6 +33,7 @@ def _raw_chunks_of(iterator: object) -> Sequence[Any] | None:
     """
     raw = getattr(iterator, "raw_chunks", None)
     return raw if isinstance(raw, Sequence) and not isinstance(raw, str) else None
+
 
 class AttemptMixin(SessionBase):
     """Factory call, adapter choice, non-text items, withdrawn text, tool-call reports."""

@@ -12,9 +12,9 @@ import time
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletionChunk
 import pydantic
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 import l0
 import l0.config
@@ -422,7 +422,8 @@ async def test_a_hedge_without_fallbacks_runs_the_same_model_again() -> None:
 
 
 async def test_a_hedge_winners_raw_chunks_are_the_sdks_objects() -> None:
-    async with ChaosServer(text=LONG, model_scripts={"primary": [Fault.slow_first_token(2.0)]}) as s:
+    late = {"primary": [Fault.slow_first_token(2.0)]}
+    async with ChaosServer(text=LONG, model_scripts=late) as s:
         client = wrapped(s, hedge_after=0.3, fallback_models=["backup"])
         result = await client.chat.completions.create(
             model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
