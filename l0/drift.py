@@ -295,6 +295,11 @@ class DriftRun:
         self._stride = engine.stride
         self._evaluated = False
 
+    @property
+    def wants(self) -> int:
+        """Characters still to come before the next check (a caller may hold them until then)."""
+        return self._stride - self._pending_len
+
     def feed(self, delta: str) -> DriftResult | None:
         """Take the text added since the last call; check once ``stride`` characters are new.
 

@@ -30,6 +30,7 @@ _CLOSER: Final = {"{": "}", "[": "]"}
 _FENCE_LIMIT: Final = 200
 
 _UNDECIDED, _ACTIVE, _INACTIVE = 0, 1, 2
+_NEVER: Final = 1 << 62
 
 
 def _trailing_escape(text: str) -> bool:
@@ -38,10 +39,16 @@ def _trailing_escape(text: str) -> bool:
 
 
 def _locate(delta: str, pos: int, index: int, offset: int) -> int:
-    """Absolute position of the ``index``-th token of ``delta`` (only after a violation)."""
-    for k, match in enumerate(_TOKEN.finditer(delta, pos)):
-        if k == index:
-            return offset + match.start()
+    """Absolute position of the ``index``-th bracket or lone quote of ``delta`` (after a violation).
+
+    Complete strings are not counted: ``index`` indexes the shape ``JsonSession.feed`` walks.
+    """
+    k = 0
+    for match in _TOKEN.finditer(delta, pos):
+        if match.group(1) is not None:
+            if k == index:
+                return offset + match.start()
+            k += 1
     return offset  # pragma: no cover - the token exists by construction
 
 
@@ -115,6 +122,16 @@ class JsonSession:
         self._head = ""
         return None
 
+    @property
+    def wants(self) -> int:
+        """Every new character while the output may be JSON; nothing once it is not, or failed.
+
+        The engine may then hold prose back from this rule entirely (until the end).
+        """
+        if self._mode == _INACTIVE or self._failed:
+            return _NEVER
+        return 1
+
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Scan ``delta``; report the first mis-nested or unmatched bracket."""
         if self._mode != _ACTIVE:
@@ -140,11 +157,11 @@ class JsonSession:
             pos = match.end()
             self._in_string = False
         stack = self._stack
-        # findall builds the list in C: "" for a complete string, the character for a bracket,
-        # '"' for a string this delta does not close. Only brackets reach Python code.
-        for index, char in enumerate(_TOKEN.findall(delta, pos)):
-            if not char:
-                continue
+        # findall builds the list in C ("" for a complete string, the character for a bracket,
+        # '"' for a string this delta does not close) and join drops the strings, so Python
+        # code sees only the brackets: a few per delta.
+        shape = "".join(_TOKEN.findall(delta, pos))
+        for index, char in enumerate(shape):
             if char == "{" or char == "[":  # noqa: PLR1714 - faster than a set lookup here
                 stack.append(_CLOSER[char])
             elif char == '"':
