@@ -141,7 +141,8 @@ class JsonSession:
             if scan is None:
                 return None
             delta = scan
-        elif self._failed:
+        elif self._failed or not delta:
+            # An empty delta changes nothing (and must not drop an escape still pending).
             return None
         offset = self._offset
         self._offset = offset + len(delta)
