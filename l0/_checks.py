@@ -16,6 +16,9 @@ from l0.types import (
 )
 
 
+_NEVER = 1 << 62
+
+
 class ChecksMixin(SessionBase):
     """Incremental guardrail/drift checks over the text added since the last check."""
 
@@ -44,7 +47,10 @@ class ChecksMixin(SessionBase):
         self._interval = min(intervals) if intervals else 0
         self._next_check = self._interval if intervals else 1 << 62
         self._next_checkpoint = opts.intervals["checkpoint"]
-        self._notify_after = 0
+        # Whether anyone hears of checkpoints is fixed for the session: asked once, not at
+        # every checkpoint (nobody: the first notification is never due).
+        wants = self._wants_checkpoints or self._wants(_OBS.CHECKPOINT_SAVED)
+        self._notify_after = 0 if wants else _NEVER
 
     def _check(self) -> None:
         """Run guardrails/drift over the text since the last check; save a checkpoint."""
@@ -74,8 +80,7 @@ class ChecksMixin(SessionBase):
             self._next_checkpoint = n + self._opts.intervals["checkpoint"]
             state._checkpoint_at = n
             self._checkpoints += 1
-            wants = self._wants_checkpoints or self._wants(_OBS.CHECKPOINT_SAVED)
-            if wants and n >= self._notify_after:
+            if n >= self._notify_after:
                 text = state.checkpoint
                 # Each notification copies the whole checkpoint; past 64 KB they are thinned to
                 # one per 50% growth so a very long answer still costs linear time overall.

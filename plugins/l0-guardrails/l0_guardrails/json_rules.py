@@ -30,7 +30,6 @@ _CLOSER: Final = {"{": "}", "[": "]"}
 _FENCE_LIMIT: Final = 200
 
 _UNDECIDED, _ACTIVE, _INACTIVE = 0, 1, 2
-_NEVER: Final = 1 << 62
 
 
 def _trailing_escape(text: str) -> bool:
@@ -121,16 +120,6 @@ class JsonSession:
         self._mode = _INACTIVE
         self._head = ""
         return None
-
-    @property
-    def wants(self) -> int:
-        """Every new character while the output may be JSON; nothing once it is not, or failed.
-
-        The engine may then hold prose back from this rule entirely (until the end).
-        """
-        if self._mode == _INACTIVE or self._failed:
-            return _NEVER
-        return 1
 
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Scan ``delta``; report the first mis-nested or unmatched bracket."""

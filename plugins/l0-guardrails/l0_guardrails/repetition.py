@@ -19,7 +19,6 @@ def _is_int(value: object, low: int) -> bool:
 
 
 _LETTER: Final = re.compile(r"[^\W\d_]")
-_NEVER: Final = 1 << 62
 
 
 def loop_period(text: str, min_period: int, repeats: int, max_period: int) -> int | None:
@@ -119,11 +118,6 @@ class RepetitionSession:
         self._pending_len = 0
         self._seen = 0
         self._reported = False
-
-    @property
-    def wants(self) -> int:
-        """Characters before the next probe (none are needed once a loop was reported)."""
-        return _NEVER if self._reported else self._stride - self._pending_len
 
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Queue ``delta``; probe every ``stride`` characters."""
