@@ -15,7 +15,6 @@ from l0.types import (
     GuardrailViolation,
 )
 
-
 _NEVER = 1 << 62
 
 
@@ -32,7 +31,7 @@ class ChecksMixin(SessionBase):
         self._guard_run = opts.guardrails.start(guard_emit) if opts.guardrails is not None else None
         self._drift_run = opts.drift.start(drift_emit) if opts.drift is not None else None
         self._checked = 0
-        self._drift_held = []
+        self._drift_held: list[str] = []
         self._drift_chars = 0
         self._drift_due = self._drift_run.wants if self._drift_run is not None else 0
         self._overlap_removed = 0

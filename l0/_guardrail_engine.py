@@ -166,7 +166,7 @@ class LazyFeeds:
     findings do not change; only the calls in between are saved.
     """
 
-    __slots__ = ("deltas", "due", "_dues", "_from", "_sessions")
+    __slots__ = ("_dues", "_from", "_sessions", "deltas", "due")
 
     def __init__(self, sessions: list[tuple[int, GuardrailRule, RuleSession]]) -> None:
         self._sessions = tuple(sessions)

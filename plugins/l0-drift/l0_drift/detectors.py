@@ -184,7 +184,7 @@ _META_NEEDLES: Final = (
 
 def _may_meta(text: str) -> bool:
     """False when ``text`` (lower-cased) cannot contain a match of ``_META``."""
-    for needle in _META_NEEDLES:
+    for needle in _META_NEEDLES:  # noqa: SIM110 - no generator per check
         if needle in text:
             return True
     return False

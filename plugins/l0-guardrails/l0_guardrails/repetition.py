@@ -121,41 +121,42 @@ class RepetitionSession:
 
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Queue ``delta``; probe every ``stride`` characters."""
-        self._pending.append(delta)
-        self._pending_len += len(delta)
-        if self._pending_len < self._stride:
-            return None
-        return self._probe_now()
-
-    def _probe_now(self) -> list[GuardrailViolation] | None:
         pending = self._pending
+        pending.append(delta)
+        size = self._pending_len + len(delta)
+        if size < self._stride:
+            self._pending_len = size
+            return None
+        return self._probe_now(size)
+
+    def _probe_now(self, size: int) -> list[GuardrailViolation] | None:
+        # Called once per stride on every stream: kept to a few attribute reads and one
+        # C-level search; everything else happens only when the signature recurs.
+        pending = self._pending
+        self._pending_len = 0
         if self._reported:
             pending.clear()
-            self._pending_len = 0
             return None
-        seen = self._seen + self._pending_len
-        self._seen = seen
+        seen = self._seen = self._seen + size
         # Drop the attribute's reference first: with the local as the only one, CPython grows
         # the string in place, so appending costs O(new) rather than a copy of the window.
         buffer = self._buffer
         self._buffer = ""
         buffer += pending[0] if len(pending) == 1 else "".join(pending)
         pending.clear()
-        self._pending_len = 0
         n = len(buffer)
         if n > self._trim:
             buffer = buffer[-self._window :]  # once per window of text: amortised O(1)
             n = self._window
         self._buffer = buffer
-        reach = self._short
         if seen >= self._full_at:
             reach = self._max_period
             self._full_at = seen + self._short
-        if n < self._least:
-            return None
+        else:
+            reach = self._short
         k = self._signature
         # The signature test of loop_period, inlined: nearly every probe ends here.
-        if buffer.rfind(buffer[n - k :], max(0, n - k - reach), n - 1) < 0:
+        if n < self._least or buffer.rfind(buffer[n - k :], max(0, n - k - reach), n - 1) < 0:
             return None
         period = loop_period(buffer, self._min_period, self._max_repeats, reach)
         if period is None:
@@ -177,7 +178,7 @@ class RepetitionSession:
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Look at the last queued text."""
         if self._pending and not self._reported:
-            return self._probe_now()
+            return self._probe_now(self._pending_len)
         return None
 
 

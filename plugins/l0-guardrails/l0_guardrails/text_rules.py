@@ -305,7 +305,10 @@ class PatternSession:
         needles = self._needles
         if needles is not None:
             lowered = text.lower()
-            if not any(needle in lowered for needle in needles):
+            for needle in needles:  # a loop, not any(<genexpr>): no generator per scan
+                if needle in lowered:
+                    break
+            else:
                 return None
         old = len(tail)
         for match in self._regex.finditer(text):
