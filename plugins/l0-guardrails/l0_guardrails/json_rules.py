@@ -142,7 +142,7 @@ class JsonSession:
                 pos = 1
             match = _STRING_REST.match(delta, pos)
             if match is None:
-                self._escape = _trailing_escape(delta[pos:])
+                self._escape = delta.endswith("\\") and _trailing_escape(delta[pos:])
                 return None
             pos = match.end()
             self._in_string = False
@@ -159,7 +159,7 @@ class JsonSession:
                     # Nothing after an unclosed quote can end the string within this delta, so
                     # the trailing backslashes of the delta are the string's own.
                     self._in_string = True
-                    self._escape = _trailing_escape(delta)
+                    self._escape = delta.endswith("\\") and _trailing_escape(delta)
                     return None
             elif not stack:
                 self._failed = True
