@@ -172,12 +172,16 @@ class LazyFeeds:
         self._sessions = tuple(sessions)
         self.deltas: list[str] = []
         self._from = [0] * len(sessions)
-        self._dues = [self._wants(s, 0) for _, _, s in sessions]
+        self._dues = [self._wants(r, s, 0) for _, r, s in sessions]
         self.due = min(self._dues)
 
     @staticmethod
-    def _wants(session: RuleSession, chars: int) -> int:
+    def _wants(rule: GuardrailRule, session: RuleSession, chars: int) -> int:
         wants = session.wants  # type: ignore[attr-defined]
+        if isinstance(wants, bool) or not isinstance(wants, int):
+            raise check_failed(
+                rule, TypeError(f"its session's wants={wants!r}: expected an int (characters)")
+            )
         return chars + (1 if wants < 1 else min(wants, _HOLD_LIMIT))
 
     def feed(
@@ -203,7 +207,7 @@ class LazyFeeds:
             except Exception as exc:
                 raise check_failed(rule, exc) from exc
             starts[k] = count
-            dues[k] = self._wants(session, chars)
+            dues[k] = self._wants(rule, session, chars)
             if found:
                 if hits is None:
                     hits = []

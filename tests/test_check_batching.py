@@ -360,3 +360,23 @@ async def test_drift_checks_in_a_session_match_feeding_every_check(name: str) ->
     assert seen == expected
     assert len(seen) >= 2
     assert result.state.drift_detected == (name in ("tone", "loop"))
+
+
+def test_a_session_that_wants_something_odd_is_named() -> None:
+    class Odd:
+        wants = "lots"
+
+        def __init__(self, rule: GuardrailRule) -> None:
+            pass
+
+        def feed(self, delta: str, state: State | None) -> None:
+            return None
+
+        def finish(self, context: Any) -> None:
+            return None
+
+    engine = create_guardrail_engine([GuardrailRule("odd", streaming=True, session=Odd)])
+    with pytest.raises(
+        GuardrailCheckError, match=r"'odd' raised TypeError: .*wants='lots'.*an int"
+    ):
+        engine.start(None)
