@@ -8,9 +8,12 @@ interleaved, and the median of several runs is reported:
 * ``l0_iterate`` — ``async for event in l0.run(...)``, collecting the token events' text;
 * ``l0_checkpoints`` — ``read()`` with ``continue_from_last_good_token=True``.
 
-The output text must be identical. Results go to ``bench-results/core.json``.
+The output text must be identical. Times are this process's CPU time, and every timing covers
+at least 200,000 tokens (shorter inputs are run several times in a row). Results go to
+``bench-results/core.json``.
 
-Usage: ``python benchmarks/bench_core.py [--sizes 2000,20000,200000] [--runs 7] [--out PATH]``
+Usage: ``python benchmarks/bench_core.py [--sizes 2000,20000,200000] [--runs 7] [--out PATH]
+[--clock cpu|wall] [--tokens-per-timing 200000]``
 """
 
 from __future__ import annotations
@@ -69,14 +72,33 @@ CONTENDERS: dict[str, Callable[[int], Awaitable[str]]] = {
 
 
 def main() -> None:
-    options = harness.cli(__doc__, "bench-results/core.json", default_runs=7)
+    options = harness.cli(
+        __doc__,
+        "bench-results/core.json",
+        default_runs=7,
+        default_clock="cpu",
+        default_tokens_per_timing=200_000,
+    )
     series = asyncio.run(
         harness.measure(
-            CONTENDERS, options.sizes, options.runs, lambda n: n, expected_text, label="short"
+            CONTENDERS,
+            options.sizes,
+            options.runs,
+            lambda n: n,
+            expected_text,
+            label="short",
+            clock=options.clock,
+            tokens_per_timing=options.tokens_per_timing,
         )
     )
     harness.print_table([series])
-    harness.write_results(options.out, [series], {"runs": options.runs, "sizes": options.sizes})
+    meta = {
+        "runs": options.runs,
+        "sizes": options.sizes,
+        "clock": options.clock,
+        "tokens_per_timing": options.tokens_per_timing,
+    }
+    harness.write_results(options.out, [series], meta)
 
 
 if __name__ == "__main__":

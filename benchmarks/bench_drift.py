@@ -6,9 +6,11 @@ median of several runs is reported. The drift side runs ``l0.run(..., drift=True
 default window, threshold and check interval, so the five standard detectors of ``l0-drift``
 look at every stream; the texts are ordinary, so no drift may be reported and the output must
 equal the raw text. ``l0_plain`` (no drift) is measured too, so drift's own share is visible.
-Results go to ``bench-results/drift.json``.
+Times are this process's CPU time, and every timing covers at least 200,000 tokens (shorter
+inputs are run several times in a row). Results go to ``bench-results/drift.json``.
 
-Usage: ``python benchmarks/bench_drift.py [--sizes 2000,20000,200000] [--runs 5] [--out PATH]``
+Usage: ``python benchmarks/bench_drift.py [--sizes 2000,20000,200000] [--runs 5] [--out PATH]
+[--clock cpu|wall] [--tokens-per-timing 200000]``
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ async def measure(options: harness.Options) -> list[harness.Series]:
             functools.partial(make, kind),
             expected_text,
             label=kind,
+            clock=options.clock,
+            tokens_per_timing=options.tokens_per_timing,
         )
         add_drift_only(series)
         results.append(series)
@@ -134,10 +138,22 @@ async def measure(options: harness.Options) -> list[harness.Series]:
 
 
 def main() -> None:
-    options = harness.cli(__doc__, "bench-results/drift.json", default_runs=5)
+    options = harness.cli(
+        __doc__,
+        "bench-results/drift.json",
+        default_runs=5,
+        default_clock="cpu",
+        default_tokens_per_timing=200_000,
+    )
     results = asyncio.run(measure(options))
     harness.print_table(results)
-    harness.write_results(options.out, results, {"runs": options.runs, "sizes": options.sizes})
+    meta = {
+        "runs": options.runs,
+        "sizes": options.sizes,
+        "clock": options.clock,
+        "tokens_per_timing": options.tokens_per_timing,
+    }
+    harness.write_results(options.out, results, meta)
 
 
 if __name__ == "__main__":

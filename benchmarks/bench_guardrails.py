@@ -4,6 +4,7 @@ Contenders, each consuming the same pre-built token list through an async genera
 process, interleaved, median of several runs:
 
 * ``raw`` — append each token to a list, join at the end;
+* ``core`` — ``l0.run(...).read()`` with its defaults (no guardrails, no drift);
 * ``json`` — ``l0.run(..., guardrails=[l0.json_rule()]).read()``;
 * ``recommended`` — ``guardrails=l0.Guardrails.recommended()``;
 * ``full`` — every standard rule (the ``strict`` preset) plus ``drift=True`` (when the
@@ -11,9 +12,13 @@ process, interleaved, median of several runs:
 
 The token streams are seeded pseudo-random words (and JSON objects built from them), so no rule
 fires: the repetition rule would rightly flag a stream that cycles through a few tokens. Every
-contender must return the raw text. Results go to ``bench-results/guardrails.json``.
+contender must return the raw text. Times are this process's CPU time, and every timing covers
+at least 200,000 tokens (shorter inputs are run several times in a row), so that the growth
+from 20,000 to 200,000 tokens is measured over equally long timings. Results go to
+``bench-results/guardrails.json``.
 
-Usage: ``python benchmarks/bench_guardrails.py [--sizes 2000,20000,200000] [--runs 5] [--out PATH]``
+Usage: ``python benchmarks/bench_guardrails.py [--sizes 20000,200000] [--runs 7] [--out PATH]
+[--clock cpu|wall] [--tokens-per-timing 200000]``
 """
 
 from __future__ import annotations
@@ -143,6 +148,9 @@ def make_contenders(drift: bool) -> dict[str, Callable[[list[str]], Awaitable[st
     strict = l0.Guardrails.strict()
     extra: dict[str, Any] = {"drift": True} if drift else {}
 
+    async def core(tokens: list[str]) -> str:
+        return await l0.run(lambda: source(tokens)).read()
+
     async def with_json(tokens: list[str]) -> str:
         return await l0.run(lambda: source(tokens), guardrails=json_only).read()
 
@@ -158,7 +166,13 @@ def make_contenders(drift: bool) -> dict[str, Callable[[list[str]], Awaitable[st
         )
         return await result.read()
 
-    return {"raw": raw, "json": with_json, "recommended": with_recommended, "full": full}
+    return {
+        "raw": raw,
+        "core": core,
+        "json": with_json,
+        "recommended": with_recommended,
+        "full": full,
+    }
 
 
 def expected_text(tokens: list[str]) -> str:
@@ -175,21 +189,48 @@ async def measure(options: harness.Options, drift: bool) -> list[harness.Series]
     contenders = make_contenders(drift)
     return [
         await harness.measure(
-            contenders, options.sizes, options.runs, text_tokens, expected_text, label="text"
+            contenders,
+            options.sizes,
+            options.runs,
+            text_tokens,
+            expected_text,
+            label="text",
+            clock=options.clock,
+            tokens_per_timing=options.tokens_per_timing,
         ),
         await harness.measure(
-            contenders, options.sizes, options.runs, json_tokens, expected_json, label="json"
+            contenders,
+            options.sizes,
+            options.runs,
+            json_tokens,
+            expected_json,
+            label="json",
+            clock=options.clock,
+            tokens_per_timing=options.tokens_per_timing,
         ),
     ]
 
 
 def main() -> None:
-    options = harness.cli(__doc__, "bench-results/guardrails.json", default_runs=5)
+    options = harness.cli(
+        __doc__,
+        "bench-results/guardrails.json",
+        default_runs=7,
+        default_sizes="20000,200000",
+        default_clock="cpu",
+        default_tokens_per_timing=200_000,
+    )
     drift = _drift_available()
     print(f"full stack includes drift: {drift}")
     results = asyncio.run(measure(options, drift))
     harness.print_table(results)
-    meta = {"runs": options.runs, "sizes": options.sizes, "full_includes_drift": drift}
+    meta = {
+        "runs": options.runs,
+        "sizes": options.sizes,
+        "clock": options.clock,
+        "tokens_per_timing": options.tokens_per_timing,
+        "full_includes_drift": drift,
+    }
     harness.write_results(options.out, results, meta)
 
 

@@ -4,13 +4,21 @@ Every script compares a few *contenders* — async functions that consume one in
 count or a token list) and return the text they assembled — against a contender named
 ``raw`` that iterates the same tokens without L0. The harness:
 
-* times one call with :func:`timed` (a full ``gc.collect()`` first, then ``time.perf_counter``);
-* interleaves the contenders run after run (:func:`measure`), so machine noise on a shared host
-  hits them all alike, after one untimed warm-up call of each;
-* checks that every contender returned exactly the expected text, on every run;
-* reports, per size and contender, the median and the fastest run, tokens per second, and the
-  overhead per token over ``raw`` (:class:`Cell`), plus how time grows between the two largest
-  sizes (:attr:`Series.growth`, about 10 for 10x the tokens when the cost is linear);
+* times each contender with :func:`timed_reps` (a full ``gc.collect()`` first), optionally
+  calling it several times per timing so that every timing covers about the same number of
+  tokens (``tokens_per_timing``): a 20,000-token call then is as long as a 200,000-token one,
+  and as exposed to a busy machine;
+* reads either the wall clock (``time.perf_counter``) or the process's CPU time
+  (``time.process_time``, which a shared machine's other jobs do not add to) (``clock``);
+* interleaves everything, round after round (:func:`measure`): each round runs every size and
+  every contender once, in an order rotated from round to round, after one untimed warm-up call
+  of each, so that noise hits contenders and sizes alike;
+* checks that every contender returned exactly the expected text, on every call;
+* reports, per size and contender, the median and the fastest timing, tokens per second, the
+  overhead per token over ``raw``, and the ratio to ``raw`` as the median over rounds of the
+  ratio within a round (:class:`Cell`), plus how time grows between the two largest sizes
+  (:attr:`Series.growth`, the median over rounds of the ratio within a round; about 10 for
+  10x the tokens when the cost is linear);
 * prints a table (:func:`print_table`) and writes ``bench-results/*.json`` with the Python
   version and platform (:func:`write_results`).
 
@@ -44,13 +52,17 @@ class Cell:
     """One contender at one size.
 
     Attributes:
-        median_s: Median wall time of the runs, in seconds.
+        median_s: Median time of one call over the runs, in seconds, by the measuring clock
+            (wall or CPU time, see :func:`measure`).
         best_s: Fastest run, in seconds (the least disturbed by other processes).
         tokens_per_s: Tokens divided by ``median_s``.
         overhead_us_per_token: ``(median_s - raw median_s) / tokens``, in microseconds: what
             the contender costs per token on top of raw iteration (0 for ``raw`` itself).
         overhead_us_per_token_best: The same from the fastest runs,
             ``(best_s - raw best_s) / tokens``.
+        ratio_to_raw: Median over rounds of this contender's time divided by ``raw``'s time in
+            the same round (each round runs both under the same machine load).
+        wall_median_s: Median wall time of one call (equal to ``median_s`` on the wall clock).
     """
 
     median_s: float
@@ -58,6 +70,8 @@ class Cell:
     tokens_per_s: float
     overhead_us_per_token: float
     overhead_us_per_token_best: float
+    ratio_to_raw: float = 1.0
+    wall_median_s: float = 0.0
 
 
 @dataclass
@@ -107,8 +121,9 @@ class Series:
     Attributes:
         label: The kind of content (``"text"``, ``"json"``, ...).
         rows: One row per size, smallest first.
-        growth: Contender name to ``median_s`` at the largest size divided by ``median_s`` at
-            the second largest; empty with fewer than two sizes.
+        growth: Contender name to its time at the largest size divided by its time at the
+            second largest, the median over rounds of that ratio within a round; empty with
+            fewer than two sizes.
         growth_sizes: ``(largest, second largest)``, or ``None`` with fewer than two sizes.
     """
 
@@ -130,6 +145,8 @@ class Options:
     sizes: list[int]
     runs: int
     out: Path
+    clock: str = "wall"
+    tokens_per_timing: int = 0
 
 
 async def source(tokens: Sequence[str]) -> AsyncIterator[str]:
@@ -146,6 +163,10 @@ async def raw(tokens: Sequence[str]) -> str:
     return "".join(parts)
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+"""The clocks a benchmark can read: wall time, or the CPU time of this process."""
+
+
 async def timed(fn: Callable[[T], Awaitable[str]], arg: T) -> tuple[float, str]:
     """Time one call of ``fn(arg)`` after a full garbage collection.
 
@@ -158,6 +179,26 @@ async def timed(fn: Callable[[T], Awaitable[str]], arg: T) -> tuple[float, str]:
     return time.perf_counter() - start, text
 
 
+async def timed_reps(
+    fn: Callable[[T], Awaitable[str]], arg: T, reps: int, clock: str = "wall"
+) -> tuple[float, float, list[str]]:
+    """Time ``reps`` calls of ``fn(arg)`` in a row, after a full garbage collection.
+
+    Returns:
+        Seconds per call by ``clock``, wall seconds per call, and the text of every call.
+    """
+    read = CLOCKS[clock]
+    texts: list[str] = []
+    gc.collect()
+    wall = time.perf_counter()
+    start = read()
+    for _ in range(reps):
+        texts.append(await fn(arg))
+    elapsed = read() - start
+    wall = time.perf_counter() - wall
+    return elapsed / reps, wall / reps, texts
+
+
 async def measure(
     contenders: Mapping[str, Callable[[T], Awaitable[str]]],
     sizes: Sequence[int],
@@ -166,57 +207,74 @@ async def measure(
     make_expected: Callable[[T], str],
     *,
     label: str = "",
+    clock: str = "wall",
+    tokens_per_timing: int = 0,
 ) -> Series:
     """Measure every contender at every size.
 
-    For each size the input is built once (outside the timings); every contender must return
-    ``make_expected(input)`` on every run, else the benchmark stops. Each contender runs once
+    Each input is built once (outside the timings); every contender must return
+    ``make_expected(input)`` on every call, else the benchmark stops. Each contender runs once
     untimed on the smallest input first (building plugin managers, caches and detectors), then
-    ``runs`` rounds call every contender once each, interleaved.
+    ``runs`` rounds each time every contender at every size once, in an order rotated from
+    round to round.
 
     Args:
         contenders: Name to async function; must include ``"raw"``, the baseline.
         sizes: Token counts.
-        runs: Timed runs per contender and size.
+        runs: Timed runs (rounds) per contender and size.
         make_input: Builds the input for a token count.
         make_expected: The text every contender must return for an input.
         label: Kind of content, carried into the result.
+        clock: ``"wall"`` (``time.perf_counter``) or ``"cpu"`` (``time.process_time``).
+        tokens_per_timing: Call a contender ``ceil(tokens_per_timing / size)`` times per
+            timing (at least once), so short sizes are timed over as many tokens as long ones;
+            0 times one call.
 
     Returns:
         The rows, smallest size first, and the growth between the two largest sizes.
 
     Raises:
-        ValueError: No ``raw`` contender, no sizes, or fewer than one run.
+        ValueError: No ``raw`` contender, no sizes, fewer than one run, or an unknown clock.
         SystemExit: A contender returned different text.
     """
     if RAW not in contenders:
         raise ValueError(f"contenders must include {RAW!r}")
     if not sizes or runs < 1:
         raise ValueError("need at least one size and one run")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock={clock!r}: choose one of {', '.join(CLOCKS)}")
     ordered = sorted(set(sizes))
+    names = list(contenders)
     where = f"{label} " if label else ""
+    inputs = {n: make_input(n) for n in ordered}
+    expected = {n: make_expected(inputs[n]) for n in ordered}
+    reps = {n: max(1, -(-tokens_per_timing // n)) for n in ordered}
 
-    async def checked(name: str, arg: T, expected: str, n: int) -> float:
-        seconds, text = await timed(contenders[name], arg)
-        if text != expected:
+    async def checked(name: str, n: int, times: int) -> tuple[float, float]:
+        seconds, wall, texts = await timed_reps(contenders[name], inputs[n], times, clock)
+        if any(text != expected[n] for text in texts):
             raise SystemExit(f"{name} produced different text ({where}n={n})")
-        return seconds
+        return seconds, wall
 
-    warm = make_input(ordered[0])
-    warm_expected = make_expected(warm)
-    for name in contenders:
-        await checked(name, warm, warm_expected, ordered[0])
+    for name in names:
+        await checked(name, ordered[0], 1)
+
+    samples: dict[int, dict[str, list[float]]] = {n: {name: [] for name in names} for n in ordered}
+    walls: dict[int, dict[str, list[float]]] = {n: {name: [] for name in names} for n in ordered}
+    for round_no in range(runs):
+        shift = round_no % len(names)
+        order = names[shift:] + names[:shift]  # no contender always runs first or last
+        for n in ordered:
+            for name in order:
+                seconds, wall = await checked(name, n, reps[n])
+                samples[n][name].append(seconds)
+                walls[n][name].append(wall)
 
     rows: list[Row] = []
     for n in ordered:
-        arg = make_input(n)
-        expected = make_expected(arg)
-        samples: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(runs):
-            for name in contenders:  # interleaved, so machine noise hits all alike
-                samples[name].append(await checked(name, arg, expected, n))
-        medians = {name: statistics.median(values) for name, values in samples.items()}
-        bests = {name: min(values) for name, values in samples.items()}
+        times = samples[n]
+        medians = {name: statistics.median(values) for name, values in times.items()}
+        bests = {name: min(values) for name, values in times.items()}
         cells = {
             name: Cell(
                 median_s=medians[name],
@@ -224,10 +282,14 @@ async def measure(
                 tokens_per_s=n / medians[name],
                 overhead_us_per_token=(medians[name] - medians[RAW]) / n * 1e6,
                 overhead_us_per_token_best=(bests[name] - bests[RAW]) / n * 1e6,
+                ratio_to_raw=statistics.median(
+                    a / b for a, b in zip(times[name], times[RAW], strict=True)
+                ),
+                wall_median_s=statistics.median(walls[n][name]),
             )
-            for name in contenders
+            for name in names
         }
-        rows.append(Row(tokens=n, chars=len(expected), cells=cells, samples=samples))
+        rows.append(Row(tokens=n, chars=len(expected[n]), cells=cells, samples=times))
 
     growth: dict[str, float] = {}
     growth_sizes: tuple[int, int] | None = None
@@ -235,7 +297,10 @@ async def measure(
         small, big = rows[-2], rows[-1]
         growth_sizes = (big.tokens, small.tokens)
         growth = {
-            name: big.cells[name].median_s / small.cells[name].median_s for name in contenders
+            name: statistics.median(
+                a / b for a, b in zip(big.samples[name], small.samples[name], strict=True)
+            )
+            for name in names
         }
     return Series(label=label, rows=rows, growth=growth, growth_sizes=growth_sizes)
 
@@ -277,7 +342,7 @@ def print_table(results: Sequence[Series]) -> None:
     kind = max([len(s.label) for s in results] + [7])
     print(
         f"{'content':>{kind}} {'tokens':>8} {'contender':>{width}} {'median ms':>10} "
-        f"{'best ms':>9} {'tok/s':>12} {'µs/token over raw':>18} {'(best)':>8}"
+        f"{'best ms':>9} {'tok/s':>12} {'µs/token over raw':>18} {'(best)':>8} {'x raw':>7}"
     )
     for series in results:
         for row in series.rows:
@@ -286,7 +351,7 @@ def print_table(results: Sequence[Series]) -> None:
                     f"{series.label:>{kind}} {row.tokens:>8} {name:>{width}} "
                     f"{cell.median_s * 1e3:>10.2f} {cell.best_s * 1e3:>9.2f} "
                     f"{cell.tokens_per_s:>12,.0f} {cell.overhead_us_per_token:>18.3f} "
-                    f"{cell.overhead_us_per_token_best:>8.3f}"
+                    f"{cell.overhead_us_per_token_best:>8.3f} {cell.ratio_to_raw:>7.2f}"
                 )
     for series in results:
         if series.growth_sizes is None:
@@ -323,14 +388,19 @@ def cli(
     *,
     default_runs: int = 5,
     default_sizes: str = "2000,20000,200000",
+    default_clock: str = "wall",
+    default_tokens_per_timing: int = 0,
 ) -> Options:
-    """Parse ``--sizes``, ``--runs`` and ``--out``.
+    """Parse ``--sizes``, ``--runs``, ``--out``, ``--clock`` and ``--tokens-per-timing``.
 
     Args:
         description: Help text, usually the script's ``__doc__``.
         default_out: Where the JSON goes without ``--out``.
         default_runs: Timed runs per contender and size without ``--runs``.
         default_sizes: Comma-separated token counts without ``--sizes``.
+        default_clock: ``wall`` or ``cpu`` without ``--clock``.
+        default_tokens_per_timing: Tokens each timing covers at least (calls repeated) without
+            ``--tokens-per-timing``; 0 times single calls.
     """
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -350,5 +420,24 @@ def cli(
     parser.add_argument(
         "--out", type=Path, default=Path(default_out), help=f"JSON file (default {default_out})"
     )
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default=default_clock,
+        help=f"wall time or this process's CPU time (default {default_clock})",
+    )
+    parser.add_argument(
+        "--tokens-per-timing",
+        type=int,
+        default=default_tokens_per_timing,
+        help="repeat calls so each timing covers at least this many tokens "
+        f"(default {default_tokens_per_timing}; 0: one call per timing)",
+    )
     args = parser.parse_args()
-    return Options(sizes=args.sizes, runs=args.runs, out=args.out)
+    return Options(
+        sizes=args.sizes,
+        runs=args.runs,
+        out=args.out,
+        clock=args.clock,
+        tokens_per_timing=max(0, args.tokens_per_timing),
+    )

@@ -15,6 +15,8 @@ from l0.types import (
     GuardrailViolation,
 )
 
+_NEVER = 1 << 62
+
 
 class ChecksMixin(SessionBase):
     """Incremental guardrail/drift checks over the text added since the last check."""
@@ -29,6 +31,9 @@ class ChecksMixin(SessionBase):
         self._guard_run = opts.guardrails.start(guard_emit) if opts.guardrails is not None else None
         self._drift_run = opts.drift.start(drift_emit) if opts.drift is not None else None
         self._checked = 0
+        self._drift_held: list[str] = []
+        self._drift_chars = 0
+        self._drift_due = self._drift_run.wants if self._drift_run is not None else 0
         self._overlap_removed = 0
         intervals = []
         if self._guard_run is not None:
@@ -41,7 +46,10 @@ class ChecksMixin(SessionBase):
         self._interval = min(intervals) if intervals else 0
         self._next_check = self._interval if intervals else 1 << 62
         self._next_checkpoint = opts.intervals["checkpoint"]
-        self._notify_after = 0
+        # Whether anyone hears of checkpoints is fixed for the session: asked once, not at
+        # every checkpoint (nobody: the first notification is never due).
+        wants = self._wants_checkpoints or self._wants(_OBS.CHECKPOINT_SAVED)
+        self._notify_after = 0 if wants else _NEVER
 
     def _check(self) -> None:
         """Run guardrails/drift over the text since the last check; save a checkpoint."""
@@ -49,23 +57,29 @@ class ChecksMixin(SessionBase):
         parts = state._parts
         n = len(parts)
         self._next_check = n + self._interval
-        if self._guard_run is not None or self._drift_run is not None:
+        guard = self._guard_run
+        drift = self._drift_run
+        if guard is not None or drift is not None:
             delta = "".join(parts[self._checked :])
-        self._checked = n
-        if self._guard_run is not None:
-            violations = self._guard_run.feed(delta, state)
-            if violations:
-                self._handle_violations(violations)
-        if self._drift_run is not None:
-            result = self._drift_run.feed(delta)
-            if result is not None and result.detected:
-                self._handle_drift(result)
+            self._checked = n
+            if guard is not None:
+                violations = guard.feed(delta, state)
+                if violations:
+                    self._handle_violations(violations)
+            if drift is not None:
+                # The drift run only queues text until a window of it is new: it is held here
+                # (an append per check instead of a call) and handed over joined when due.
+                self._drift_held.append(delta)
+                chars = self._drift_chars = self._drift_chars + len(delta)
+                if chars >= self._drift_due:
+                    self._feed_drift(chars)
+        else:
+            self._checked = n
         if self._opts.continuation and n >= self._next_checkpoint:
             self._next_checkpoint = n + self._opts.intervals["checkpoint"]
             state._checkpoint_at = n
             self._checkpoints += 1
-            wants = self._wants_checkpoints or self._wants(_OBS.CHECKPOINT_SAVED)
-            if wants and n >= self._notify_after:
+            if n >= self._notify_after:
                 text = state.checkpoint
                 # Each notification copies the whole checkpoint; past 64 KB they are thinned to
                 # one per 50% growth so a very long answer still costs linear time overall.
@@ -73,6 +87,17 @@ class ChecksMixin(SessionBase):
                     self._notify_after = n + n // 2
                 self._obs(_OBS.CHECKPOINT_SAVED, checkpoint=text, token_count=state.token_count)
                 self._notify("on_checkpoint", text, state.token_count)
+
+    def _feed_drift(self, chars: int) -> None:
+        drift = self._drift_run
+        assert drift is not None
+        held = self._drift_held
+        text = held[0] if len(held) == 1 else "".join(held)
+        held.clear()
+        result = drift.feed(text)
+        self._drift_due = chars + max(drift.wants, 1)
+        if result is not None and result.detected:
+            self._handle_drift(result)
 
     def _check_before(self, event: Event | None) -> None:
         """``_check`` while ``event`` is not yet delivered to the consumer.
@@ -100,6 +125,9 @@ class ChecksMixin(SessionBase):
             if violations:
                 self._handle_violations(violations)
         if self._drift_run is not None:
+            if self._drift_held:
+                self._drift_run.feed("".join(self._drift_held))
+                self._drift_held.clear()
             result = self._drift_run.finish(state.content)
             if result is not None and result.detected:
                 self._handle_drift(result)

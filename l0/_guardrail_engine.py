@@ -143,6 +143,88 @@ def create_guardrail_engine(
     return GuardrailEngine(rules, fast_limit=fast_limit, severity=severity)
 
 
+_HOLD_LIMIT = 1 << 16
+"""Most characters held back from a batching rule, however many it says it wants."""
+
+
+def _in_rule_order(hits: list[tuple[int, GuardrailRule, Violations]]) -> list[GuardrailViolation]:
+    if len(hits) > 1:
+        hits.sort(key=lambda hit: hit[0])
+    out: list[GuardrailViolation] = []
+    for _, rule, found in hits:
+        out.extend(fill_violations(rule, found or ()))
+    return out
+
+
+class LazyFeeds:
+    """Text held back from sessions that batch their work, fed to each once it wants it.
+
+    A session with a ``wants`` attribute (characters it needs before a feed can change
+    anything) gets the text added since its last feed, joined, once ``wants`` characters are
+    pending; the deltas are kept once for all such sessions. Feeding a session exactly when it
+    asks gives it the same text at the same check as feeding it every check would, so its
+    findings do not change; only the calls in between are saved.
+    """
+
+    __slots__ = ("_dues", "_from", "_sessions", "deltas", "due")
+
+    def __init__(self, sessions: list[tuple[int, GuardrailRule, RuleSession]]) -> None:
+        self._sessions = tuple(sessions)
+        self.deltas: list[str] = []
+        self._from = [0] * len(sessions)
+        self._dues = [self._wants(r, s, 0) for _, r, s in sessions]
+        self.due = min(self._dues)
+
+    @staticmethod
+    def _wants(rule: GuardrailRule, session: RuleSession, chars: int) -> int:
+        wants = session.wants  # type: ignore[attr-defined]
+        if isinstance(wants, bool) or not isinstance(wants, int):
+            raise check_failed(
+                rule, TypeError(f"its session's wants={wants!r}: expected an int (characters)")
+            )
+        return chars + (1 if wants < 1 else min(wants, _HOLD_LIMIT))
+
+    def feed(
+        self,
+        chars: int,
+        state: State | None,
+        hits: list[tuple[int, GuardrailRule, Violations]] | None,
+        *,
+        final: bool = False,
+    ) -> list[tuple[int, GuardrailRule, Violations]] | None:
+        """Feed every session that is due (every one with pending text when ``final``)."""
+        deltas = self.deltas
+        count = len(deltas)
+        starts = self._from
+        dues = self._dues
+        for k, (index, rule, session) in enumerate(self._sessions):
+            start = starts[k]
+            if start == count or (chars < dues[k] and not final):
+                continue
+            text = deltas[start] if start == count - 1 else "".join(deltas[start:])
+            try:
+                found = session.feed(text, state)
+            except Exception as exc:
+                raise check_failed(rule, exc) from exc
+            starts[k] = count
+            dues[k] = self._wants(rule, session, chars)
+            if found:
+                if hits is None:
+                    hits = []
+                hits.append((index, rule, found))
+        self.due = min(dues)
+        done = min(starts)
+        if done:
+            del deltas[:done]
+            for k in range(len(starts)):
+                starts[k] -= done
+        return hits
+
+    def flush(self, state: State | None) -> list[tuple[int, GuardrailRule, Violations]] | None:
+        """Hand every session the text it has not seen (before the final checks)."""
+        return self.feed(0, state, None, final=True)
+
+
 class GuardrailRun:
     """The guardrail state of one attempt (see the module docstring for the protocol)."""
 
@@ -154,6 +236,7 @@ class GuardrailRun:
         "_error",
         "_full",
         "_late",
+        "_lazy",
         "_loop",
         "_next_slow",
         "_pending",
@@ -177,7 +260,15 @@ class GuardrailRun:
             else:
                 plain.append((index, rule))
         self._sessions = sessions
-        self._stream_feeds = tuple((r, s.feed) for _, r, s in sessions if r.streaming)
+        streaming = [(i, r, s) for i, r, s in sessions if r.streaming]
+        # Unobserved runs hand text to sessions that say how much they need (``wants``) only
+        # once that much is pending: a rule that batches its work costs nothing per check.
+        # Observed runs feed every rule at every check, as their events report.
+        lazy = [(i, r, s) for i, r, s in streaming if emit is None and hasattr(s, "wants")]
+        self._lazy = LazyFeeds(lazy) if lazy else None
+        self._stream_feeds = tuple(
+            (i, r, s.feed) for i, r, s in streaming if emit is not None or not hasattr(s, "wants")
+        )
         self._plain = plain
         self._plain_streaming = tuple((i, r) for i, r in plain if r.streaming)
         self._full = [False] * len(engine.rules)
@@ -211,16 +302,25 @@ class GuardrailRun:
     def _feed_fast(self, delta: str, state: State) -> list[GuardrailViolation] | None:
         if not self._started:
             delta = self._first(delta, state)
-        self._chars += len(delta)
+        chars = self._chars = self._chars + len(delta)
         out: list[GuardrailViolation] | None = None
         rule: GuardrailRule | None = None
+        hits: list[tuple[int, GuardrailRule, Violations]] | None = None
         try:
-            for rule, feed in self._stream_feeds:
+            for index, rule, feed in self._stream_feeds:
                 found = feed(delta, state)
                 if found:
-                    if out is None:
-                        out = []
-                    out.extend(fill_violations(rule, found))
+                    if hits is None:
+                        hits = []
+                    hits.append((index, rule, found))
+            lazy = self._lazy
+            if lazy is not None:
+                # Per check: one append and one comparison, whatever the number of such rules.
+                lazy.deltas.append(delta)
+                if chars >= lazy.due:
+                    hits = lazy.feed(chars, state, hits)
+            if hits is not None:
+                out = _in_rule_order(hits)
             for index, rule in self._plain_streaming:
                 found = self._plain_check(index, rule, delta, state, completed=False)
                 if found:
@@ -241,9 +341,8 @@ class GuardrailRun:
             delta = self._first(delta, state)
         self._chars += len(delta)
         checks: list[tuple[int, GuardrailRule, Callable[[], Violations]]] = []
-        for index, rule, session in self._sessions:
-            if rule.streaming:
-                checks.append((index, rule, partial(session.feed, delta, state)))
+        for index, rule, feed in self._stream_feeds:
+            checks.append((index, rule, partial(feed, delta, state)))
         for index, rule in self._plain_streaming:
             call = partial(self._plain_check, index, rule, delta, state, False)
             checks.append((index, rule, call))
@@ -256,6 +355,12 @@ class GuardrailRun:
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
+        held: list[GuardrailViolation] = []
+        if self._lazy is not None:
+            # Text held back from batching rules reaches them before their final check.
+            hits = self._lazy.flush(state)
+            if hits:
+                held = _in_rule_order(hits)
         context = GuardrailContext(None, delta="", completed=True, state=state)
         checks: list[tuple[int, GuardrailRule, Callable[[], Violations]]] = []
         for index, rule, session in self._sessions:
@@ -264,7 +369,7 @@ class GuardrailRun:
             checks.append((index, rule, partial(self._plain_final, index, rule, state)))
         if self._emit is not None:
             return self._phase("post", checks)
-        out: list[GuardrailViolation] = []
+        out: list[GuardrailViolation] = held
         for _, rule, call in checks:
             try:
                 found = call()

@@ -85,7 +85,14 @@ class GuardrailContext:
 
 
 class RuleSession(Protocol):
-    """Incremental per-attempt state of a rule (what ``GuardrailRule.session`` returns)."""
+    """Incremental per-attempt state of a rule (what ``GuardrailRule.session`` returns).
+
+    A session may also have a ``wants`` attribute (or property): the number of new characters
+    it needs before a feed can find anything. An unobserved run then holds text back from it
+    and feeds it, joined, once that many characters are pending (and whatever is left before
+    ``finish``), instead of calling it at every check. The standard markdown and pattern rules
+    do this; a session without ``wants`` is fed at every check.
+    """
 
     def feed(self, delta: str, state: State | None) -> Violations:
         """Take the text added since the last call; return violations found in it."""

@@ -295,6 +295,11 @@ class DriftRun:
         self._stride = engine.stride
         self._evaluated = False
 
+    @property
+    def wants(self) -> int:
+        """Characters still to come before the next check (a caller may hold them until then)."""
+        return self._stride - self._pending_len
+
     def feed(self, delta: str) -> DriftResult | None:
         """Take the text added since the last call; check once ``stride`` characters are new.
 
@@ -440,18 +445,23 @@ class DriftEngine:
         """Run every detector over ``view`` and combine their scores."""
         threshold = self.threshold
         details: dict[str, float] = {}
+        hits: list[str] = []
         name = ""
         try:
             for name, check in checks:
                 score = float(check(view))
-                details[name] = 0.0 if score < 0 else min(score, 1.0)
+                if score < 0:
+                    score = 0.0
+                elif score > 1.0:
+                    score = 1.0
+                details[name] = score
+                if score >= threshold:
+                    hits.append(name)
         except Exception as exc:
             # A bug in a detector is not a model failure: raised at once (#8 item 7).
             raise self._failed(name, exc) from exc
-        hits = sorted(
-            (name for name, score in details.items() if score >= threshold),
-            key=lambda n: -details[n],
-        )
+        if len(hits) > 1:
+            hits.sort(key=lambda n: -details[n])  # stable: ties keep the detectors' order
         confidence = max(details.values(), default=0.0)
         return DriftResult(bool(hits), hits, confidence, details)
 

@@ -159,6 +159,35 @@ _WEAK = (
 # One pass over the text: the named group tells a self-reference from a refusal.
 _META = re.compile(f"(?P<strong>{_STRONG})|{_WEAK}")
 _CARRY: Final = 64
+# Every match of ``_META`` contains one of these (lower-cased): "as an ai" holds "an ai", "i'm
+# just a language model" holds "language model", "i can't help" holds "i can", and so on. A
+# substring search runs at memchr speed; the regex must try every a, i, l and m of the text,
+# so a window without any needle (nearly all of them) skips it: about 8x less per check.
+# tests/test_drift_incremental.py checks that no match escapes the needles.
+_META_NEEDLES: Final = (
+    "an ai",
+    "a ai",
+    "language model",
+    "artificial intelligence",
+    "llm",
+    "i can",
+    "unable to",
+    "not able to",
+    "apologi",
+    "sorry, but",
+    "let me explain",
+    "my training",
+    "my knowledge",
+    "as of my",
+)
+
+
+def _may_meta(text: str) -> bool:
+    """False when ``text`` (lower-cased) cannot contain a match of ``_META``."""
+    for needle in _META_NEEDLES:  # noqa: SIM110 - no generator per check
+        if needle in text:
+            return True
+    return False
 
 
 class MetaCommentary:
@@ -189,7 +218,7 @@ class MetaCommentary:
             base = view.total - len(text)
             skip = len(carry)
             carry = text[-_CARRY:]
-            for match in _META.finditer(text):
+            for match in _META.finditer(text) if _may_meta(text) else ():
                 start = match.start()
                 if match.end() > skip and (start == 0 or not text[start - 1].isalnum()):
                     weight = self.strong if match.lastgroup == "strong" else self.weak
@@ -287,11 +316,29 @@ class ToneShift:
 
 # --- format drift -----------------------------------------------------------------------------
 
-_STRING_BODY = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_WORD = re.compile(r"[A-Za-z]{2,}")
-_TAIL_WORD = re.compile(r"[A-Za-z]+$")
-_JSON_WORDS: Final = frozenset({"true", "false", "null"})
+# Unrolled loops (runs of plain characters, then one escape at a time): the same matches as
+# ``(?:[^"\\]|\\.)*``, which tries a branch per character and cost 3x more on JSON.
+_STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_ASCII_LETTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# ASCII letters stay, every other byte becomes a space (non-ASCII characters arrive as "?"):
+# ``split`` then gives the runs of ASCII letters, what ``[A-Za-z]+`` finds, at C speed; the
+# regex cost about 40 ns per character of JSON punctuation and digits.
+_LETTER_RUNS: Final = bytes(c if 65 <= c <= 90 or 97 <= c <= 122 else 32 for c in range(256))
+_JSON_WORDS: Final = frozenset({b"true", b"false", b"null"})
+
+
+def _prose_words(text: str) -> int:
+    """Runs of two or more ASCII letters in ``text`` other than ``true``/``false``/``null``."""
+    runs = text.encode("ascii", "replace").translate(_LETTER_RUNS).split()
+    return sum(1 for w in runs if len(w) > 1 and w not in _JSON_WORDS)
+
+
+def _cut_tail_word(text: str) -> int:
+    """Where a run of ASCII letters ending ``text`` starts (before one final newline, as ``$``)."""
+    end = len(text) - 1 if text.endswith("\n") else len(text)
+    start = len(text[:end].rstrip(_ASCII_LETTERS))
+    return start if start < end else len(text)
 
 
 class _JsonTrack:
@@ -306,14 +353,11 @@ class _JsonTrack:
         self.closed = False
         self.prose_words = 0
 
-    def _words(self, text: str) -> int:
-        return sum(1 for w in _WORD.findall(text) if w not in _JSON_WORDS)
-
     def feed(self, chunk: str) -> None:
         text = self.carry + chunk
         self.carry = ""
         if self.closed:
-            self.prose_words += self._words(_STRINGS.sub(" ", text))
+            self.prose_words += _prose_words(_STRINGS.sub(" ", text))
             return
         if self.in_string:
             end = _STRING_BODY.match(text).end()  # type: ignore[union-attr]
@@ -339,19 +383,19 @@ class _JsonTrack:
                 self.in_string = False
         else:
             # A literal cut by the chunk boundary ("t" + "rue") is finished next time.
-            cut = _TAIL_WORD.search(outside)
-            if cut is not None:
-                self.carry = outside[cut.start() :]
-                outside = outside[: cut.start()]
+            cut = _cut_tail_word(outside)
+            if cut < len(outside):
+                self.carry = outside[cut:]
+                outside = outside[:cut]
         opens = outside.count("{") + outside.count("[")
         closes = outside.count("}") + outside.count("]")
         if self.depth + opens - closes <= 0 and (self.depth > 0 or opens):
             self.closed = True
             last = max(outside.rfind("}"), outside.rfind("]"))
-            self.prose_words += self._words(outside[last + 1 :])
+            self.prose_words += _prose_words(outside[last + 1 :])
             return
         self.depth += opens - closes
-        self.prose_words += self._words(outside)
+        self.prose_words += _prose_words(outside)
 
 
 class FormatDrift:
@@ -425,6 +469,16 @@ def _char_entropy(text: str) -> float:
     return math.log2(size) - sum(map(_CLOG.__getitem__, Counter(sample).values())) / size
 
 
+def _few_distinct(words: list[str], share: float) -> int | None:
+    """The number of distinct words, or ``None`` when it is certainly ``share`` or more of them."""
+    # Distinct words among the first ones are a lower bound: ordinary text reaches the share
+    # within its first words, and then the rest need not be hashed.
+    need = share * len(words)
+    if len(set(words[: 2 * int(need) + 2])) >= need:
+        return None
+    return len(set(words))
+
+
 class EntropyCollapse:
     """The output loses information: few distinct characters or words in the recent text.
 
@@ -459,7 +513,10 @@ class EntropyCollapse:
                     score = max(score, _clamp((0.55 - bits / base[0]) / 0.25))
             words = window.split()
             if len(words) >= 40:
-                score = max(score, _clamp((0.2 - len(set(words)) / len(words)) / 0.12))
+                # A share of 0.2 or more scores 0 here and cannot change ``score``.
+                distinct = _few_distinct(words, 0.2)
+                if distinct is not None:
+                    score = max(score, _clamp((0.2 - distinct / len(words)) / 0.12))
             return score
 
         return check

@@ -38,10 +38,16 @@ def _trailing_escape(text: str) -> bool:
 
 
 def _locate(delta: str, pos: int, index: int, offset: int) -> int:
-    """Absolute position of the ``index``-th token of ``delta`` (only after a violation)."""
-    for k, match in enumerate(_TOKEN.finditer(delta, pos)):
-        if k == index:
-            return offset + match.start()
+    """Absolute position of the ``index``-th bracket or lone quote of ``delta`` (after a violation).
+
+    Complete strings are not counted: ``index`` indexes the shape ``JsonSession.feed`` walks.
+    """
+    k = 0
+    for match in _TOKEN.finditer(delta, pos):
+        if match.group(1) is not None:
+            if k == index:
+                return offset + match.start()
+            k += 1
     return offset  # pragma: no cover - the token exists by construction
 
 
@@ -124,7 +130,8 @@ class JsonSession:
             if scan is None:
                 return None
             delta = scan
-        elif self._failed:
+        elif self._failed or not delta:
+            # An empty delta changes nothing (and must not drop an escape still pending).
             return None
         offset = self._offset
         self._offset = offset + len(delta)
@@ -135,16 +142,16 @@ class JsonSession:
                 pos = 1
             match = _STRING_REST.match(delta, pos)
             if match is None:
-                self._escape = _trailing_escape(delta[pos:])
+                self._escape = delta.endswith("\\") and _trailing_escape(delta[pos:])
                 return None
             pos = match.end()
             self._in_string = False
         stack = self._stack
-        # findall builds the list in C: "" for a complete string, the character for a bracket,
-        # '"' for a string this delta does not close. Only brackets reach Python code.
-        for index, char in enumerate(_TOKEN.findall(delta, pos)):
-            if not char:
-                continue
+        # findall builds the list in C ("" for a complete string, the character for a bracket,
+        # '"' for a string this delta does not close) and join drops the strings, so Python
+        # code sees only the brackets: a few per delta.
+        shape = "".join(_TOKEN.findall(delta, pos))
+        for index, char in enumerate(shape):
             if char == "{" or char == "[":  # noqa: PLR1714 - faster than a set lookup here
                 stack.append(_CLOSER[char])
             elif char == '"':
@@ -152,7 +159,7 @@ class JsonSession:
                     # Nothing after an unclosed quote can end the string within this delta, so
                     # the trailing backslashes of the delta are the string's own.
                     self._in_string = True
-                    self._escape = _trailing_escape(delta)
+                    self._escape = delta.endswith("\\") and _trailing_escape(delta)
                     return None
             elif not stack:
                 self._failed = True

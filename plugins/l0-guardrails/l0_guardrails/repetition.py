@@ -62,18 +62,25 @@ def loop_period(text: str, min_period: int, repeats: int, max_period: int) -> in
 class RepetitionSession:
     """Looping detection: does the newest text end with the same unit ``max_repeats`` times?
 
-    Every ``stride`` new characters, :func:`loop_period` looks for a period between
-    ``min_period`` and ``4 * stride`` characters; once every ``4 * stride`` characters it looks
-    for periods up to ``window / max_repeats``. A loop of period ``p`` is therefore found once
-    ``max_repeats * p`` characters of it have arrived, plus at most one stride (or, for a
+    Every ``stride`` new characters the session probes the end of the text; once every
+    ``4 * stride`` characters it looks back for periods up to ``window / max_repeats``, at the
+    other probes for periods up to ``4 * stride``. A loop of period ``p`` is therefore found
+    once ``max_repeats * p`` characters of it have arrived, plus at most one stride (or, for a
     period longer than ``4 * stride``, one period), whatever ``p`` is: a sentence of a few words
-    or a paragraph. Cost: O(stride) per ``stride`` characters plus O(window / max_repeats) per
-    ``4 * stride``, linear in the output.
+    or a paragraph.
+
+    A probe is cheap unless a loop is plausible. Its signature is the last
+    ``(max_repeats - 1) * min_period`` characters: a tail that repeats with any period
+    ``p >= min_period`` holds them at distance ``p`` as well, so one C-level ``str.rfind`` over
+    the look-back decides; only when the signature recurs does :func:`loop_period` run its
+    candidates. Cost: O(stride) per ``stride`` characters plus O(window / max_repeats) per
+    ``4 * stride``, linear in the output, with a handful of Python operations per probe.
     """
 
     __slots__ = (
         "_buffer",
         "_full_at",
+        "_least",
         "_max_period",
         "_max_repeats",
         "_min_period",
@@ -83,7 +90,9 @@ class RepetitionSession:
         "_rule",
         "_seen",
         "_short",
+        "_signature",
         "_stride",
+        "_trim",
         "_window",
     )
 
@@ -94,12 +103,15 @@ class RepetitionSession:
         self._min_period = min_period
         self._max_repeats = max_repeats
         self._max_period = window // max_repeats
-        # Most checks look back only ``_short`` characters; one in every ``_short`` characters
+        # Most probes look back only ``_short`` characters; one in every ``_short`` characters
         # looks back the whole ``_max_period``. A loop longer than ``_short`` is then still
         # caught within one more period, at a fraction of the scanning.
         self._short = min(self._max_period, 4 * stride)
         self._full_at = 0
         self._window = window
+        self._trim = 2 * window
+        self._least = min_period * max_repeats
+        self._signature = (max_repeats - 1) * min_period
         self._stride = stride
         self._buffer = ""
         self._pending: list[str] = []
@@ -108,51 +120,65 @@ class RepetitionSession:
         self._reported = False
 
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
-        """Queue ``delta``; look for a loop every ``stride`` characters."""
-        self._pending.append(delta)
-        self._pending_len += len(delta)
-        if self._pending_len < self._stride or self._reported:
-            return None
-        return self._probe_now()
-
-    def _probe_now(self) -> list[GuardrailViolation] | None:
-        self._seen += self._pending_len
+        """Queue ``delta``; probe every ``stride`` characters."""
         pending = self._pending
+        pending.append(delta)
+        size = self._pending_len + len(delta)
+        if size < self._stride:
+            self._pending_len = size
+            return None
+        return self._probe_now(size)
+
+    def _probe_now(self, size: int) -> list[GuardrailViolation] | None:
+        # Called once per stride on every stream: kept to a few attribute reads and one
+        # C-level search; everything else happens only when the signature recurs.
+        pending = self._pending
+        self._pending_len = 0
+        if self._reported:
+            pending.clear()
+            return None
+        seen = self._seen = self._seen + size
         # Drop the attribute's reference first: with the local as the only one, CPython grows
         # the string in place, so appending costs O(new) rather than a copy of the window.
         buffer = self._buffer
         self._buffer = ""
         buffer += pending[0] if len(pending) == 1 else "".join(pending)
-        if len(buffer) > 2 * self._window:
+        pending.clear()
+        n = len(buffer)
+        if n > self._trim:
             buffer = buffer[-self._window :]  # once per window of text: amortised O(1)
-        self._pending = []
-        self._pending_len = 0
+            n = self._window
         self._buffer = buffer
-        reach = self._short
-        if self._seen >= self._full_at:
+        if seen >= self._full_at:
             reach = self._max_period
-            self._full_at = self._seen + self._short
+            self._full_at = seen + self._short
+        else:
+            reach = self._short
+        k = self._signature
+        # The signature test of loop_period, inlined: nearly every probe ends here.
+        if n < self._least or buffer.rfind(buffer[n - k :], max(0, n - k - reach), n - 1) < 0:
+            return None
         period = loop_period(buffer, self._min_period, self._max_repeats, reach)
         if period is None:
             return None
         self._reported = True
         repeats = self._max_repeats
-        while (repeats + 1) * period <= len(buffer) and buffer.startswith(
-            buffer[-period:], len(buffer) - (repeats + 1) * period
+        while (repeats + 1) * period <= n and buffer.startswith(
+            buffer[-period:], n - (repeats + 1) * period
         ):
             repeats += 1
         return [
             self._rule.violation(
                 f"the output repeats itself: {buffer[-period:].strip()[:60]!r} "
                 f"({period} characters) came {repeats} times in a row",
-                position=self._seen - repeats * period,
+                position=seen - repeats * period,
             )
         ]
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Look at the last queued text."""
         if self._pending and not self._reported:
-            return self._probe_now()
+            return self._probe_now(self._pending_len)
         return None
 
 

@@ -33,19 +33,39 @@ __all__ = [
 
 _LINE_HEAD: Final = 16
 _FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})")
+# Locates the lines of a batch that may hold a fence; ``_FENCE`` then judges their heads.
+_FENCE_LINE: Final = re.compile(r"^ {0,3}(?:`{3}|~{3})", re.MULTILINE)
+_MARKDOWN_BATCH: Final = 2048
 
 
 class MarkdownSession:
-    """Tracks code fences line by line, reading at most the first 16 characters of a line."""
+    """Tracks code fences line by line, reading at most the first 16 characters of a line.
 
-    __slots__ = ("_fence", "_fence_at", "_head", "_offset", "_rule")
+    Fences only matter at the end, so text is queued and read in batches of about 2 KB: per
+    check the session only appends, and a regex finds the few lines of a batch that start like
+    a fence. The verdict does not depend on how the text was cut into deltas.
+    """
+
+    __slots__ = (
+        "_fence",
+        "_fence_at",
+        "_head",
+        "_line_start",
+        "_offset",
+        "_pending",
+        "_pending_len",
+        "_rule",
+    )
 
     def __init__(self, rule: GuardrailRule) -> None:
         self._rule = rule
-        self._head = ""
+        self._head = ""  # the first characters of the line still open at the end of the text
+        self._line_start = 0
         self._fence: str | None = None
         self._fence_at = 0
         self._offset = 0
+        self._pending: list[str] = []
+        self._pending_len = 0
 
     def _line(self, head: str, start: int) -> None:
         match = _FENCE.match(head)
@@ -62,32 +82,45 @@ class MarkdownSession:
         ):
             self._fence = None
 
+    @property
+    def wants(self) -> int:
+        """Characters to queue before the next batch is read (the engine may hold them)."""
+        return _MARKDOWN_BATCH - self._pending_len
+
     def feed(self, delta: str, state: State | None) -> None:
-        """Advance over ``delta``; fences may legitimately be open mid-stream."""
-        newline = delta.find("\n")
-        if newline < 0:
-            if len(self._head) < _LINE_HEAD:
-                self._head += delta[: _LINE_HEAD - len(self._head)]
-            self._offset += len(delta)
-            return
+        """Queue ``delta``; fences may legitimately be open mid-stream."""
+        self._pending.append(delta)
+        self._pending_len += len(delta)
+        if self._pending_len >= _MARKDOWN_BATCH:
+            self._advance()
+
+    def _advance(self) -> None:
+        pending = self._pending
+        text = pending[0] if len(pending) == 1 else "".join(pending)
+        pending.clear()
+        self._pending_len = 0
         base = self._offset
-        line_start = base - len(self._head) if self._head else base
-        self._line(self._head + delta[: min(newline, _LINE_HEAD)], line_start)
-        start = newline + 1
-        while True:
-            newline = delta.find("\n", start)
-            if newline < 0:
-                break
-            if delta[start : start + 4].lstrip(" ")[:1] in ("`", "~"):
-                self._line(delta[start : min(newline, start + _LINE_HEAD)], base + start)
-            start = newline + 1
-        self._head = delta[start : start + _LINE_HEAD]
-        self._offset = base + len(delta)
+        self._offset = base + len(text)
+        head = self._head
+        first = text.find("\n")
+        if first < 0:
+            if len(head) < _LINE_HEAD:
+                self._head = head + text[: _LINE_HEAD - len(head)]
+            return
+        self._line(head + text[: min(first, _LINE_HEAD - len(head))], self._line_start)
+        last = text.rfind("\n")
+        for match in _FENCE_LINE.finditer(text, first + 1, last + 1):
+            start = match.start()
+            self._line(text[start : min(text.find("\n", start), start + _LINE_HEAD)], base + start)
+        self._head = text[last + 1 : last + 1 + _LINE_HEAD]
+        self._line_start = base + last + 1
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """An open fence at the end means the answer was cut off."""
+        if self._pending:
+            self._advance()
         if self._head:
-            self._line(self._head, self._offset - len(self._head))
+            self._line(self._head, self._line_start)
             self._head = ""
         if self._fence is None:
             return None
@@ -247,6 +280,11 @@ class PatternSession:
         self._seen = 0
         self._next = 0
 
+    @property
+    def wants(self) -> int:
+        """Characters before the next scan: any while in the eager prefix, then a batch."""
+        return 1 if self._seen < self._eager else self._batch - self._pending_len
+
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Queue ``delta``; scan when the batch is full (or while in the eager prefix)."""
         self._pending.append(delta)
@@ -267,7 +305,10 @@ class PatternSession:
         needles = self._needles
         if needles is not None:
             lowered = text.lower()
-            if not any(needle in lowered for needle in needles):
+            for needle in needles:  # a loop, not any(<genexpr>): no generator per scan
+                if needle in lowered:
+                    break
+            else:
                 return None
         old = len(tail)
         for match in self._regex.finditer(text):
