@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -23,6 +24,10 @@ from l0.types import (
     Event,
     EventType,
 )
+
+
+_ASYNC_GENERATOR = types.AsyncGeneratorType
+"""What most factories return: never awaitable, so ``inspect.isawaitable`` is skipped."""
 
 
 class AttemptMixin(SessionBase):
@@ -56,7 +61,7 @@ class AttemptMixin(SessionBase):
         self._obs(_OBS.TOOL_COMPLETED, tool_call_id=tool_call_id, status=status)
 
     async def _open_first(
-        self, index: int, ctx: AttemptContext, n_streams: int
+        self, index: int, ctx: AttemptContext | None, n_streams: int
     ) -> tuple[AsyncIterator[Any], Any]:
         """Open the attempt and take its first item; with ``hedge_after``, hedge a late one.
 
@@ -71,6 +76,7 @@ class AttemptMixin(SessionBase):
             return iterator, await anext(iterator, _END)
         from l0._hedge import close_pair, first_token
 
+        assert ctx is not None  # made for every attempt of a hedging session
         state = self.state
         hedge_index = index + 1 if index + 1 < n_streams else index
         attempts = [state.attempt, 0]
@@ -138,7 +144,7 @@ class AttemptMixin(SessionBase):
         return self._hedge_source, iterator
 
     async def _open(
-        self, index: int, ctx: AttemptContext, *, own: bool = True, park: bool = True
+        self, index: int, ctx: AttemptContext | None, *, own: bool = True, park: bool = True
     ) -> AsyncIterator[Any]:
         """Call the factory, await it, pick an adapter; all under the initial-token timer.
 
@@ -153,7 +159,7 @@ class AttemptMixin(SessionBase):
             # The factory itself failed before any I/O: most often a bug, but SDKs that
             # connect eagerly raise their own (categorised) errors here too.
             raise exc from None
-        if inspect.isawaitable(source):
+        if type(source) is not _ASYNC_GENERATOR and inspect.isawaitable(source):
             if park:
                 self._parked = True
             try:
@@ -171,10 +177,12 @@ class AttemptMixin(SessionBase):
                 raise
         self._source = source
         adapter = self._pick_adapter(source)
-        self._obs(
-            _OBS.ADAPTER_WRAP_START, stream_type=type(source).__name__, adapter_id=adapter.name
-        )
-        self._obs(_OBS.ADAPTER_DETECTED, adapter_id=adapter.name)
+        observed = self._observed
+        if observed:
+            self._obs(
+                _OBS.ADAPTER_WRAP_START, stream_type=type(source).__name__, adapter_id=adapter.name
+            )
+            self._obs(_OBS.ADAPTER_DETECTED, adapter_id=adapter.name)
         iterator = adapter.wrap(source)
         if not hasattr(iterator, "__anext__"):
             raise InvalidStreamError(
@@ -188,7 +196,8 @@ class AttemptMixin(SessionBase):
         # A Sequence that builds the chunk objects on demand counts too: raw() copies it.
         is_raw = isinstance(raw_list, Sequence) and not isinstance(raw_list, str)
         self._raw_list = raw_list if is_raw else None
-        self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
+        if observed:
+            self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator
 
     def _wrap_hedge(self, source: Any) -> AsyncIterator[Any]:
@@ -313,6 +322,7 @@ class AttemptMixin(SessionBase):
         state = self.state
         if state.tool_calls:
             return True
-        return any(part and not part.isspace() for part in state._parts) or bool(
-            state._prefix.strip()
-        )
+        for part in state._parts:  # a plain loop: the first token usually decides
+            if part and not part.isspace():
+                return True
+        return bool(state._prefix.strip())

@@ -70,21 +70,23 @@ class Session(
         if self._started:
             raise RuntimeError("this L0 result is already being consumed; iterate or read it once")
         self._started = True
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        loop = self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task(loop)
         state = self.state
         state.started_at = _now()
-        self._start_ts = time.time_ns() / 1_000_000
         opts = self._opts
         if opts.timeout.total is not None:
             self._deadline = state.started_at + opts.timeout.total
-        self._obs(
-            _OBS.SESSION_START,
-            attempt=1,
-            is_retry=False,
-            is_fallback=False,
-            stream_count=len(opts.factories),
-        )
+        if self._observed:
+            # Wall-clock time only for events; an unobserved session never needs it.
+            self._start_ts = time.time_ns() / 1_000_000
+            self._obs(
+                _OBS.SESSION_START,
+                attempt=1,
+                is_retry=False,
+                is_fallback=False,
+                stream_count=len(opts.factories),
+            )
 
     async def run(self, emit: bool) -> AsyncIterator[Event]:
         """The session as an async generator of consumer events.
@@ -111,14 +113,19 @@ class Session(
                     state.attempt += 1
                     checkpoint, checkpoint_tokens = resume or ("", 0)
                     prompt = self._begin_resume(checkpoint, checkpoint_tokens) if resume else None
-                    ctx = AttemptContext(
-                        attempt=state.attempt,
-                        fallback_index=index,
-                        is_retry=retry_index > 0,
-                        is_fallback=index > 0,
-                        checkpoint=checkpoint,
-                        continuation_prompt=prompt,
-                        report_continuation=self._report_continuation if resume else None,
+                    # Only factories that take it (and hedges, which copy it) get a context.
+                    ctx = (
+                        AttemptContext(
+                            attempt=state.attempt,
+                            fallback_index=index,
+                            is_retry=retry_index > 0,
+                            is_fallback=index > 0,
+                            checkpoint=checkpoint,
+                            continuation_prompt=prompt,
+                            report_continuation=self._report_continuation if resume else None,
+                        )
+                        if opts.takes_ctx[index] or opts.hedge_after is not None
+                        else None
                     )
                     if retry_index > 0:
                         self._obs(
@@ -141,7 +148,8 @@ class Session(
                     try:
                         if self._health is not None:
                             await self._health_admit(index, retry_index > 0)
-                        self._obs(_OBS.STREAM_INIT, attempt=ctx.attempt, fallback_index=index)
+                        if self._observed:
+                            self._obs(_OBS.STREAM_INIT, attempt=state.attempt, fallback_index=index)
                         self._start_timer()
                         iterator, first = await self._open_first(index, ctx, n_streams)
                         parts = state._parts
@@ -162,7 +170,7 @@ class Session(
                                 break
                             if type(item) is str:
                                 append(item)
-                                event: Event | None = Event(_TOKEN, item)
+                                event: Event | None = Event(_TOKEN, item) if emit else None
                             else:
                                 event = self._item(item)
                             if self._next_check <= len(parts):
@@ -293,7 +301,11 @@ class Session(
                         state.completed = True
                         state.ended_at = _now()
                         self.finished = True
-                        duration_ms = int((state.ended_at - (state.started_at or 0.0)) * 1000)
+                        duration_ms = (
+                            int((state.ended_at - (state.started_at or 0.0)) * 1000)
+                            if self._observed
+                            else 0  # only events carry it
+                        )
                         if resume:
                             self._obs(
                                 _OBS.RESUME_END,
@@ -318,9 +330,11 @@ class Session(
                             )
                         if index > 0:
                             self._obs(_OBS.FALLBACK_END, index=index, duration_ms=duration_ms)
-                        self._obs(_OBS.FINALIZATION_START)
+                        if self._observed:
+                            self._obs(_OBS.FINALIZATION_START)
                         notify("on_complete", state)
-                        self._obs(_OBS.FINALIZATION_END, duration_ms=0)
+                        if self._observed:
+                            self._obs(_OBS.FINALIZATION_END, duration_ms=0)
                         self._summary("success")
                         if emit:
                             yield Event(
