@@ -151,14 +151,22 @@ class AttemptMixin(SessionBase):
         ``own=False`` (a hedge) leaves the session's stream fields alone and closes what it
         opened if it fails; ``park=False`` leaves the timer's parked flag to the caller.
         """
+        return await self._open_source(self._call_factory(index, ctx), own=own, park=park)
+
+    def _call_factory(self, index: int, ctx: AttemptContext | None) -> Any:
         opts = self._opts
         factory = opts.factories[index]
         try:
-            source = factory(ctx) if opts.takes_ctx[index] else factory()
+            return factory(ctx) if opts.takes_ctx[index] else factory()
         except Exception as exc:
             # The factory itself failed before any I/O: most often a bug, but SDKs that
             # connect eagerly raise their own (categorised) errors here too.
             raise exc from None
+
+    async def _open_source(
+        self, source: Any, *, own: bool = True, park: bool = True
+    ) -> AsyncIterator[Any]:
+        """:meth:`_open` once the factory was called: await its result if needed, adopt it."""
         if type(source) is not _ASYNC_GENERATOR and inspect.isawaitable(source):
             if park:
                 self._parked = True
@@ -175,6 +183,10 @@ class AttemptMixin(SessionBase):
 
                 await close_pair(source, None)
                 raise
+        return self._adopt(source)
+
+    def _adopt(self, source: Any) -> AsyncIterator[Any]:
+        """Make ``source`` the attempt's stream: pick its adapter and wrap it."""
         self._source = source
         adapter = self._pick_adapter(source)
         observed = self._observed
@@ -194,7 +206,11 @@ class AttemptMixin(SessionBase):
         # ``raw_chunks`` list on their iterator; result.raw() then returns exactly those.
         raw_list = getattr(iterator, "raw_chunks", None)
         # A Sequence that builds the chunk objects on demand counts too: raw() copies it.
-        is_raw = isinstance(raw_list, Sequence) and not isinstance(raw_list, str)
+        is_raw = (
+            raw_list is not None
+            and isinstance(raw_list, Sequence)
+            and not isinstance(raw_list, str)
+        )
         self._raw_list = raw_list if is_raw else None
         if observed:
             self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)

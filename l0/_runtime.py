@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from l0._attempt import AttemptMixin
+from l0._attempt import _ASYNC_GENERATOR, AttemptMixin
 from l0._checks import ChecksMixin
 from l0._continuation import ContinuationMixin, _overlap
 from l0._control import ControlMixin
@@ -134,7 +134,8 @@ class Session(
                             max_attempts=opts.retry.max_retries + 1,
                         )
                     notify("on_start", state.attempt, retry_index > 0, index > 0)
-                    state._reset_attempt(checkpoint, checkpoint_tokens)
+                    if state.attempt > 1:  # a new session's state is already clean
+                        state._reset_attempt(checkpoint, checkpoint_tokens)
                     self._raw = []
                     self._raw_list = None
                     self._last = 0.0
@@ -151,7 +152,18 @@ class Session(
                         if self._observed:
                             self._obs(_OBS.STREAM_INIT, attempt=state.attempt, fallback_index=index)
                         self._start_timer()
-                        iterator, first = await self._open_first(index, ctx, n_streams)
+                        if opts.hedge_after is None:
+                            # Inline: most factories return an async generator (nothing to
+                            # await), so no coroutine is made to open it.
+                            source = self._call_factory(index, ctx)
+                            if type(source) is _ASYNC_GENERATOR:
+                                iterator = self._adopt(source)
+                            else:
+                                iterator = await self._open_source(source)
+                            self._parked = True
+                            first = await anext(iterator, _END)
+                        else:
+                            iterator, first = await self._open_first(index, ctx, n_streams)
                         parts = state._parts
                         append = parts.append
                         self._parked = True
@@ -478,7 +490,8 @@ class Session(
 
     async def wait_callbacks(self) -> None:
         """Wait for queued callbacks of this session to finish (and its record to be on disk)."""
-        await self._notifier.wait()
+        if self._notifier_made is not None:
+            await self._notifier_made.wait()
         recording = self._recording
         if recording is not None:
             await asyncio.to_thread(recording.flush)

@@ -90,7 +90,7 @@ class SessionBase:
         "_loop",
         "_next_check",
         "_next_checkpoint",
-        "_notifier",
+        "_notifier_made",
         "_notifies",
         "_notify_after",
         "_observed",
@@ -150,7 +150,7 @@ class SessionBase:
         self._content = bool(view.content) and view.wants_content()
         if not self._content and opts.meta:
             opts.meta = without_request_messages(opts.meta)
-        self._notifier = Notifier()
+        self._notifier_made: Notifier | None = None
         self._notifies = bool(opts.callbacks) or bool(table.lifecycle)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
@@ -204,6 +204,14 @@ class SessionBase:
         return stream_id
 
     # --- notifications -------------------------------------------------------------------------
+
+    @property
+    def _notifier(self) -> Notifier:
+        """The session's callback queue, made on first use (most sessions have no callbacks)."""
+        notifier = self._notifier_made
+        if notifier is None:
+            notifier = self._notifier_made = Notifier()
+        return notifier
 
     def _notify(self, name: str, *args: Any) -> None:
         if not self._notifies:
