@@ -488,10 +488,9 @@ def _check_intervals(value: Mapping[str, int] | None) -> dict[str, int]:
 
 
 def _resolve_guardrails(value: Any, pm: L0PluginManager, settings: Settings) -> Any:
-    if value is None and "guardrails" not in settings.values:
-        # Plugins implementing l0_guardrail_check run even without configured rules.
-        if not hook_table(pm).guardrail_check:
-            return None
+    # Plugins implementing l0_guardrail_check run even without configured rules.
+    if value is None and "guardrails" not in settings.values and not hook_table(pm).guardrail_check:
+        return None
     from l0.guardrails import resolve_guardrails
 
     return resolve_guardrails(value, pm, settings)
@@ -540,12 +539,15 @@ def _resolve_health(
     pm: L0PluginManager,
     settings: Settings,
 ) -> tuple[Any, Health, tuple[str | None, ...]] | None:
-    if health is None and provider is None and len(factories) == 1:
-        # The common call: one stream, no key given; health needs one from the factory.
-        if getattr(factories[0], "l0_provider", None) is None:
-            return None
-    elif health is not None and not isinstance(health, Health | bool):
+    if health is not None and not isinstance(health, Health | bool):
         raise TypeError(f"health={health!r}: expected l0.Health(...), True, False or None")
+    if (
+        health is None
+        and provider is None
+        and len(factories) == 1
+        and getattr(factories[0], "l0_provider", None) is None
+    ):
+        return None  # the common call: one stream and no key, so no provider health
     keys = _provider_keys(provider, factories)
     if health is False or all(key is None for key in keys):
         return None

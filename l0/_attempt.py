@@ -25,7 +25,6 @@ from l0.types import (
     EventType,
 )
 
-
 _ASYNC_GENERATOR = types.AsyncGeneratorType
 """What most factories return: never awaitable, so ``inspect.isawaitable`` is skipped."""
 

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from l0._callbacks import Notifier
-from l0._dispatch import ExportView, HookTable, hook_table
+from l0._dispatch import ExportView, hook_table
 from l0._options import (
     _HOOK_ARGS,
     _Options,
@@ -75,9 +75,9 @@ class SessionBase:
         "_content",
         "_deadline",
         "_deadline_hit",
+        "_drift_run",
         "_due",
         "_exports",
-        "_drift_run",
         "_fired",
         "_guard_run",
         "_handle",
