@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="sessions per run")
     parser.add_argument("--runs", type=int, default=7, help="timed runs per contender")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "setup.json")
-    options = parser.parse_args()
+    options, _ = parser.parse_known_args()  # nox -s bench passes the other scripts' options
     if options.calls < 1 or options.runs < 1:
         parser.error("--calls and --runs must be >= 1")
     samples = asyncio.run(measure(options.calls, options.runs))

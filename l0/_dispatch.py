@@ -162,7 +162,7 @@ class HookTable:
         no, and a session nobody else observes then builds no events at all.
         """
         probes = self.active
-        flags = tuple(probe is None or _is_active(probe) for probe in probes)
+        flags = tuple([probe is None or _is_active(probe) for probe in probes])
         view = self.views.get(flags)
         if view is None:
             chosen = tuple(f for f, on in zip(self.export, flags, strict=True) if on)
