@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack
 
+from l0._dispatch import hook_table
 from l0._runtime import CALLBACK_NAMES, DEFAULT_INTERVALS, DEFAULT_MAX_OVERLAP, Session, _Options
 from l0.config import Settings, load_config, resolve_retry, resolve_timeout
 from l0.health import Health, health_service
@@ -207,14 +208,23 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r}: expected True or False")
+
+
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{name}={value!r}: expected a callable or None")
 
 
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+_NO_FALLBACKS: Sequence[Callable[..., Any]] = ()
+
+
 def _frozen_copy(name: str, value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if value is None:
-        return MappingProxyType({})
+        return _NOTHING
     if not isinstance(value, Mapping):
         raise TypeError(f"{name}={value!r}: expected a mapping (dict) or None")
     return MappingProxyType(copy.deepcopy(dict(value)))
@@ -263,7 +273,7 @@ def _check_recovery(
 def run(
     stream: Callable[..., Any],
     *,
-    fallbacks: Sequence[Callable[..., Any]] = (),
+    fallbacks: Sequence[Callable[..., Any]] = _NO_FALLBACKS,
     retry: Retry | None = None,
     timeout: Timeout | None = None,
     adapter: Adapter | None = None,
@@ -378,11 +388,14 @@ def run(
         ConfigError: the configuration file or environment is invalid.
     """
     factories = [_validate_factory("stream", stream)]
-    candidates: object = fallbacks
-    if isinstance(candidates, str | bytes) or not isinstance(candidates, Sequence):
-        raise TypeError(f"fallbacks={fallbacks!r}: expected a list of stream factories")
-    for i, fallback in enumerate(fallbacks):
-        factories.append(_validate_factory(f"fallbacks[{i}]", fallback))
+    # Each check below costs one comparison when its argument has its default: l0.run is on
+    # the path of every request (issue 11, "Session set-up").
+    if fallbacks is not _NO_FALLBACKS:
+        candidates: object = fallbacks
+        if isinstance(candidates, str | bytes) or not isinstance(candidates, Sequence):
+            raise TypeError(f"fallbacks={fallbacks!r}: expected a list of stream factories")
+        for i, fallback in enumerate(fallbacks):
+            factories.append(_validate_factory(f"fallbacks[{i}]", fallback))
     if retry is not None and not isinstance(retry, Retry):
         raise TypeError(f"retry={retry!r}: expected l0.Retry(...) or None")
     if timeout is not None and not isinstance(timeout, Timeout):
@@ -395,44 +408,58 @@ def run(
         raise TypeError(f"plugins={plugins!r}: expected an l0 plugin manager")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed={seed!r}: expected an int or None")
-    intervals = _check_intervals(check_intervals)
-    for flag_name, flag in (
-        ("continue_from_last_good_token", continue_from_last_good_token),
-        ("remove_overlap", remove_overlap),
-    ):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{flag_name}={flag!r}: expected True or False")
+    intervals = None if check_intervals is None else _check_intervals(check_intervals)
+    if continue_from_last_good_token is not False:
+        _check_flag("continue_from_last_good_token", continue_from_last_good_token)
+    if remove_overlap is not True:
+        _check_flag("remove_overlap", remove_overlap)
     _check_callable("build_continuation_prompt", build_continuation_prompt)
-    if not _is_int(max_overlap) or max_overlap < 2:
+    if max_overlap is not DEFAULT_MAX_OVERLAP and (not _is_int(max_overlap) or max_overlap < 2):
         raise ValueError(f"max_overlap={max_overlap!r}: expected an int >= 2")
     if record is not None and not isinstance(record, str | os.PathLike):
         raise TypeError(f"record={record!r}: expected a file path or None")
-    if not isinstance(retry_on_length, bool):
-        raise TypeError(f"retry_on_length={retry_on_length!r}: expected True or False")
+    if retry_on_length is not False:
+        _check_flag("retry_on_length", retry_on_length)
     if session_id is not None and not isinstance(session_id, str):
         raise TypeError(f"session_id={session_id!r}: expected a str or None")
-    _check_recovery(continue_on_length, hedge_after, timeout)
-    given = {
-        "on_start": on_start,
-        "on_complete": on_complete,
-        "on_error": on_error,
-        "on_event": on_event,
-        "on_violation": on_violation,
-        "on_retry": on_retry,
-        "on_fallback": on_fallback,
-        "on_resume": on_resume,
-        "on_checkpoint": on_checkpoint,
-        "on_timeout": on_timeout,
-        "on_abort": on_abort,
-        "on_drift": on_drift,
-        "on_tool_call": on_tool_call,
-    }
-    callbacks = {}
-    for name in CALLBACK_NAMES:
-        value = given[name]
-        _check_callable(name, value)
-        if value is not None:
-            callbacks[name] = value
+    if continue_on_length != 0 or type(continue_on_length) is not int or hedge_after is not None:
+        _check_recovery(continue_on_length, hedge_after, timeout)
+    callbacks: dict[str, Callable[..., Any]] = {}
+    if not (
+        on_start is None
+        and on_complete is None
+        and on_error is None
+        and on_event is None
+        and on_violation is None
+        and on_retry is None
+        and on_fallback is None
+        and on_resume is None
+        and on_checkpoint is None
+        and on_timeout is None
+        and on_abort is None
+        and on_drift is None
+        and on_tool_call is None
+    ):
+        given = {
+            "on_start": on_start,
+            "on_complete": on_complete,
+            "on_error": on_error,
+            "on_event": on_event,
+            "on_violation": on_violation,
+            "on_retry": on_retry,
+            "on_fallback": on_fallback,
+            "on_resume": on_resume,
+            "on_checkpoint": on_checkpoint,
+            "on_timeout": on_timeout,
+            "on_abort": on_abort,
+            "on_drift": on_drift,
+            "on_tool_call": on_tool_call,
+        }
+        for name in CALLBACK_NAMES:
+            value = given[name]
+            _check_callable(name, value)
+            if value is not None:
+                callbacks[name] = value
     settings = load_config()
     pm = plugins if plugins is not None else default_plugin_manager_for(settings)
     opts = _Options(
@@ -481,12 +508,9 @@ def _check_intervals(value: Mapping[str, int] | None) -> dict[str, int]:
 
 
 def _resolve_guardrails(value: Any, pm: L0PluginManager, settings: Settings) -> Any:
-    if value is None and "guardrails" not in settings.values:
-        # Plugins implementing l0_guardrail_check run even without configured rules.
-        from l0._dispatch import hook_table
-
-        if not hook_table(pm).guardrail_check:
-            return None
+    # Plugins implementing l0_guardrail_check run even without configured rules.
+    if value is None and "guardrails" not in settings.values and not hook_table(pm).guardrail_check:
+        return None
     from l0.guardrails import resolve_guardrails
 
     return resolve_guardrails(value, pm, settings)
@@ -537,6 +561,13 @@ def _resolve_health(
 ) -> tuple[Any, Health, tuple[str | None, ...]] | None:
     if health is not None and not isinstance(health, Health | bool):
         raise TypeError(f"health={health!r}: expected l0.Health(...), True, False or None")
+    if (
+        health is None
+        and provider is None
+        and len(factories) == 1
+        and getattr(factories[0], "l0_provider", None) is None
+    ):
+        return None  # the common call: one stream and no key, so no provider health
     keys = _provider_keys(provider, factories)
     if health is False or all(key is None for key in keys):
         return None

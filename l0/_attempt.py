@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -24,6 +25,9 @@ from l0.types import (
     EventType,
 )
 
+_ASYNC_GENERATOR = types.AsyncGeneratorType
+"""What most factories return: never awaitable, so ``inspect.isawaitable`` is skipped."""
+
 
 def _raw_chunks_of(iterator: object) -> Sequence[Any] | None:
     """The provider chunks an adapter keeps on its iterator, for ``result.raw()``.
@@ -32,6 +36,8 @@ def _raw_chunks_of(iterator: object) -> Sequence[Any] | None:
     ``raw_chunks`` sequence; one that builds the chunk objects on demand counts too.
     """
     raw = getattr(iterator, "raw_chunks", None)
+    if raw is None:  # the common case; an ABC isinstance check is not free
+        return None
     return raw if isinstance(raw, Sequence) and not isinstance(raw, str) else None
 
 
@@ -66,7 +72,7 @@ class AttemptMixin(SessionBase):
         self._obs(_OBS.TOOL_COMPLETED, tool_call_id=tool_call_id, status=status)
 
     async def _open_first(
-        self, index: int, ctx: AttemptContext, n_streams: int
+        self, index: int, ctx: AttemptContext | None, n_streams: int
     ) -> tuple[AsyncIterator[Any], Any]:
         """Open the attempt and take its first item; with ``hedge_after``, hedge a late one.
 
@@ -81,6 +87,7 @@ class AttemptMixin(SessionBase):
             return iterator, await anext(iterator, _END)
         from l0._first_token import Contest, close_quietly
 
+        assert ctx is not None  # made for every attempt of a hedging session
         state = self.state
         hedge_index = index + 1 if index + 1 < n_streams else index
         attempts = [state.attempt, 0]
@@ -165,22 +172,30 @@ class AttemptMixin(SessionBase):
         return iterator, first
 
     async def _open(
-        self, index: int, ctx: AttemptContext, *, own: bool = True, park: bool = True
+        self, index: int, ctx: AttemptContext | None, *, own: bool = True, park: bool = True
     ) -> AsyncIterator[Any]:
         """Call the factory, await it, pick an adapter; all under the initial-token timer.
 
         ``own=False`` (a hedge) leaves the session's stream fields alone and closes what it
         opened if it fails; ``park=False`` leaves the timer's parked flag to the caller.
         """
+        return await self._open_source(self._call_factory(index, ctx), own=own, park=park)
+
+    def _call_factory(self, index: int, ctx: AttemptContext | None) -> Any:
         opts = self._opts
         factory = opts.factories[index]
         try:
-            source = factory(ctx) if opts.takes_ctx[index] else factory()
+            return factory(ctx) if opts.takes_ctx[index] else factory()
         except Exception as exc:
             # The factory itself failed before any I/O: most often a bug, but SDKs that
             # connect eagerly raise their own (categorised) errors here too.
             raise exc from None
-        if inspect.isawaitable(source):
+
+    async def _open_source(
+        self, source: Any, *, own: bool = True, park: bool = True
+    ) -> AsyncIterator[Any]:
+        """:meth:`_open` once the factory was called: await its result if needed, adopt it."""
+        if type(source) is not _ASYNC_GENERATOR and inspect.isawaitable(source):
             if park:
                 self._parked = True
             try:
@@ -196,12 +211,18 @@ class AttemptMixin(SessionBase):
 
                 await close_quietly(source)
                 raise
+        return self._adopt(source)
+
+    def _adopt(self, source: Any) -> AsyncIterator[Any]:
+        """Make ``source`` the attempt's stream: pick its adapter and wrap it."""
         self._source = source
         adapter = self._pick_adapter(source)
-        self._obs(
-            _OBS.ADAPTER_WRAP_START, stream_type=type(source).__name__, adapter_id=adapter.name
-        )
-        self._obs(_OBS.ADAPTER_DETECTED, adapter_id=adapter.name)
+        observed = self._observed
+        if observed:
+            self._obs(
+                _OBS.ADAPTER_WRAP_START, stream_type=type(source).__name__, adapter_id=adapter.name
+            )
+            self._obs(_OBS.ADAPTER_DETECTED, adapter_id=adapter.name)
         iterator = adapter.wrap(source)
         if not hasattr(iterator, "__anext__"):
             raise InvalidStreamError(
@@ -210,7 +231,8 @@ class AttemptMixin(SessionBase):
             )
         self._iterator = iterator
         self._raw_list = _raw_chunks_of(iterator)
-        self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
+        if observed:
+            self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator
 
     def _wrap_hedge(self, source: Any) -> AsyncIterator[Any]:
@@ -335,6 +357,7 @@ class AttemptMixin(SessionBase):
         state = self.state
         if state.tool_calls:
             return True
-        return any(part and not part.isspace() for part in state._parts) or bool(
-            state._prefix.strip()
-        )
+        for part in state._parts:  # a plain loop: the first token usually decides
+            if part and not part.isspace():
+                return True
+        return bool(state._prefix.strip())

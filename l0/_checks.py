@@ -27,6 +27,14 @@ class ChecksMixin(SessionBase):
 
     def _checks_start(self) -> None:
         opts = self._opts
+        if opts.guardrails is None and opts.drift is None and not opts.continuation:
+            # Nothing to check: no emitter lookups per attempt (issue 11, session set-up).
+            self._guard_run = self._drift_run = None
+            self._checked = self._overlap_removed = self._notify_after = self._interval = 0
+            self._checks_on = False
+            self._next_check = 1 << 62
+            self._next_checkpoint = opts.intervals["checkpoint"]
+            return
         guard_emit, drift_emit = self._check_emitters()
         self._guard_run = opts.guardrails.start(guard_emit) if opts.guardrails is not None else None
         self._drift_run = opts.drift.start(drift_emit) if opts.drift is not None else None

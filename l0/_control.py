@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 
 from l0._session_base import _CLOSE_GRACE, _INF, _OBS, SessionBase, _Abandon, _now
 from l0.errors import (
@@ -17,8 +18,34 @@ from l0.errors import (
 log = logging.getLogger("l0")
 
 
+class _Waiting(threading.local):
+    """This thread's sessions whose timer is armed at the event loop's next iteration."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    sessions: list[ControlMixin] | None = None
+
+
+_waiting = _Waiting()
+_BATCH_LIMIT = 256
+"""Sessions queued before a batch is armed at once (a loop that never runs holds no more)."""
+
+
+def _arm_batch(sessions: list[ControlMixin]) -> None:
+    if _waiting.sessions is sessions:
+        _waiting.sessions = None
+    for session in sessions:
+        session._arm_due()
+
+
 class ControlMixin(SessionBase):
-    """Timeout timers (one handle per attempt), abort, and closing the provider stream."""
+    """Timeout timers (at most one handle per attempt), abort, and closing the provider stream.
+
+    A timer is only made for an attempt that actually waits: arming is deferred to one
+    callback per event-loop iteration, shared by every session that asked in it. A provider
+    that yields without suspending never lets the loop run, so its attempt ends before the
+    callback and needs no handle; one that waits is armed before the loop can sleep, for the
+    same absolute deadline as if it had been armed at once.
+    """
 
     __slots__ = ()
 
@@ -30,21 +57,53 @@ class ControlMixin(SessionBase):
         # Timeout.total caps every timer: whatever the phase, the session deadline fires too.
         self._handle = loop.call_at(min(when, self._deadline), self._on_timer)
 
+    def _arm_soon(self, when: float) -> None:
+        """Arm the timer for ``when`` at the loop's next iteration (if it is still wanted)."""
+        self._due = when
+        if self._arm_queued:
+            return
+        self._arm_queued = True
+        loop = self._loop
+        assert loop is not None
+        waiting = _waiting
+        sessions = waiting.sessions
+        if sessions is None or waiting.loop is not loop or len(sessions) >= _BATCH_LIMIT:
+            if sessions is not None and waiting.loop is loop:
+                _arm_batch(sessions)  # the loop has not run for a while: arm these now
+            sessions = waiting.sessions = []
+            waiting.loop = loop
+            loop.call_soon(_arm_batch, sessions)
+        sessions.append(self)
+
+    def _arm_due(self) -> None:
+        if not self._arm_queued:
+            return
+        self._arm_queued = False
+        due = self._due
+        if due is not None and self._handle is None and not self.finished:
+            self._arm(due)
+
     def _start_timer(self) -> None:
         timeout = self._opts.timeout
-        limit = timeout.initial_token if timeout.initial_token is not None else timeout.inter_token
+        initial, inter = timeout.initial_token, timeout.inter_token
+        limit = initial if initial is not None else inter
         if limit is None:
             if self._deadline < _INF:
-                self._arm(self._deadline)
+                self._arm_soon(self._deadline)
             return
-        self._arm(self._attempt_start + limit)
-        self._obs(
-            _OBS.TIMEOUT_START,
-            timeout_type="initial" if timeout.initial_token is not None else "inter",
-            configured_ms=int(limit * 1000),
-        )
+        # One handle per attempt: set for the earlier of the two limits, it already covers the
+        # gap after a quick first token (``_first_item`` keeps it); firing early while the
+        # first token is still within its limit only re-arms it (``_on_timer``).
+        self._arm_soon(self._attempt_start + (limit if inter is None else min(limit, inter)))
+        if self._observed:
+            self._obs(
+                _OBS.TIMEOUT_START,
+                timeout_type="initial" if initial is not None else "inter",
+                configured_ms=int(limit * 1000),
+            )
 
     def _stop_timer(self) -> None:
+        self._due = None
         handle = self._handle
         if handle is not None:
             handle.cancel()
@@ -195,22 +254,34 @@ class ControlMixin(SessionBase):
     def _first_item(self) -> None:
         state = self.state
         state.first_token_at = self._last
-        timeout = self._opts.timeout
-        # The initial-token timer is set far out; switch to the (usually shorter) gap limit.
-        self._stop_timer()
-        if timeout.inter_token is not None:
-            self._arm(self._last + timeout.inter_token)
-        elif self._deadline < _INF:
-            self._arm(self._deadline)
+        inter = self._opts.timeout.inter_token
+        # Switch to the gap limit. The attempt's handle, when set no later than the gap's end,
+        # stays: when it fires it re-arms for the real deadline (one timer per attempt).
+        handle = self._handle
+        if inter is not None:
+            due = min(self._last + inter, self._deadline)
+            if handle is None:
+                queued = self._due
+                if queued is None or queued > due:
+                    self._arm_soon(due)
+            elif handle.when() > due:
+                self._stop_timer()
+                self._arm(due)
+        else:
+            self._stop_timer()
+            if self._deadline < _INF:
+                self._arm_soon(self._deadline)
+        if not self._observed:
+            return
         self._obs(
             _OBS.STREAM_READY,
             attempt=state.attempt,
             ttft_ms=int((self._last - self._attempt_start) * 1000),
         )
-        if timeout.inter_token is not None:
+        if inter is not None:
             self._obs(
                 _OBS.TIMEOUT_RESET,
                 timeout_type="inter",
-                configured_ms=int(timeout.inter_token * 1000),
+                configured_ms=int(inter * 1000),
                 token_index=0,
             )

@@ -8,9 +8,8 @@ arguments at all.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
@@ -78,6 +77,51 @@ def content_probes(functions: tuple[Callable[..., Any], ...]) -> tuple[Any, ...]
     )
 
 
+def _is_active(probe: Any) -> bool:
+    if not callable(probe):
+        return bool(probe)
+    try:
+        return bool(probe())
+    except Exception:
+        # Delivering to an exporter that would have dropped the events is the safe mistake.
+        log.exception("l0: an l0_active probe raised; treated as true")
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ExportView:
+    """The exporters one session delivers to: those whose ``l0_active`` probe said yes.
+
+    Attributes:
+        pairs: Each exporter with its own event types (``None`` for all), in call order.
+        types: The union of their types; ``None`` when one takes every type.
+        content: Their ``l0_wants_content`` probes.
+    """
+
+    pairs: tuple[tuple[Callable[..., Any], frozenset[str] | None], ...]
+    types: frozenset[str] | None
+    content: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, export: tuple[Callable[..., Any], ...]) -> ExportView:
+        """The view of ``export`` (a subset of a manager's exporters, in call order)."""
+        return cls(
+            pairs=tuple((function, _types_of(function)) for function in export),
+            types=export_types(export),
+            content=content_probes(export),
+        )
+
+    def wants_content(self) -> bool:
+        """Whether one of these exporters asks for prompt and completion text now."""
+        for probe in self.content:
+            try:
+                if probe is True or (callable(probe) and probe()):
+                    return True
+            except Exception:
+                log.exception("l0: an l0_wants_content probe raised; treated as false")
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class HookTable:
     """What a session needs from the plugin manager, looked up once.
@@ -91,6 +135,9 @@ class HookTable:
         content: The exporters' ``l0_wants_content`` probes (see :meth:`wants_content`).
         export_pairs: ``export`` zipped with ``export_filters`` (built once, not per event).
         version: The manager version the table was built from.
+        active: For each of ``export``, its ``l0_active`` probe (``None``: always active);
+            empty when no exporter has one.
+        views: The :class:`ExportView` per combination of probe answers (filled on use).
     """
 
     export: tuple[Callable[..., Any], ...]
@@ -101,16 +148,26 @@ class HookTable:
     version: int
     content: tuple[Any, ...] = ()
     export_pairs: tuple[tuple[Callable[..., Any], frozenset[str] | None], ...] = ()
+    active: tuple[Any, ...] = ()
+    views: dict[tuple[bool, ...], ExportView] = field(default_factory=dict, compare=False)
 
     def wants_content(self) -> bool:
         """Whether an exporter asks for prompt and completion text in this session."""
-        for probe in self.content:
-            try:
-                if probe is True or (callable(probe) and probe()):
-                    return True
-            except Exception:
-                log.exception("l0: an l0_wants_content probe raised; treated as false")
-        return False
+        return ExportView(self.export_pairs, self.export_types, self.content).wants_content()
+
+    def session_view(self) -> ExportView:
+        """The exporters a session starting now delivers to (each ``l0_active`` asked once).
+
+        An exporter whose backend is not set up (no tracer provider, no Sentry client) says
+        no, and a session nobody else observes then builds no events at all.
+        """
+        probes = self.active
+        flags = tuple([probe is None or _is_active(probe) for probe in probes])
+        view = self.views.get(flags)
+        if view is None:
+            chosen = tuple(f for f, on in zip(self.export, flags, strict=True) if on)
+            view = self.views[flags] = ExportView.of(chosen)
+        return view
 
     @classmethod
     def build(cls, pm: L0PluginManager) -> HookTable:
@@ -122,7 +179,8 @@ class HookTable:
                 lifecycle[name] = caller
         export = compile_hook(pm.hook.l0_export_event)
         filters = tuple(_types_of(function) for function in export)
-        return cls(
+        active = tuple(getattr(function, "l0_active", None) for function in export)
+        table = cls(
             export=export,
             export_types=export_types(export),
             export_filters=filters,
@@ -131,16 +189,18 @@ class HookTable:
             version=pm.version,
             content=content_probes(export),
             export_pairs=tuple(zip(export, filters, strict=True)),
+            active=active if any(probe is not None for probe in active) else (),
         )
-
-
-_tables: weakref.WeakKeyDictionary[L0PluginManager, HookTable] = weakref.WeakKeyDictionary()
+        # Without probes every session sees every exporter: one view, made now.
+        table.views[()] = ExportView(table.export_pairs, table.export_types, table.content)
+        return table
 
 
 def hook_table(pm: L0PluginManager) -> HookTable:
     """The cached table of ``pm``, rebuilt when plugins were registered or removed since."""
-    table = _tables.get(pm)
+    # Kept on the manager itself: a weak-keyed dict made a weak reference per lookup.
+    table: HookTable | None = pm.__dict__.get("_l0_hook_table")
     if table is None or table.version != pm.version or pm.get_hookcallers is None:
         table = HookTable.build(pm)
-        _tables[pm] = table
+        pm.__dict__["_l0_hook_table"] = table
     return table

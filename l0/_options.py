@@ -155,7 +155,11 @@ class _Options:
         health: tuple[Any, Any, tuple[str | None, ...]] | None = None,
     ) -> None:
         self.factories = tuple(factories)
-        self.takes_ctx = tuple(_takes_context(f) for f in self.factories)
+        self.takes_ctx = (
+            (_takes_context(factories[0]),)
+            if len(factories) == 1
+            else tuple([_takes_context(f) for f in self.factories])
+        )
         self.retry = retry
         self.timeout = timeout
         self.adapter = adapter
@@ -172,7 +176,8 @@ class _Options:
         self.hedge_after = hedge_after
         self.guardrails = guardrails
         self.drift = drift
-        self.intervals = {**DEFAULT_INTERVALS, **(intervals or {})}
+        # Read only: sessions without check_intervals share the defaults.
+        self.intervals = {**DEFAULT_INTERVALS, **intervals} if intervals else DEFAULT_INTERVALS
         self.continuation = continuation
         self.build_continuation_prompt = build_continuation_prompt
         self.remove_overlap = remove_overlap

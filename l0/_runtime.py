@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from l0._attempt import AttemptMixin
+from l0._attempt import _ASYNC_GENERATOR, AttemptMixin
 from l0._checks import ChecksMixin
 from l0._continuation import ContinuationMixin, _overlap
 from l0._control import ControlMixin
@@ -70,21 +70,23 @@ class Session(
         if self._started:
             raise RuntimeError("this L0 result is already being consumed; iterate or read it once")
         self._started = True
-        self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        loop = self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task(loop)
         state = self.state
         state.started_at = _now()
-        self._start_ts = time.time_ns() / 1_000_000
         opts = self._opts
         if opts.timeout.total is not None:
             self._deadline = state.started_at + opts.timeout.total
-        self._obs(
-            _OBS.SESSION_START,
-            attempt=1,
-            is_retry=False,
-            is_fallback=False,
-            stream_count=len(opts.factories),
-        )
+        if self._observed:
+            # Wall-clock time only for events; an unobserved session never needs it.
+            self._start_ts = time.time_ns() / 1_000_000
+            self._obs(
+                _OBS.SESSION_START,
+                attempt=1,
+                is_retry=False,
+                is_fallback=False,
+                stream_count=len(opts.factories),
+            )
 
     async def run(self, emit: bool) -> AsyncIterator[Event]:
         """The session as an async generator of consumer events.
@@ -111,14 +113,19 @@ class Session(
                     state.attempt += 1
                     checkpoint, checkpoint_tokens = resume or ("", 0)
                     prompt = self._begin_resume(checkpoint, checkpoint_tokens) if resume else None
-                    ctx = AttemptContext(
-                        attempt=state.attempt,
-                        fallback_index=index,
-                        is_retry=retry_index > 0,
-                        is_fallback=index > 0,
-                        checkpoint=checkpoint,
-                        continuation_prompt=prompt,
-                        report_continuation=self._report_continuation if resume else None,
+                    # Only factories that take it (and hedges, which copy it) get a context.
+                    ctx = (
+                        AttemptContext(
+                            attempt=state.attempt,
+                            fallback_index=index,
+                            is_retry=retry_index > 0,
+                            is_fallback=index > 0,
+                            checkpoint=checkpoint,
+                            continuation_prompt=prompt,
+                            report_continuation=self._report_continuation if resume else None,
+                        )
+                        if opts.takes_ctx[index] or opts.hedge_after is not None
+                        else None
                     )
                     if retry_index > 0:
                         self._obs(
@@ -127,7 +134,8 @@ class Session(
                             max_attempts=opts.retry.max_retries + 1,
                         )
                     notify("on_start", state.attempt, retry_index > 0, index > 0)
-                    state._reset_attempt(checkpoint, checkpoint_tokens)
+                    if state.attempt > 1:  # a new session's state is already clean
+                        state._reset_attempt(checkpoint, checkpoint_tokens)
                     self._raw = []
                     self._raw_list = None
                     self._last = 0.0
@@ -141,9 +149,21 @@ class Session(
                     try:
                         if self._health is not None:
                             await self._health_admit(index, retry_index > 0)
-                        self._obs(_OBS.STREAM_INIT, attempt=ctx.attempt, fallback_index=index)
+                        if self._observed:
+                            self._obs(_OBS.STREAM_INIT, attempt=state.attempt, fallback_index=index)
                         self._start_timer()
-                        iterator, first = await self._open_first(index, ctx, n_streams)
+                        if opts.hedge_after is None:
+                            # Inline: most factories return an async generator (nothing to
+                            # await), so no coroutine is made to open it.
+                            source = self._call_factory(index, ctx)
+                            if type(source) is _ASYNC_GENERATOR:
+                                iterator = self._adopt(source)
+                            else:
+                                iterator = await self._open_source(source)
+                            self._parked = True
+                            first = await anext(iterator, _END)
+                        else:
+                            iterator, first = await self._open_first(index, ctx, n_streams)
                         parts = state._parts
                         append = parts.append
                         self._parked = True
@@ -162,7 +182,7 @@ class Session(
                                 break
                             if type(item) is str:
                                 append(item)
-                                event: Event | None = Event(_TOKEN, item)
+                                event: Event | None = Event(_TOKEN, item) if emit else None
                             else:
                                 event = self._item(item)
                             if self._next_check <= len(parts):
@@ -293,7 +313,11 @@ class Session(
                         state.completed = True
                         state.ended_at = _now()
                         self.finished = True
-                        duration_ms = int((state.ended_at - (state.started_at or 0.0)) * 1000)
+                        duration_ms = (
+                            int((state.ended_at - (state.started_at or 0.0)) * 1000)
+                            if self._observed
+                            else 0  # only events carry it
+                        )
                         if resume:
                             self._obs(
                                 _OBS.RESUME_END,
@@ -318,9 +342,11 @@ class Session(
                             )
                         if index > 0:
                             self._obs(_OBS.FALLBACK_END, index=index, duration_ms=duration_ms)
-                        self._obs(_OBS.FINALIZATION_START)
+                        if self._observed:
+                            self._obs(_OBS.FINALIZATION_START)
                         notify("on_complete", state)
-                        self._obs(_OBS.FINALIZATION_END, duration_ms=0)
+                        if self._observed:
+                            self._obs(_OBS.FINALIZATION_END, duration_ms=0)
                         self._summary("success")
                         if emit:
                             yield Event(
@@ -464,7 +490,8 @@ class Session(
 
     async def wait_callbacks(self) -> None:
         """Wait for queued callbacks of this session to finish (and its record to be on disk)."""
-        await self._notifier.wait()
+        if self._notifier_made is not None:
+            await self._notifier_made.wait()
         recording = self._recording
         if recording is not None:
             await asyncio.to_thread(recording.flush)

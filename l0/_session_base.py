@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from l0._callbacks import Notifier
-from l0._dispatch import HookTable, hook_table
+from l0._dispatch import ExportView, hook_table
 from l0._options import (
     _HOOK_ARGS,
     _Options,
@@ -45,6 +45,7 @@ _INF = float("inf")
 _END: Any = object()
 _CHECKPOINT_TEXT_LIMIT = 65536
 _CLOSE_GRACE = 2.0
+_NO_EXPORTS = ExportView((), frozenset(), ())
 _CHECK_FLAGS: dict[frozenset[str], tuple[bool, bool]] = {}
 """Per export-type set: does it hold guardrail events, drift events."""
 """Seconds allowed for closing an abandoned provider stream before L0 stops waiting on it."""
@@ -64,6 +65,7 @@ class SessionBase:
     __slots__ = (
         "_abort_requested",
         "_aborted_reported",
+        "_arm_queued",
         "_attempt_no",
         "_attempt_start",
         "_checked",
@@ -77,6 +79,8 @@ class SessionBase:
         "_drift_due",
         "_drift_held",
         "_drift_run",
+        "_due",
+        "_exports",
         "_fired",
         "_guard_run",
         "_handle",
@@ -89,7 +93,8 @@ class SessionBase:
         "_loop",
         "_next_check",
         "_next_checkpoint",
-        "_notifier",
+        "_notifier_made",
+        "_notifies",
         "_notify_after",
         "_observed",
         "_opts",
@@ -127,7 +132,7 @@ class SessionBase:
         self._stream_id: str | None = None
         self.parent_id = current_parent.get()
         self.finished = False
-        self._table: HookTable = hook_table(opts.plugins)
+        table = self._table = hook_table(opts.plugins)
         self._recording: Any = None
         if opts.record is not None:
             from l0.record import SessionRecording
@@ -135,21 +140,26 @@ class SessionBase:
             self._recording = SessionRecording(
                 opts.record, self.stream_id, opts.session_id or self.stream_id
             )
-        self._observed = (
-            bool(self._table.export) or "on_event" in opts.callbacks or self._recording is not None
-        )
+        # Exporters whose backend is not set up (``l0_active``) are left out of this session;
+        # when none is left, and nobody else observes, no event is ever built (issue 11).
+        view = table.session_view() if table.export else _NO_EXPORTS
+        self._exports = view.pairs
+        everything = "on_event" in opts.callbacks or self._recording is not None
+        self._observed = bool(view.pairs) or everything
         # Exporters that name their event types spare the session from building the others
         # (guardrail events come every check, several per rule) (#9).
-        everything = "on_event" in opts.callbacks or self._recording is not None
-        self._wanted: frozenset[str] | None = None if everything else self._table.export_types
+        self._wanted: frozenset[str] | None = None if everything else view.types
         # Prompt and completion text reach exporters only when one asks (``l0_wants_content``).
-        self._content = bool(self._table.content) and self._table.wants_content()
-        if not self._content:
+        self._content = bool(view.content) and view.wants_content()
+        if not self._content and opts.meta:
             opts.meta = without_request_messages(opts.meta)
-        self._notifier = Notifier()
+        self._notifier_made: Notifier | None = None
+        self._notifies = bool(opts.callbacks) or bool(table.lifecycle)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._handle: asyncio.TimerHandle | None = None
+        self._due: float | None = None
+        self._arm_queued = False
         self._fired: StreamTimeoutError | None = None
         self._parked = False
         self._last = 0.0
@@ -198,7 +208,17 @@ class SessionBase:
 
     # --- notifications -------------------------------------------------------------------------
 
+    @property
+    def _notifier(self) -> Notifier:
+        """The session's callback queue, made on first use (most sessions have no callbacks)."""
+        notifier = self._notifier_made
+        if notifier is None:
+            notifier = self._notifier_made = Notifier()
+        return notifier
+
     def _notify(self, name: str, *args: Any) -> None:
+        if not self._notifies:
+            return
         callback = self._opts.callbacks.get(name)
         if callback is not None:
             self._notifier.call(name, callback, args)
@@ -231,7 +251,7 @@ class SessionBase:
             opts.meta,
             self.parent_id,
         )
-        for export, types in self._table.export_pairs:
+        for export, types in self._exports:
             if types is not None and kind not in types:
                 continue
             try:
@@ -254,8 +274,10 @@ class SessionBase:
         chars = parts_chars + self._overlap_removed
         kept = parts_chars if kept_chars is None else max(0, min(kept_chars, parts_chars))
         usage = state.usage if state.usage is not self._usage_before else None
-        completion = usage_int(usage, "completion_tokens", "output_tokens")
-        prompt = usage_int(usage, "prompt_tokens", "input_tokens")
+        completion = prompt = None
+        if usage is not None:
+            completion = usage_int(usage, "completion_tokens", "output_tokens")
+            prompt = usage_int(usage, "prompt_tokens", "input_tokens")
         if completion is None:
             paid = -(-chars // CHARS_PER_TOKEN)
             kept_tokens = -(-kept // CHARS_PER_TOKEN)
@@ -316,7 +338,9 @@ class SessionBase:
     def _summary(self, status: str) -> None:
         if not self._observed:
             # Callback failures are counted per session; their counts are logged at its end.
-            self._notifier.finish()
+            # (No callbacks, hooks or exporters: nothing could have failed.)
+            if self._notifies:
+                self._notifier.finish()
             return
         state = self.state
         self._obs(

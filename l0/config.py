@@ -247,18 +247,36 @@ _cache_lock = threading.Lock()
 _warned: set[str] = set()
 
 
+_env_memo: tuple[Any, ...] | None = None
+"""(the raw environment dict, its names in order, the L0_ names, their raw values, the result)."""
+
+
 def _env_snapshot() -> tuple[tuple[str, str], ...]:
-    # Runs on every l0.run. os.environ.items() decodes every key and value (most of the cost
-    # of a cached read); the raw mapping lets the few L0_ names be picked out first.
+    """The ``L0_*`` variables, sorted: exact, and cheap while the environment holds still.
+
+    Runs on every ``l0.run``. The last scan is reused when ``os.environ`` has the same raw
+    dict holding the same names in the same order (one list comparison, no decoding) and the
+    same raw values under its ``L0_`` names; any added, removed or changed ``L0_`` variable is
+    therefore seen. A change elsewhere (or a re-insertion) only costs a new scan.
+    """
+    global _env_memo  # noqa: PLW0603 - one memo for the process environment
     data = getattr(os.environ, "_data", None)
-    if isinstance(data, dict):
-        names = [
-            os.fsdecode(key) if isinstance(key, bytes) else key
-            for key in data
-            if key[:3] in (b"L0_", "L0_")
-        ]
-        return tuple(sorted((name, os.environ[name]) for name in names if name in os.environ))
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("L0_")))
+    if not isinstance(data, dict):
+        return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("L0_")))
+    memo = _env_memo
+    if memo is not None and memo[0] is data and list(data) == memo[1]:
+        raws = memo[3]
+        if not raws or [data.get(key) for key in memo[2]] == raws:
+            snapshot: tuple[tuple[str, str], ...] = memo[4]
+            return snapshot
+    names = list(data)
+    keys = [key for key in names if key[:3] in (b"L0_", "L0_")]
+    raws = [data.get(key) for key in keys]
+    # Decoded through os.environ, exactly as a full scan would.
+    decoded = [os.fsdecode(key) if isinstance(key, bytes) else key for key in keys]
+    snapshot = tuple(sorted((name, os.environ[name]) for name in decoded if name in os.environ))
+    _env_memo = (data, names, keys, raws, snapshot)
+    return snapshot
 
 
 def _entry(cwd: str | os.PathLike[str] | None, *, always: bool = False) -> _Entry:

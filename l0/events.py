@@ -51,7 +51,10 @@ def wants_content(plugins: Any = None) -> bool:
     from l0.plugins import default_plugin_manager
 
     table = hook_table(plugins if plugins is not None else default_plugin_manager())
-    return bool(table.content) and table.wants_content()
+    if not table.content:
+        return False
+    view = table.session_view()  # an idle exporter (``l0_active``) asks for nothing
+    return bool(view.content) and view.wants_content()
 
 
 def without_request_messages(meta: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -264,6 +264,9 @@ def l0_export_event(event: Any) -> None:
     An implementation may carry ``l0_event_types`` (a set of type names, e.g.
     ``{"SESSION_START", "SESSION_END"}``): it then receives only those, and when every
     exporter says so L0 builds no other events (guardrail events, one per rule and check, are
-    the costly ones). Without it, an implementation receives every event.
+    the costly ones). Without it, an implementation receives every event. It may also carry
+    ``l0_active``, a function without arguments each session calls once: while it answers
+    false the implementation receives nothing from that session (an exporter whose backend
+    is not set up), and a session nobody observes builds no events at all.
     Returns: nothing.
     """

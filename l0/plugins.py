@@ -635,6 +635,7 @@ def _warn_unknown_names(key: str, names: Iterable[str], known: set[str]) -> None
 _default_lock = threading.Lock()
 _default: L0PluginManager | None = None
 _default_key: tuple[object, ...] | None = None
+_default_for: Settings | None = None
 
 
 def _settings_key(settings: Settings) -> tuple[object, ...]:
@@ -656,10 +657,14 @@ def default_plugin_manager() -> L0PluginManager:
 
 def default_plugin_manager_for(settings: Settings) -> L0PluginManager:
     """The default manager for ``settings`` (rebuilt when its ``plugins.*`` values changed)."""
-    global _default, _default_key  # noqa: PLW0603 - a lazy singleton is the point
-    key = _settings_key(settings)
+    global _default, _default_key, _default_for  # noqa: PLW0603 - a lazy singleton is the point
     pm = _default
+    if pm is not None and _default_for is settings:
+        # The same settings object (the configuration cache hands it back): the same key.
+        return pm
+    key = _settings_key(settings)
     if pm is not None and _default_key == key:
+        _default_for = settings
         return pm
     with _default_lock:
         if _default is None or _default_key != key:
@@ -669,15 +674,17 @@ def default_plugin_manager_for(settings: Settings) -> L0PluginManager:
                 trace=settings.get("plugins", "trace"),
             )
             _default_key = key
+        _default_for = settings
         return _default
 
 
 def reset_default_plugin_manager() -> None:
     """Forget the default manager (tests, or after installing a plugin at run time)."""
-    global _default, _default_key  # noqa: PLW0603
+    global _default, _default_key, _default_for  # noqa: PLW0603
     with _default_lock:
         _default = None
         _default_key = None
+        _default_for = None
 
 
 # errors and config sit below this module and never import it; they ask for the default

@@ -33,6 +33,21 @@ _MAX_ENDED = 1_024
 _GENERIC_ADAPTERS = frozenset({"iter"})
 
 
+try:  # the API's placeholder until an SDK is set; not exported, so looked up defensively
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _PlaceholderMeters
+except ImportError:  # pragma: no cover - another API version: every provider counts as set
+    _PlaceholderMeters = metrics.NoOpMeterProvider  # type: ignore[assignment,misc]
+# Exact types (no ABC instance checks, this runs per session); a subclass counts as set up.
+_PLACEHOLDERS = frozenset(
+    {
+        trace.ProxyTracerProvider,
+        trace.NoOpTracerProvider,
+        _PlaceholderMeters,
+        metrics.NoOpMeterProvider,
+    }
+)
+
+
 def _ns(event: ObservabilityEvent) -> int:
     return int(event.ts * 1_000_000)
 
@@ -91,6 +106,8 @@ class OTelExporter:
         self._fixed = settings
         self._version = __version__
         self._meter_provider = meter_provider
+        # Providers handed in are taken as set up; the global ones are looked at per session.
+        self._explicit = tracer_provider is not None or meter_provider is not None
         self._tracer = trace.get_tracer(
             sc.INSTRUMENTATION_NAME, __version__, tracer_provider=tracer_provider
         )
@@ -145,6 +162,23 @@ class OTelExporter:
         starts = (_T.SESSION_START, _T.GROUP_START)
         kinds = (*starts, *tools, *(t for t in self._handlers if t not in per_check))
         return frozenset(str(t) for t in kinds)
+
+    def active(self) -> bool:
+        """Whether a session starting now should feed this exporter (``l0_active``).
+
+        False while the global tracer and meter providers are both OpenTelemetry's
+        placeholders (no SDK set up: every span and metric would be dropped) or export is
+        disabled. Two identity checks per session, so a provider set later is picked up by
+        the next session.
+        """
+        if (
+            not self._explicit
+            and type(trace.get_tracer_provider()) in _PLACEHOLDERS
+            and type(metrics.get_meter_provider()) in _PLACEHOLDERS
+        ):
+            return False
+        settings = self._fixed if self._fixed is not None else read_settings()
+        return settings.enabled
 
     def wants_content(self) -> bool:
         """Whether sessions should hand over prompt and completion text (``l0_wants_content``).

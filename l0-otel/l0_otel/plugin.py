@@ -27,3 +27,5 @@ def l0_export_event(event: Any) -> None:
 l0_export_event.l0_event_types = EXPORTER.event_types  # type: ignore[attr-defined]
 # Sessions hand over prompt and completion text only while ``capture_content`` is on.
 l0_export_event.l0_wants_content = EXPORTER.wants_content  # type: ignore[attr-defined]
+# Sessions skip the exporter (and build no events for it) while no OTel SDK is set up.
+l0_export_event.l0_active = EXPORTER.active  # type: ignore[attr-defined]

@@ -93,6 +93,17 @@ class SentryExporter:
         self._groups: OrderedDict[str, Any] = OrderedDict()
         """Open group spans (race, parallel, pool, consensus) by group stream id."""
 
+    def active(self) -> bool:
+        """Whether a session starting now should feed this exporter (``l0_active``).
+
+        False while Sentry is not initialised (the current client is not active) or the
+        exporter is disabled; asked once per session, so a later ``sentry_sdk.init`` counts.
+        """
+        if not sentry_sdk.get_client().is_active():
+            return False
+        settings = self._fixed if self._fixed is not None else read_settings()
+        return settings.enabled
+
     def export(self, event: ObservabilityEvent) -> None:
         """Handle one observability event (the ``l0_export_event`` hook)."""
         kind = event.type

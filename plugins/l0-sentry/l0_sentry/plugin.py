@@ -25,3 +25,5 @@ def l0_export_event(event: Any) -> None:
 
 
 l0_export_event.l0_event_types = EXPORTER.event_types  # type: ignore[attr-defined]
+# Sessions skip the exporter (and build no events for it) while Sentry is not initialised.
+l0_export_event.l0_active = EXPORTER.active  # type: ignore[attr-defined]
