@@ -111,11 +111,13 @@ async def test_auth_errors_raise_the_litellm_exception_without_retry(
     status: int, kind: type[APIError]
 ) -> None:
     async with ChaosServer(script=[Fault.status(status), Fault.ok()], text=TEXT) as server:
-        result = l0.run(factory(server), retry=l0.Retry(base_delay=0.5, max_retries=5))
+        # A backoff would sleep 20 s: the generous bound below still shows none was taken.
+        slow = l0.Retry(base_delay=20, max_delay=20, max_retries=5)
+        result = l0.run(factory(server), retry=slow)
         started = time.monotonic()
         with pytest.raises(kind) as caught:
             await result.read()
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 10
         assert caught.value.status_code == status
         assert caught.value.l0.category is l0.ErrorCategory.FATAL  # type: ignore[attr-defined]
         assert len(server.requests) == 1
