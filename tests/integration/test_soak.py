@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from tests.integration.soak import soak
+from tests.integration.soak_plan import Timing
 
 
 async def test_short_soak_every_session_ends_as_its_policy_allows() -> None:
-    rounds = await soak(sessions=100, rounds=2, seed=7, verbose=False, budget=600)
+    rounds = await soak(sessions=100, rounds=2, seed=7, verbose=False, budget=600, timing=Timing())
     assert [r.problems for r in rounds] == [[], []]
     for record in rounds:
         assert record.succeeded + record.exhausted == record.sessions
