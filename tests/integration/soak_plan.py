@@ -26,8 +26,8 @@ class Timing:
     the timeouts stay short enough for three rounds to fit the soak's budget.
     """
 
-    initial_token: float = 30.0
-    inter_token: float = 15.0
+    initial_token: float = 10.0
+    inter_token: float = 5.0
     hold: float = 3.0
     # A slow start that stays well within initial_token: no fault, the answer must arrive.
     slow_ok: float = 0.2
