@@ -20,3 +20,13 @@ async def test_short_soak_every_session_ends_as_its_policy_allows() -> None:
         # (still a correct ending, so only a wholesale failure is flagged here).
         assert record.exhausted >= record.expected_exhausted
         assert record.succeeded >= (record.sessions - record.expected_exhausted) // 2
+
+
+async def test_a_round_cut_by_the_budget_leaves_no_task_socket_or_thread_open() -> None:
+    # The budget runs out in the middle of round 1 (sessions connecting, streaming, stalled,
+    # backing off); the cancelled sessions must still close everything they opened.
+    rounds = await soak(sessions=100, rounds=2, seed=3, verbose=False, budget=6.0, timing=SHORT)
+    problems = [problem for record in rounds for problem in record.problems]
+    assert "the soak ran out of its 6 s budget" in problems
+    assert [p for p in problems if p.startswith("leaks")] == []
+    assert set(problems) <= {"the soak ran out of its 6 s budget", "over the time budget"}
