@@ -16,7 +16,7 @@ descriptors and sockets, threads (not the event loop's bounded executor pool), a
 (``sys.getallocatedblocks`` after a collection; later rounds may not grow it by more than 5%).
 
 Run ``python -m tests.integration.soak [--sessions 1000] [--rounds 3] [--seed 1]
-[--budget 170] [--transport native|sdk]`` (or ``nox -s soak``); it stops by itself after
+[--budget 165] [--transport native|sdk]`` (or ``nox -s soak``); it stops by itself after
 ``--budget`` seconds. ``tests/integration/test_soak.py`` runs a short version in CI.
 """
 
@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,7 @@ class Resources:
 
 
 async def _session(
-    client: openai.AsyncOpenAI, plan: SessionPlan, timeout: l0.Timeout, options: dict[str, Any]
+    client: openai.AsyncOpenAI, plan: SessionPlan, limits: l0.Timeout, options: dict[str, Any]
 ) -> tuple[str, int]:
     """Run one session; return ``"ok"``, ``"exhausted"`` or what went wrong, and how many
     good answers a timeout cut."""
@@ -113,7 +114,7 @@ async def _session(
     result = l0.run(
         lambda: client.chat.completions.create(model=model, messages=MESSAGES, stream=True),
         retry=POLICY,
-        timeout=timeout,
+        timeout=limits,
         **options,
     )
     try:
@@ -125,9 +126,16 @@ async def _session(
         # fails at most one attempt. (Which attempt got which response is not known here: a
         # request cut before the server read it leaves the session's script where it was.)
         timeouts = sum(isinstance(failed.error, StreamTimeoutError) for failed in exc.errors)
-        others = [failed.error for failed in exc.errors if not isinstance(failed.error, StreamTimeoutError)]
+        others = [
+            failed.error
+            for failed in exc.errors
+            if not isinstance(failed.error, StreamTimeoutError)
+        ]
         if len(others) > plan.scripted - plan.slow:
-            return f"{model}: {len(others)} errors other than timeouts, {plan.scripted} faults: {others!r}", 0
+            return (
+                f"{model}: {len(others)} errors not timeouts, {plan.scripted} faults: {others!r}",
+                0,
+            )
         return "exhausted", max(timeouts - plan.slow, 0)
     except Exception as exc:  # anything else is a bug
         return f"{model}: {type(exc).__name__}: {exc}", 0
@@ -139,11 +147,12 @@ async def _session(
     return "ok", attempts - plan.scripted - 1
 
 
-async def _warm_up(client: openai.AsyncOpenAI, timeout: l0.Timeout, options: dict[str, Any]) -> str:
+async def _warm_up(client: openai.AsyncOpenAI, limits: l0.Timeout, options: dict[str, Any]) -> str:
+    """One session for an unscripted model (the server's default answer); "" when it worked."""
     result = l0.run(
         lambda: client.chat.completions.create(model="warm-up", messages=MESSAGES, stream=True),
         retry=POLICY,
-        timeout=timeout,
+        timeout=limits,
         **options,
     )
     try:
@@ -167,12 +176,12 @@ def _client(base_url: str, connections: int) -> openai.AsyncOpenAI:
 async def _run_round(
     pool: list[openai.AsyncOpenAI],
     batch: list[SessionPlan],
-    timeout: l0.Timeout,
+    limits: l0.Timeout,
     options: dict[str, Any],
     deadline: float,
 ) -> list[tuple[str, int]]:
     tasks = [
-        asyncio.ensure_future(_session(pool[i % len(pool)], plan, timeout, options))
+        asyncio.ensure_future(_session(pool[i % len(pool)], plan, limits, options))
         for i, plan in enumerate(batch)
     ]
     try:
@@ -196,19 +205,24 @@ async def soak(
     seed: int,
     *,
     verbose: bool = True,
-    budget: float = 170.0,
-    timing: Timing = Timing(),
+    budget: float = 165.0,
+    timing: Timing | None = None,
     transport: str = "native",
     clients: int = 10,
 ) -> list[Round]:
-    """Run the soak; return one :class:`Round` per round. Raises nothing: read ``problems``.
+    """Run the soak; return one :class:`Round` per round; what went wrong is in ``problems``.
 
     ``budget`` bounds the whole run in seconds: a round still running then is cancelled
     (its sessions closed) and reported as a problem, and no further round starts.
-    ``transport`` is the OpenAI adapter's (``"native"`` or ``"sdk"``).
+    ``transport`` is the OpenAI adapter's (``"native"`` or ``"sdk"``); ``clients`` is how
+    many ``AsyncOpenAI`` clients (each with its own connection pool) share the sessions.
+
+    Raises:
+        RuntimeError: The server process did not start.
     """
     deadline = time.monotonic() + budget
-    timeout = l0.Timeout(initial_token=timing.initial_token, inter_token=timing.inter_token)
+    timing = timing or Timing()
+    limits = l0.Timeout(initial_token=timing.initial_token, inter_token=timing.inter_token)
     # The native transport is the default: sessions find the adapter as users' sessions do.
     options: dict[str, Any] = {}
     if transport != "native":
@@ -216,20 +230,22 @@ async def soak(
     gc.collect()
     before = Resources.now()
     results: list[Round] = []
-    unclosed = _count_unclosed_generators()
-    with ServerProcess(seed, sessions, rounds, timing) as server:
+    with (
+        _counting_unclosed_generators() as unclosed,
+        ServerProcess(seed, sessions, rounds, timing) as server,
+    ):
         per_client = -(-sessions // clients) + 10
         pool = [_client(server.base_url, per_client) for _ in range(clients)]
         # One plain session per client first: imports and first-use costs (plugins, the SDK's
         # lazy modules) then stay out of round 1's numbers and timeouts.
-        warm = await asyncio.gather(*(_warm_up(client, timeout, options) for client in pool))
+        warm = await asyncio.gather(*(_warm_up(client, limits, options) for client in pool))
         results_problems = [problem for problem in warm if problem]
         for number, batch in enumerate(plans(seed, sessions, rounds, timing)):
             expected_exhausted = sum(plan.must_exhaust for plan in batch)
             gc.collect()
             cpu, wall, server_cpu = time.process_time(), time.perf_counter(), server.cpu_seconds()
             unclosed[0] = 0
-            outcomes = await _run_round(pool, batch, timeout, options, deadline)
+            outcomes = await _run_round(pool, batch, limits, options, deadline)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             server_cpu = server.cpu_seconds() - server_cpu
             del batch
@@ -279,20 +295,25 @@ async def soak(
     return results
 
 
-def _count_unclosed_generators() -> list[int]:
-    """Count, in the returned one-item list, async generators the collector finalizes."""
+@contextlib.contextmanager
+def _counting_unclosed_generators() -> Iterator[list[int]]:
+    """Count, in the yielded one-item list, async generators the collector had to close."""
     count = [0]
     hooks = sys.get_asyncgen_hooks()
     finalizer = hooks.finalizer
-    if finalizer is None:
-        return count
+    if finalizer is None:  # no event loop hook to wrap
+        yield count
+        return
 
     def counting(generator: Any) -> None:
         count[0] += 1
         finalizer(generator)
 
     sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=counting)
-    return count
+    try:
+        yield count
+    finally:
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=finalizer)
 
 
 async def _settle() -> None:
@@ -327,7 +348,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--budget", type=float, default=170.0, help="seconds for the whole run")
+    parser.add_argument("--budget", type=float, default=165.0, help="seconds for the whole run")
     parser.add_argument("--transport", choices=["native", "sdk"], default="native")
     parser.add_argument("--clients", type=int, default=10)
     defaults = Timing()

@@ -755,17 +755,19 @@ def _idle_connection_closes(keep_alive: int, wait: float) -> bool:
     """Whether the server closes an idle keep-alive connection within ``wait`` seconds."""
     import socket
 
-    with ChaosServer(keep_alive=keep_alive) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
-            conn.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
-            response = b""
-            while not response.endswith(b"}"):  # the small JSON body, whole
-                response += conn.recv(65536)
-            conn.settimeout(wait)
-            try:
-                return conn.recv(1) == b""
-            except TimeoutError:
-                return False
+    with (
+        ChaosServer(keep_alive=keep_alive) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn,
+    ):
+        conn.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = b""
+        while not response.endswith(b"}"):  # the small JSON body, whole
+            response += conn.recv(65536)
+        conn.settimeout(wait)
+        try:
+            return conn.recv(1) == b""
+        except TimeoutError:
+            return False
 
 
 def test_keep_alive_sets_how_long_an_idle_connection_stays_open() -> None:
