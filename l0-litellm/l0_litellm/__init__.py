@@ -22,7 +22,7 @@ if find_spec("litellm") is None:
     )
 
 from l0_litellm.adapter import LiteLLMAdapter
-from l0_litellm.client import L0LiteLLM
+from l0_litellm.client import L0LiteLLM, default_strategies
 from l0_litellm.plugin import categorize_litellm_error
 
-__all__ = ["L0LiteLLM", "LiteLLMAdapter", "categorize_litellm_error"]
+__all__ = ["L0LiteLLM", "LiteLLMAdapter", "categorize_litellm_error", "default_strategies"]

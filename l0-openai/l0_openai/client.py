@@ -12,7 +12,6 @@ guardrails); using one through a wrapped client gives a :class:`BypassWarning`, 
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
@@ -22,7 +21,14 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 import l0
 from l0.adapters import check_client_options
 from l0.config import CONTINUATION_STRATEGIES as _KNOWN_STRATEGIES
-from l0.config import load_config
+from l0.continuation_strategies import (
+    DEFAULT_USER_TURN,
+    check_strategies,
+    continuation_request,
+    resolve_strategies,
+    send_continuation,
+    with_user_turn,
+)
 from l0.errors import UnsupportedClientError
 from l0.events import REQUEST_META_KEY, wants_content
 from l0.health import provider_key
@@ -93,20 +99,9 @@ _L0_KEYS = frozenset({"fallback_models", "transport", "continuation_strategies"}
 def _check_options(options: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
     checked = check_client_options(options, where, _L0_KEYS)
     if "continuation_strategies" in checked:
-        _check_strategies(checked["continuation_strategies"], where)
+        check_strategies(checked["continuation_strategies"], where)
     check_transport(checked.get("transport"), where)
     return checked
-
-
-def _with_prompt(kwargs: dict[str, Any], key: str, prompt: str) -> dict[str, Any]:
-    """``kwargs`` with the continuation prompt appended as a user message."""
-    message = {"role": "user", "content": prompt}
-    current = kwargs.get(key)
-    if isinstance(current, str):
-        messages: list[Any] = [{"role": "user", "content": current}, message]
-    else:
-        messages = [*(current or ()), message]
-    return {**kwargs, key: messages}
 
 
 # --- continuation strategies ---------------------------------------------------------------------
@@ -117,19 +112,9 @@ CONTINUATION_STRATEGIES = _KNOWN_STRATEGIES
 * ``prefill``: the kept text as a final assistant message, which the model extends;
 * ``user``: the kept text quoted in a user message asking to continue exactly where it stops;
 * ``restart``: the original request; L0 drops the repeated beginning (or withdraws it in-band).
+
+The machinery is the kernel's, :mod:`l0.continuation_strategies`.
 """
-
-DEFAULT_USER_TURN = (
-    "Your previous answer was cut off. Here is what you wrote, between <<< and >>>:\n"
-    "<<<\n{kept}\n>>>\n"
-    "Continue it exactly where it stops, even in the middle of a word or a JSON value. Do not "
-    "repeat any of it and write nothing before the continuation."
-)
-"""The user turn of the ``user`` strategy; ``{kept}`` is replaced by the kept text."""
-
-_PREFILL_REJECTION = re.compile(r"prefill|assistant|last message|final message|role", re.I)
-_working: dict[tuple[str, str], str] = {}
-"""Per (base URL, model): the strategy that last worked, so later sessions start with it."""
 
 
 def default_strategies(base_url: str) -> tuple[str, ...]:
@@ -143,73 +128,6 @@ def default_strategies(base_url: str) -> tuple[str, ...]:
     if "api.openai.com" in base_url:
         return ("user", "restart")
     return CONTINUATION_STRATEGIES
-
-
-def _check_strategies(value: object, where: str) -> tuple[str, ...]:
-    allowed = ", ".join(CONTINUATION_STRATEGIES)
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise TypeError(
-            f"{where}: continuation_strategies={value!r}: expected a list of strategy names "
-            f"({allowed})"
-        )
-    unknown = [v for v in value if v not in CONTINUATION_STRATEGIES]
-    if unknown or not value:
-        raise ValueError(
-            f"{where}: continuation_strategies={list(value)!r}: "
-            + (f"unknown strategy {unknown[0]!r}; " if unknown else "empty; ")
-            + f"choose from {allowed}"
-        )
-    return tuple(value)
-
-
-def _continuation_request(
-    params: dict[str, Any], key: str, strategy: str, kept: str
-) -> dict[str, Any]:
-    if strategy == "prefill":
-        message = {"role": "assistant", "content": kept}
-    elif strategy == "user":
-        message = {"role": "user", "content": DEFAULT_USER_TURN.replace("{kept}", kept)}
-    else:
-        return params
-    current = params.get(key)
-    if isinstance(current, str):
-        messages: list[Any] = [{"role": "user", "content": current}, message]
-    else:
-        messages = [*(current or ()), message]
-    return {**params, key: messages}
-
-
-def _rejects_strategy(error: BaseException) -> bool:
-    import openai
-
-    return isinstance(error, openai.BadRequestError) and bool(_PREFILL_REJECTION.search(str(error)))
-
-
-async def _continue(
-    create: Callable[..., Any],
-    params: dict[str, Any],
-    key: str,
-    ctx: AttemptContext,
-    provider: tuple[str, str],
-    strategies: tuple[str, ...],
-) -> Any:
-    """Issue a continuation attempt, moving down ``strategies`` when one is rejected."""
-    known = _working.get(provider)
-    order = strategies[strategies.index(known) :] if known in strategies else strategies
-    rejected: list[str] = []
-    for position, strategy in enumerate(order):
-        try:
-            stream = await create(**_continuation_request(params, key, strategy, ctx.checkpoint))
-        except Exception as exc:
-            if position + 1 < len(order) and _rejects_strategy(exc):
-                rejected.append(strategy)
-                continue
-            raise
-        _working[provider] = strategy
-        if ctx.report_continuation is not None:
-            ctx.report_continuation(strategy, tuple(rejected))
-        return stream
-    raise AssertionError("unreachable: the last strategy returns or raises")
 
 
 class _StreamingCall(Generic[_T]):
@@ -287,20 +205,27 @@ class _StreamingCall(Generic[_T]):
         key = self._messages_key
 
         base_url = str(self._owner.l0_client.base_url)
-        strategies = tuple(
-            options.pop("continuation_strategies", None)
-            or load_config().get("continuation", "strategies")
-            or default_strategies(base_url)
+        strategies = resolve_strategies(
+            options.pop("continuation_strategies", None), default_strategies(base_url)
         )
 
         def factory_for(params: dict[str, Any]) -> Callable[[AttemptContext], Any]:
-            provider = (base_url, str(params.get("model", "")))
+            model = str(params.get("model", ""))
 
             def factory(ctx: AttemptContext) -> Any:
                 if ctx.continuation_prompt:
-                    return create(**_with_prompt(params, key, ctx.continuation_prompt))
+                    return create(**with_user_turn(params, ctx.continuation_prompt, key))
                 if ctx.checkpoint:
-                    return _continue(create, params, key, ctx, provider, strategies)
+                    kept = ctx.checkpoint
+                    return send_continuation(
+                        lambda strategy: create(
+                            **continuation_request(params, strategy, kept, key)
+                        ),
+                        ctx,
+                        base_url,
+                        model,
+                        strategies,
+                    )
                 return create(**params)
 
             # Provider health (l0.health) keys this stream by base URL and model.
