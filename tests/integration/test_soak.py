@@ -31,3 +31,21 @@ async def test_a_round_cut_by_the_budget_leaves_no_task_socket_or_thread_open() 
     assert "the soak ran out of its 6 s budget" in problems
     assert [p for p in problems if p.startswith("leaks")] == []
     assert set(problems) <= {"the soak ran out of its 6 s budget", "over the time budget"}
+
+
+def test_the_server_process_answers_and_always_ends() -> None:
+    import os
+
+    import httpx
+    import pytest
+
+    from tests.integration.soak_server import ServerProcess
+
+    with pytest.raises(KeyError), ServerProcess(1, 2, 1, SHORT) as server:  # noqa: PT012
+        pid = server.pid
+        models = httpx.get(f"{server.base_url}/models", timeout=30).json()
+        # Every session of the plan is scripted in the server process.
+        assert {m["id"] for m in models["data"]} == {"soak-0-0", "soak-0-1"}
+        raise KeyError("an error in the client")
+    # Ended and reaped, not left running or as a zombie.
+    assert not os.path.exists(f"/proc/{pid}")
