@@ -128,7 +128,9 @@ class Result:
         if not session.finished:
             session.abort()
         gen = self._gen
-        if gen is not None:
+        # A generator suspended inside another task's ``read()`` or iteration cannot be closed
+        # from here; the abort above wakes that task, which ends its own generator.
+        if gen is not None and not getattr(gen, "ag_running", False):
             aclose = getattr(gen, "aclose", None)
             if aclose is not None:
                 await aclose()

@@ -9,24 +9,26 @@ the SDK objects would go to. The SDK's chunk objects are built only when ``resul
 What stays exactly the SDK's: transport failures while reading become ``APITimeoutError`` /
 ``APIConnectionError`` with the request; an ``{"error": ...}`` event raises ``openai.APIError``
 with the same message and body; ``[DONE]`` ends the stream and the rest of an HTTP/1.1 body is
-drained so the connection can be reused. A stream the native path cannot read exactly (a custom
-SSE decoder, ``_strict_response_validation``, a non-legacy stream mode, a body already being
-read) is left to the SDK's own iterator (:func:`can_read_natively`).
+drained (for at most 0.1 s, as the SDK does) so the connection can be reused. A stream the
+native path cannot read exactly (a custom SSE decoder, ``_strict_response_validation``, a
+non-legacy stream mode, a body already being read) is left to the SDK's own iterator
+(:func:`can_read_natively`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import sys
 from collections import deque
-from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import Any
 
 import orjson
 
 from l0.errors import MalformedChunkError
 from l0.tool_calls import ChunkReader
 from l0.types import Event, EventType
+from l0_openai.raw import RawChunks
 from l0_openai.sse import SSEDecoder
 
 __all__ = ["NativeStream", "RawChunks", "can_read_natively", "plain_text"]
@@ -113,64 +115,26 @@ def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[Bas
     return tuple(timeout_exceptions()), tuple(request_exceptions())
 
 
-async def _drain(response: Any) -> None:
-    try:
-        from openai._streaming_cleanup import (  # type: ignore[import-not-found,unused-ignore]
-            drain_response_async,
-        )
-    except ImportError:
-        await response.aclose()
-        return
-    await drain_response_async(response)
-
-
-class RawChunks(Sequence[Any]):
-    """The SDK chunk objects of a native stream, built from the kept ``data:`` bytes on demand.
-
-    Building one costs what the SDK pays per chunk; each is built once, on first access.
-    """
-
-    __slots__ = ("_built", "_payloads", "_stream")
-
-    def __init__(self, stream: Any, payloads: list[bytes]) -> None:
-        self._stream = stream
-        self._payloads = payloads
-        self._built: list[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._payloads)
-
-    def _build(self, upto: int) -> list[Any]:
-        built = self._built
-        if len(built) < upto:
-            stream = self._stream
-            process = stream._client._process_response_data
-            cast_to, response = stream._cast_to, stream.response
-            for payload in self._payloads[len(built) : upto]:
-                built.append(
-                    process(data=orjson.loads(payload), cast_to=cast_to, response=response)
-                )
-        return built
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        return self._build(len(self._payloads))[index]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._build(len(self._payloads)))
+_DRAIN_SECONDS = 0.1
+"""How long the rest of an HTTP/1.1 body after ``[DONE]`` is read (the SDK's own limit) so
+the connection can be reused; a server still sending after that gets its connection closed."""
 
 
 class NativeStream:
     """The async iterator of L0 tokens and events over an ``openai.AsyncStream``'s body.
 
+    The task that iterates it owns the body's byte iterator: every way the stream ends
+    (``[DONE]``, the body's end, a malformed event, an error event, a transport error) closes
+    that iterator and the response from that task, at once, rather than leaving httpx's nested
+    generators to the garbage collector. :meth:`aclose` from another task while a read is in
+    progress closes only the response, which ends the read; the iterating task then finishes.
+
     Args:
         stream: The SDK stream, not yet iterated (see :func:`can_read_natively`).
         reader: Turns each decoded event (a dict) into text and events.
-        keep_raw: Keep each event's ``data:`` bytes so ``result.raw()`` can build the SDK's
-            chunk objects; ``False`` keeps nothing and ``raw()`` returns an empty list.
+        keep_raw: Keep what ``result.raw()`` needs to build the SDK's chunk objects (see
+            :class:`~l0_openai.raw.RawChunks`); ``False`` keeps nothing and ``raw()`` returns
+            an empty list.
 
     Attributes:
         raw_chunks: The SDK chunk objects received so far, built on first access.
@@ -182,12 +146,14 @@ class NativeStream:
         "_done",
         "_events",
         "_fed",
+        "_keep",
         "_next_read",
         "_out",
-        "_payloads",
         "_pos",
         "_reader",
+        "_reading",
         "_reads",
+        "_reads_closed",
         "_request_errors",
         "_response",
         "_stream",
@@ -200,6 +166,8 @@ class NativeStream:
         response = self._response = stream.response
         self._reads = response.aiter_bytes()
         self._next_read = self._reads.__anext__
+        self._reading = False
+        self._reads_closed = False
         self._decoder = SSEDecoder()
         self._events: list[tuple[str | None, bytes]] = []
         self._pos = 0
@@ -209,9 +177,8 @@ class NativeStream:
         self._done = False
         self._closed = False
         self._timeout_errors, self._request_errors = _transport_errors()
-        payloads: list[bytes] = []
-        self._payloads = payloads if keep_raw else None
-        self.raw_chunks = RawChunks(stream, payloads)
+        self.raw_chunks = RawChunks(stream)
+        self._keep = keep_raw
 
     def __aiter__(self) -> NativeStream:
         return self
@@ -221,74 +188,104 @@ class NativeStream:
         if out:
             return out.popleft()
         feed = self._reader.feed
-        payloads = self._payloads
+        raw = self.raw_chunks if self._keep else None
         loads = orjson.loads
         plain, not_plain = plain_text, _NOT_PLAIN
-        while not self._done:
-            events = self._events
-            pos = self._pos
-            if pos == len(events):
-                await self._read()
-                continue
-            event, data = events[pos]
-            self._pos = pos + 1
-            if data.startswith(b"[DONE]"):
-                self._done = True
-                response = self._response
-                if response.http_version == "HTTP/1.1":
-                    await _drain(response)
-                else:
-                    await response.aclose()
-                self._reader.end(out)
-                break
-            try:
-                chunk = loads(data)
-            except orjson.JSONDecodeError as exc:
-                self._done = True
-                raise MalformedChunkError(
-                    f"the provider sent a stream chunk that is not valid JSON ({exc}): "
-                    f"{data[:200]!r}"
-                ) from exc
-            if event is not None and event.startswith("thread."):
-                chunk = self._assistants_event(event, chunk)
-            elif type(chunk) is dict and chunk.get("error"):
-                raise self._api_error(chunk["error"])
-            if payloads is not None:
-                payloads.append(data)
-            if self._fed:
-                text = plain(chunk)
-                if text is not not_plain:
-                    if text:
-                        return text  # type: ignore[no-any-return]
+        try:
+            while not self._done:
+                events = self._events
+                pos = self._pos
+                if pos == len(events):
+                    await self._read()
                     continue
-            else:
-                # The first event goes to the reader, which picks chat or Responses from it.
-                self._fed = True
-            text = feed(chunk, out)
-            if text is not None:
-                return text
-            if out:
-                return out.popleft()
+                event, data = events[pos]
+                self._pos = pos + 1
+                if data.startswith(b"[DONE]"):
+                    self._done = True
+                    if self._response.http_version == "HTTP/1.1":
+                        await self._drain()
+                    await self._release()
+                    self._reader.end(out)
+                    break
+                try:
+                    chunk = loads(data)
+                except orjson.JSONDecodeError as exc:
+                    raise MalformedChunkError(
+                        f"the provider sent a stream chunk that is not valid JSON ({exc}): "
+                        f"{data[:200]!r}"
+                    ) from exc
+                if event is not None and event.startswith("thread."):
+                    chunk = self._assistants_event(event, chunk)
+                elif type(chunk) is dict and chunk.get("error"):
+                    raise self._api_error(chunk["error"])
+                if self._fed:
+                    if (
+                        raw is not None
+                        and data.startswith(raw.prefix)
+                        and data.endswith(raw.suffix)
+                        and data[raw._before] != 92  # the closing quote is not escaped
+                    ):
+                        # The template chunk around another string (RawChunks.add_text's
+                        # common case, inlined: once per token, and it spares plain_text).
+                        try:
+                            text = chunk["choices"][0]["delta"]["content"]
+                        except (KeyError, IndexError, TypeError):
+                            text = None
+                        if type(text) is str and len(data) - raw._fixed == len(text):
+                            raw._entries.append(text)
+                            if text:
+                                return text
+                            continue
+                    text = plain(chunk)
+                    if text is not not_plain:
+                        if raw is not None:
+                            raw.add_text(data, chunk, text)
+                        if text:
+                            return text  # type: ignore[no-any-return]
+                        continue
+                else:
+                    # The first event goes to the reader, which picks chat or Responses from it.
+                    self._fed = True
+                if raw is not None:
+                    raw.add(data)
+                text = feed(chunk, out)
+                if text is not None:
+                    return text
+                if out:
+                    return out.popleft()
+        except Exception:
+            # A malformed or error event, a transport error: close everything now. (A
+            # cancelled read ended httpx's generators with the CancelledError; the runtime
+            # then closes the response through aclose().)
+            self._done = True
+            await self._release()
+            raise
         if out:
             return out.popleft()
         raise StopAsyncIteration
 
     async def _read(self) -> None:
+        self._reading = True
         try:
             chunk = await self._next_read()
         except StopAsyncIteration:
+            self._reading = False
             await self._end()
             return
         except self._timeout_errors as exc:
-            self._done = True
             import openai
 
             raise openai.APITimeoutError(request=self._response.request) from exc
         except self._request_errors as exc:
-            self._done = True
             import openai
 
             raise openai.APIConnectionError(request=self._response.request) from exc
+        finally:
+            self._reading = False
+        if self._done:
+            # aclose() ran in another task during the read: close the byte iterator here.
+            await self._release()
+            return
         self._events = self._decoder.feed(chunk)
         self._pos = 0
 
@@ -305,14 +302,14 @@ class NativeStream:
             if loads is not None and not last[1].startswith(b"[DONE]"):
                 if type(loads) is dict and loads.get("error"):
                     raise self._api_error(loads["error"])
-                if self._payloads is not None:
-                    self._payloads.append(last[1])
+                if self._keep:
+                    self.raw_chunks.add(last[1])
                 self._events = []
                 self._pos = 0
                 text = self._reader.feed(loads, self._out)
                 if text is not None:
                     self._out.appendleft(_token(text))
-        await self._response.aclose()
+        await self._release()
         self._reader.end(self._out)
 
     def _api_error(self, error: Any) -> BaseException:
@@ -329,16 +326,47 @@ class NativeStream:
             raise self._api_error(data["error"])
         return {"data": data, "event": event}
 
-    async def aclose(self) -> None:
-        """Close the HTTP response (idempotent); the runtime calls it on abort and retry."""
-        if self._closed:
-            return
-        self._closed = True
-        self._done = True
+    async def _drain(self) -> None:
+        """Read the body to its end (HTTP/1.1 reuses the connection only then), briefly.
+
+        Through the same byte iterator, so httpx's generators all finish by themselves
+        instead of being closed half-way (the SDK drains with a second iterator and leaves
+        the first to the garbage collector).
+        """
+        self._reading = True
         try:
-            await self._reads.aclose()
+            async with asyncio.timeout(_DRAIN_SECONDS):
+                async for _ in self._reads:
+                    pass
+        except TimeoutError:
+            pass  # the response is closed next, and with it the connection
+        except self._request_errors:
+            pass  # a completed answer stays completed
         finally:
-            await self._response.aclose()
+            self._reading = False
+
+    async def _release(self) -> None:
+        """Close the byte iterator (unless a read is in progress) and the response."""
+        try:
+            if not self._reading and not self._reads_closed:
+                self._reads_closed = True
+                # Suspended at a ``yield`` (or never started): closing it runs httpx's own
+                # cleanup in order, outer generator first, each closing the one it reads.
+                await self._reads.aclose()
+        finally:
+            if not self._closed:
+                self._closed = True
+                await self._response.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP response (idempotent); the runtime calls it on abort and retry.
+
+        From another task while this stream's task waits for bytes, only the response is
+        closed (the byte iterator is running there and cannot be closed from here): the wait
+        ends with a transport error, and the iterating task ends its iterator itself.
+        """
+        self._done = True
+        await self._release()
 
 
 def _token(text: str) -> Event:

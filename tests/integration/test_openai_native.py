@@ -308,15 +308,9 @@ _pieces = st.sampled_from(
 )
 
 
-# Derandomized (a fixed example sequence) on purpose: some random seeds (e.g.
-# --hypothesis-seed=4, 6 or 7) hit a known open defect of issue 11 — closing a native stream
-# after a malformed or error event can leave httpx's inner body generator to be finalized while
-# it runs ("async generator already executing", an unraisable warning at GC), which this suite
-# turns into a failure. The failures seen were that warning only, not wrong text.
 @settings(
     max_examples=25,
     deadline=None,
-    derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(noise=st.lists(_pieces, max_size=4), position=st.integers(0, 4), cut=st.integers(0, 400))
