@@ -122,6 +122,24 @@ class Result:
         """
         self._session.abort()
 
+    def move_to_current_task(self) -> None:
+        """Continue the session in the calling task: its timeouts and ``abort()`` act there.
+
+        A session belongs to the task that started iterating it. Call this between two events,
+        from the task that reads the next ones, when another task read the first ones (L0's
+        streaming race reads each contender in a task of its own until its first token).
+
+        Raises:
+            RuntimeError: another task is waiting on the session right now.
+        """
+        session = self._session
+        if not session._started or session.finished:
+            return
+        task = asyncio.current_task()
+        if session._parked and task is not session._task:
+            raise RuntimeError("this L0 result is being read by another task right now")
+        session._task = task
+
     async def aclose(self) -> None:
         """Close the session: abort it if it has not finished, and close the provider stream."""
         session = self._session

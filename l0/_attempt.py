@@ -25,6 +25,16 @@ from l0.types import (
 )
 
 
+def _raw_chunks_of(iterator: object) -> Sequence[Any] | None:
+    """The provider chunks an adapter keeps on its iterator, for ``result.raw()``.
+
+    Adapters may keep every provider chunk (including those that yield no event) in a
+    ``raw_chunks`` sequence; one that builds the chunk objects on demand counts too.
+    """
+    raw = getattr(iterator, "raw_chunks", None)
+    return raw if isinstance(raw, Sequence) and not isinstance(raw, str) else None
+
+
 class AttemptMixin(SessionBase):
     """Factory call, adapter choice, non-text items, withdrawn text, tool-call reports."""
 
@@ -61,25 +71,27 @@ class AttemptMixin(SessionBase):
         """Open the attempt and take its first item; with ``hedge_after``, hedge a late one.
 
         The hedge is the next fallback (the same stream when there is none), run as an attempt
-        of its own; :func:`l0._hedge.first_token` keeps the first to deliver a token and
-        closes the other at once.
+        of its own. Both are contenders of one :class:`l0._first_token.Contest` (the core of
+        the streaming race too): the first to deliver an item wins, the other is closed at once.
         """
         hedge_after = self._opts.hedge_after
         if hedge_after is None:
             iterator = await self._open(index, ctx)
             self._parked = True
             return iterator, await anext(iterator, _END)
-        from l0._hedge import close_pair, first_token
+        from l0._first_token import Contest, close_quietly
 
         state = self.state
         hedge_index = index + 1 if index + 1 < n_streams else index
         attempts = [state.attempt, 0]
+        sources: list[Any] = [None, None]
 
-        async def primary() -> tuple[Any, AsyncIterator[Any]]:
+        async def primary() -> AsyncIterator[Any]:
             iterator = await self._open(index, ctx, own=True, park=False)
-            return self._source, iterator
+            sources[0] = self._source
+            return iterator
 
-        async def hedge() -> tuple[Any, AsyncIterator[Any]]:
+        async def hedge() -> AsyncIterator[Any]:
             hedge_ctx = replace(
                 ctx,
                 attempt=attempts[1],
@@ -87,9 +99,17 @@ class AttemptMixin(SessionBase):
                 is_fallback=hedge_index > 0,
                 report_continuation=None,
             )
-            return await self._open_pair(hedge_index, hedge_ctx)
+            iterator = await self._open(hedge_index, hedge_ctx, own=False, park=False)
+            sources[1] = self._hedge_source
+            return iterator
 
-        def started(_: int) -> None:
+        async def close_primary(iterator: AsyncIterator[Any] | None) -> None:
+            await close_quietly(iterator, sources[0])
+
+        async def close_hedge(iterator: AsyncIterator[Any] | None) -> None:
+            await close_quietly(iterator, sources[1])
+
+        def started() -> None:
             state.attempt += 1
             attempts[1] = state.attempt
             self._obs(
@@ -99,10 +119,22 @@ class AttemptMixin(SessionBase):
                 after_ms=int(hedge_after * 1000),
             )
 
+        # A primary that fails before the hedge starts is a plain failure of this attempt.
+        contest: Contest[Any] = Contest(idle="stop")
+        contest.add(primary, close=close_primary)
+        contest.add(hedge, delay=hedge_after, close=close_hedge, on_start=started)
         self._parked = True
-        win = await first_token([primary, hedge], [0.0, hedge_after], end=_END, on_start=started)
-        if len(win.started) > 1:
-            loser = 1 - win.winner
+        won = await contest.decide()
+        if won is None:
+            errors = contest.errors
+            if 0 not in contest.ended:
+                raise errors[0] if 0 in errors else next(iter(errors.values()))
+            # The primary ended without an item: a zero-output attempt, as without a hedge.
+            winner, iterator, first = 0, self._iterator, _END
+        else:
+            winner, iterator, first = won.index, won.iterator, won.head[0]
+        if len(contest.started) > 1:
+            loser = 1 - winner
             state.attempts.append(
                 AttemptUsage(
                     attempt=attempts[loser],
@@ -115,27 +147,22 @@ class AttemptMixin(SessionBase):
                     chars=0,
                 )
             )
-            if win.winner == 1:
-                # The primary's connection closes at once.
-                await close_pair(self._source, self._iterator)
-                self._source, self._iterator = win.source, win.iterator
-                raw_list = getattr(win.iterator, "raw_chunks", None)
-                self._raw_list = raw_list if isinstance(raw_list, list) else None
+            if winner == 1:
+                # The contest closed the primary; this also closes what a primary cut short
+                # while opening left in the session's fields.
+                await close_quietly(self._iterator, self._source)
+                self._source, self._iterator = sources[1], iterator
+                self._raw_list = _raw_chunks_of(iterator)
                 state.fallback_index = hedge_index
                 self._attempt_no = attempts[1]
                 self._hedged_to = hedge_index if hedge_index != index else 0
             self._obs(
                 _OBS.HEDGE_END,
-                winner="hedge" if win.winner == 1 else "primary",
-                winner_attempt=attempts[win.winner],
+                winner="hedge" if winner == 1 else "primary",
+                winner_attempt=attempts[winner],
                 loser_attempt=attempts[loser],
             )
-        return win.iterator, win.first
-
-    async def _open_pair(self, index: int, ctx: AttemptContext) -> tuple[Any, AsyncIterator[Any]]:
-        """Open a stream that is not (yet) the session's own: a hedge."""
-        iterator = await self._open(index, ctx, own=False, park=False)
-        return self._hedge_source, iterator
+        return iterator, first
 
     async def _open(
         self, index: int, ctx: AttemptContext, *, own: bool = True, park: bool = True
@@ -165,9 +192,9 @@ class AttemptMixin(SessionBase):
             try:
                 return self._wrap_hedge(source)
             except BaseException:
-                from l0._hedge import close_pair
+                from l0._first_token import close_quietly
 
-                await close_pair(source, None)
+                await close_quietly(source)
                 raise
         self._source = source
         adapter = self._pick_adapter(source)
@@ -182,12 +209,7 @@ class AttemptMixin(SessionBase):
                 "not an async iterator"
             )
         self._iterator = iterator
-        # Adapters may keep every provider chunk (including those that yield no event) in a
-        # ``raw_chunks`` list on their iterator; result.raw() then returns exactly those.
-        raw_list = getattr(iterator, "raw_chunks", None)
-        # A Sequence that builds the chunk objects on demand counts too: raw() copies it.
-        is_raw = isinstance(raw_list, Sequence) and not isinstance(raw_list, str)
-        self._raw_list = raw_list if is_raw else None
+        self._raw_list = _raw_chunks_of(iterator)
         self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator
 

@@ -5,7 +5,8 @@
 * :class:`GroupBus` emits a group's observability events on the same path as sessions.
 * :func:`child_scope` marks the sessions a group creates with the group's id.
 
-The "first contender to deliver a token wins" core is :class:`l0._first_token.FirstToken`.
+The "first contender to deliver a token wins" core, shared with hedging, is
+:mod:`l0._first_token`.
 """
 
 from __future__ import annotations

@@ -313,13 +313,17 @@ class RaceStream:
                     shown: list[str] = []
                     add = shown.append
                     try:
-                        async for event in lead.events():
+                        # The leader's head (its events up to the first token) first, then its
+                        # own stream, read here directly: no hand-off per event.
+                        for event in lead.head:
+                            _note(shown, event)
+                            yield event
+                        async for event in lead.iterator:
                             kind = event.type
                             if kind is _TOKEN:
                                 add(event.text or "")
-                            elif kind is _RESET and event.data:
-                                kept = int(event.data.get("kept", 0))
-                                shown[:] = ["".join(shown)[:kept]]
+                            elif kind is _RESET:
+                                _note(shown, event)
                             yield event
                     except Exception as exc:
                         self._fail(leader, exc, start)
@@ -356,6 +360,15 @@ class RaceStream:
         outcome.status, outcome.error = "failed", error
         outcome.duration = time.monotonic() - start
         self._bus.emit(_OBS.GROUP_TASK_FAILED, index=index, error=repr(error))
+
+
+def _note(shown: list[str], event: Event) -> None:
+    # What the consumer has on screen: tokens add, a reset keeps only its ``kept`` prefix.
+    if event.type is _TOKEN:
+        shown.append(event.text or "")
+    elif event.type is _RESET and event.data:
+        kept = int(event.data.get("kept", 0))
+        shown[:] = ["".join(shown)[:kept]]
 
 
 def race_stream(

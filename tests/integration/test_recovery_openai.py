@@ -14,6 +14,7 @@ from typing import Any
 import openai
 import pydantic
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 import l0
 import l0.config
@@ -418,6 +419,23 @@ async def test_a_hedge_without_fallbacks_runs_the_same_model_again() -> None:
         )
         assert await result.read() == LONG
         assert len(server.requests) == 2
+
+
+async def test_a_hedge_winners_raw_chunks_are_the_sdks_objects() -> None:
+    late = {"primary": [Fault.slow_first_token(2.0)]}
+    async with ChaosServer(text=LONG, model_scripts=late) as s:
+        client = wrapped(s, hedge_after=0.3, fallback_models=["backup"])
+        result = await client.chat.completions.create(
+            model="primary", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert await result.read() == LONG
+        assert result.state.fallback_index == 1
+        raw = result.raw()
+        assert raw
+        assert all(isinstance(chunk, ChatCompletionChunk) for chunk in raw)
+        assert {chunk.model for chunk in raw} == {"backup"}
+        text = "".join(c.choices[0].delta.content or "" for c in raw if c.choices)
+        assert text == LONG
 
 
 async def test_a_first_token_in_time_starts_no_hedge() -> None:
