@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.integration.soak import soak
-from tests.integration.soak_plan import Timing
+from tests.integration.soak_plan import Timing, plans
 
 # A hundred sessions start far faster than a thousand, so the timeouts (and with them the
 # stalls that must trip them) can be much shorter than the full soak's.
@@ -26,7 +26,11 @@ async def test_a_round_cut_by_the_budget_leaves_no_task_socket_or_thread_open() 
     # The budget (counted from the start: the server process and the warm-up take a few
     # seconds) runs out in the middle of round 1, with sessions connecting, streaming, stalled
     # or backing off; the cancelled sessions must still close everything they opened.
-    rounds = await soak(sessions=50, rounds=1, seed=3, verbose=False, budget=6.0, timing=SHORT)
+    # Limits far past the budget: sessions scripted to stall are still waiting at the cut,
+    # however fast the machine.
+    timing = Timing(initial_token=60.0, inter_token=30.0)
+    assert any(plan.slow for plan in next(plans(3, 50, 1, timing)))
+    rounds = await soak(sessions=50, rounds=1, seed=3, verbose=False, budget=6.0, timing=timing)
     problems = [problem for record in rounds for problem in record.problems]
     assert "the soak ran out of its 6 s budget" in problems
     assert [p for p in problems if p.startswith("leaks")] == []
