@@ -80,7 +80,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """1,000 concurrent sessions x 3 rounds through the real openai SDK with random faults."""
+    """1,000 concurrent sessions x 3 rounds through the real openai SDK with random faults.
+
+    The chaos server runs in a process of its own; the run stops by itself (``--budget``).
+    """
     _install_workspace(session)
     session.run("python", "-m", "tests.integration.soak", *session.posargs)
 

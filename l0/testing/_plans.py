@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 
 from l0.testing.faults import (
@@ -27,10 +28,15 @@ class _DropConnection(Exception):
 
 
 class _HideDrops(logging.Filter):
-    """Keeps uvicorn from logging a deliberate drop as an application crash."""
+    """Keeps uvicorn from logging a deliberate drop as an application crash.
+
+    Nor a client that hung up before its request body arrived (a cancelled or timed-out
+    request): there is nothing to answer, and the server did nothing wrong.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _DropConnection))
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, _DropConnection | ClientDisconnect)
 
 
 def _install_drop_filter() -> None:

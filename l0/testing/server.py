@@ -218,6 +218,10 @@ class ChaosServer:
         default: Fault once the script is used up; ``Fault.ok()`` if not given.
         model_scripts: Scripts of their own for some model names.
         port: Port to listen on; 0 picks a free one (``l0 chaos serve`` uses a fixed one).
+        keep_alive: Seconds an idle keep-alive connection stays open before the server closes
+            it (uvicorn's ``timeout_keep_alive``). A long soak raises it: a client reusing a
+            connection the server closes at that moment gets a connection error no fault
+            scripted.
     """
 
     def __init__(
@@ -229,11 +233,16 @@ class ChaosServer:
         default: Fault | None = None,
         model_scripts: Mapping[str, Sequence[Fault]] | None = None,
         port: int = 0,
+        keep_alive: int = 5,
     ) -> None:
         asked: object = port  # typed, but callers may pass anything
         if isinstance(asked, bool) or not isinstance(asked, int) or not 0 <= asked <= 65535:
             raise ValueError(f"port={port!r}: expected an int from 0 to 65535 (0: any free port)")
+        idle: object = keep_alive
+        if isinstance(idle, bool) or not isinstance(idle, int) or idle < 1:
+            raise ValueError(f"keep_alive={keep_alive!r}: expected an int number of seconds >= 1")
         self._listen_port = port
+        self._keep_alive = keep_alive
         given = _token_tuple(tokens)
         self._tokens = given if given is not None else tuple(split_words(text))
         self._default = default if default is not None else Fault.ok()
@@ -519,6 +528,7 @@ class ChaosServer:
             # None keeps uvicorn from reconfiguring the test process's logging.
             log_config=None,
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN,
+            timeout_keep_alive=self._keep_alive,
         )
         self._uvicorn = _Uvicorn(config, self, started)
         try:

@@ -743,3 +743,33 @@ def test_fixed_port() -> None:
         free = probe.getsockname()[1]
     with ChaosServer(port=free) as server:
         assert server.port == free
+
+
+@pytest.mark.parametrize("keep_alive", [0, -1, 1.5, "5", True])
+def test_bad_keep_alive(keep_alive: object) -> None:
+    with pytest.raises(ValueError, match=r"keep_alive=.*expected an int number of seconds >= 1"):
+        ChaosServer(keep_alive=keep_alive)  # type: ignore[arg-type]
+
+
+def _idle_connection_closes(keep_alive: int, wait: float) -> bool:
+    """Whether the server closes an idle keep-alive connection within ``wait`` seconds."""
+    import socket
+
+    with (
+        ChaosServer(keep_alive=keep_alive) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn,
+    ):
+        conn.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = b""
+        while not response.endswith(b"}"):  # the small JSON body, whole
+            response += conn.recv(65536)
+        conn.settimeout(wait)
+        try:
+            return conn.recv(1) == b""
+        except TimeoutError:
+            return False
+
+
+def test_keep_alive_sets_how_long_an_idle_connection_stays_open() -> None:
+    assert _idle_connection_closes(keep_alive=1, wait=30)
+    assert not _idle_connection_closes(keep_alive=120, wait=2)
