@@ -75,6 +75,6 @@ def test_repetition_queue_and_direct_probe_agree(chunks: list[str], stride: int)
 
 
 def test_repetition_found_through_the_queue() -> None:
-    chunks = [c for c in "the cat sat. " * 12]  # one character per feed: all queued
-    found = verdict(chunks, 16)
-    assert found and "repeats itself" in found[0].message
+    found = verdict(list("the cat sat. " * 12), 16)  # one character per feed: all queued
+    assert found
+    assert "repeats itself" in found[0].message

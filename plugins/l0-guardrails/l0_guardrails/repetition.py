@@ -185,6 +185,7 @@ class RepetitionSession:
             return self._probe_now(new, self._pending_len)
         return None
 
+
 def repetition_rule(
     *,
     min_period: int = 8,
