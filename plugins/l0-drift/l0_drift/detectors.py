@@ -164,14 +164,15 @@ _CARRY: Final = 64
 # substring search runs at memchr speed; the regex must try every a, i, l and m of the text,
 # so a window without any needle (nearly all of them) skips it: about 8x less per check.
 # tests/test_drift_incremental.py checks that no match escapes the needles.
-# " ai" covers "an ai" and "a ai", "able to" both "unable to" and "not able to": fewer scans.
 _META_NEEDLES: Final = (
-    " ai",
+    "an ai",
+    "a ai",
     "language model",
     "artificial intelligence",
     "llm",
     "i can",
-    "able to",
+    "unable to",
+    "not able to",
     "apologi",
     "sorry, but",
     "let me explain",
