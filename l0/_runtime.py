@@ -141,7 +141,6 @@ class Session(
                     self._last = 0.0
                     self._attempt_start = _now()
                     self._fired = None
-                    self._overlap_removed = 0
                     self._attempt_no = state.attempt
                     self._hedged_to = 0
                     self._checks_start()
@@ -198,8 +197,11 @@ class Session(
                         if pending and pending[-1] is not _END:
                             # The hot loops: a type check, an append and a clock read per token
                             # (plus one comparison when guardrails, drift or checkpoints run).
+                            # The check-due mark lives in a local: re-read only after a
+                            # check or a non-text item (either can move it).
                             checked = self._checks_on
                             if emit and checked:
+                                next_check = self._next_check
                                 async for item in iterator:
                                     self._parked = False
                                     if type(item) is str:
@@ -207,8 +209,10 @@ class Session(
                                         event = Event(_TOKEN, item)
                                     else:
                                         event = self._item(item)
-                                    if self._next_check <= len(parts):
+                                        next_check = self._next_check
+                                    if next_check <= len(parts):
                                         self._check_before(event)
+                                        next_check = self._next_check
                                     if event is not None:
                                         delivered = True
                                         yield event
@@ -233,13 +237,16 @@ class Session(
                                     self._last = _now()
                                     self._parked = True
                             elif checked:
+                                next_check = self._next_check
                                 async for item in iterator:
                                     if type(item) is str:
                                         append(item)
                                     else:
                                         self._item(item)
-                                    if self._next_check <= len(parts):
+                                        next_check = self._next_check
+                                    if next_check <= len(parts):
                                         self._check()
+                                        next_check = self._next_check
                                     self._last = _now()
                             else:
                                 async for item in iterator:
