@@ -97,6 +97,7 @@ class Session(
         opts = self._opts
         state = self.state
         notify = self._notify
+        notifies = self._notifies  # fixed for the session: no call when nobody listens
         n_streams = len(opts.factories)
         resume: tuple[str, int] | None = None
         network_failures = 0
@@ -133,7 +134,8 @@ class Session(
                             attempt=state.attempt,
                             max_attempts=opts.retry.max_retries + 1,
                         )
-                    notify("on_start", state.attempt, retry_index > 0, index > 0)
+                    if notifies:
+                        notify("on_start", state.attempt, retry_index > 0, index > 0)
                     if state.attempt > 1:  # a new session's state is already clean
                         state._reset_attempt(checkpoint, checkpoint_tokens)
                     self._raw = []
@@ -351,7 +353,8 @@ class Session(
                             self._obs(_OBS.FALLBACK_END, index=index, duration_ms=duration_ms)
                         if self._observed:
                             self._obs(_OBS.FINALIZATION_START)
-                        notify("on_complete", state)
+                        if notifies:
+                            notify("on_complete", state)
                         if self._observed:
                             self._obs(_OBS.FINALIZATION_END, duration_ms=0)
                         self._summary("success")
