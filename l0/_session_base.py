@@ -121,6 +121,17 @@ class SessionBase:
         "state",
     )
 
+    # Set by ChecksMixin._checks_start before every attempt (declared here for the type checker).
+    _guard_run: Any
+    _drift_run: Any
+    _checked: int
+    _checks_on: bool
+    _interval: int
+    _next_check: int
+    _next_checkpoint: int
+    _overlap_removed: int
+    _notify_after: int
+
     def __init__(self, opts: _Options) -> None:
         self._opts = opts
         self.state = State()
