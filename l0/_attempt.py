@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from l0._session_base import _END, _OBS, _RESET_EVENT, _TOKEN, SessionBase, _now
-from l0.adapters import install_hint
+from l0.adapters import Adapters, install_hint
 from l0.errors import (
     AdapterNotFoundError,
     InvalidStreamError,
@@ -250,8 +250,6 @@ class AttemptMixin(SessionBase):
         opts = self._opts
         if opts.adapter is not None:
             return opts.adapter
-        from l0.adapters import Adapters
-
         adapter = Adapters.detect(source, opts.plugins)
         if adapter is not None:
             return adapter

@@ -97,6 +97,7 @@ class Session(
         opts = self._opts
         state = self.state
         notify = self._notify
+        notifies = self._notifies  # fixed for the session: no call when nobody listens
         n_streams = len(opts.factories)
         resume: tuple[str, int] | None = None
         network_failures = 0
@@ -133,7 +134,8 @@ class Session(
                             attempt=state.attempt,
                             max_attempts=opts.retry.max_retries + 1,
                         )
-                    notify("on_start", state.attempt, retry_index > 0, index > 0)
+                    if notifies:
+                        notify("on_start", state.attempt, retry_index > 0, index > 0)
                     if state.attempt > 1:  # a new session's state is already clean
                         state._reset_attempt(checkpoint, checkpoint_tokens)
                     self._raw = []
@@ -141,7 +143,6 @@ class Session(
                     self._last = 0.0
                     self._attempt_start = _now()
                     self._fired = None
-                    self._overlap_removed = 0
                     self._attempt_no = state.attempt
                     self._hedged_to = 0
                     self._checks_start()
@@ -198,8 +199,11 @@ class Session(
                         if pending and pending[-1] is not _END:
                             # The hot loops: a type check, an append and a clock read per token
                             # (plus one comparison when guardrails, drift or checkpoints run).
+                            # The check-due mark lives in a local: re-read only after a
+                            # check or a non-text item (either can move it).
                             checked = self._checks_on
                             if emit and checked:
+                                next_check = self._next_check
                                 async for item in iterator:
                                     self._parked = False
                                     if type(item) is str:
@@ -207,8 +211,10 @@ class Session(
                                         event = Event(_TOKEN, item)
                                     else:
                                         event = self._item(item)
-                                    if self._next_check <= len(parts):
+                                        next_check = self._next_check
+                                    if next_check <= len(parts):
                                         self._check_before(event)
+                                        next_check = self._next_check
                                     if event is not None:
                                         delivered = True
                                         yield event
@@ -233,13 +239,16 @@ class Session(
                                     self._last = _now()
                                     self._parked = True
                             elif checked:
+                                next_check = self._next_check
                                 async for item in iterator:
                                     if type(item) is str:
                                         append(item)
                                     else:
                                         self._item(item)
-                                    if self._next_check <= len(parts):
+                                        next_check = self._next_check
+                                    if next_check <= len(parts):
                                         self._check()
+                                        next_check = self._next_check
                                     self._last = _now()
                             else:
                                 async for item in iterator:
@@ -344,7 +353,8 @@ class Session(
                             self._obs(_OBS.FALLBACK_END, index=index, duration_ms=duration_ms)
                         if self._observed:
                             self._obs(_OBS.FINALIZATION_START)
-                        notify("on_complete", state)
+                        if notifies:
+                            notify("on_complete", state)
                         if self._observed:
                             self._obs(_OBS.FINALIZATION_END, duration_ms=0)
                         self._summary("success")

@@ -121,6 +121,17 @@ class SessionBase:
         "state",
     )
 
+    # Set by ChecksMixin._checks_start before every attempt (declared here for the type checker).
+    _guard_run: Any
+    _drift_run: Any
+    _checked: int
+    _checks_on: bool
+    _interval: int
+    _next_check: int
+    _next_checkpoint: int
+    _overlap_removed: int
+    _notify_after: int
+
     def __init__(self, opts: _Options) -> None:
         self._opts = opts
         self.state = State()
@@ -178,17 +189,11 @@ class SessionBase:
         self._raw: list[Any] = []
         self._raw_list: Sequence[Any] | None = None
         self._started = False
-        self._guard_run: Any = None
-        self._drift_run: Any = None
-        self._checked = 0
-        self._checks_on = False
-        self._interval = 0
-        self._next_check = 1 << 62
-        self._next_checkpoint = 0
-        self._overlap_removed = 0
+        # The check state (_guard_run, _drift_run, _checked, _checks_on, _interval,
+        # _next_check, _next_checkpoint, _overlap_removed, _notify_after) is set by
+        # _checks_start before each attempt, never read before: not written twice here.
         self._tool_starts: dict[str, float] = {}
         self._checkpoints = 0
-        self._notify_after = 0
         self._start_ts = 0.0
         self._health: SessionHealth | None = (
             None if opts.health is None else SessionHealth(*opts.health)
