@@ -121,29 +121,31 @@ class RepetitionSession:
 
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Queue ``delta``; probe every ``stride`` characters."""
-        pending = self._pending
-        pending.append(delta)
         size = self._pending_len + len(delta)
         if size < self._stride:
+            self._pending.append(delta)
             self._pending_len = size
             return None
-        return self._probe_now(size)
+        pending = self._pending
+        if pending:
+            pending.append(delta)
+            delta = "".join(pending)
+            pending.clear()
+        # Nothing queued (the common case, deltas of a stride or more): no list round trip.
+        return self._probe_now(delta, size)
 
-    def _probe_now(self, size: int) -> list[GuardrailViolation] | None:
+    def _probe_now(self, new: str, size: int) -> list[GuardrailViolation] | None:
         # Called once per stride on every stream: kept to a few attribute reads and one
         # C-level search; everything else happens only when the signature recurs.
-        pending = self._pending
         self._pending_len = 0
         if self._reported:
-            pending.clear()
             return None
         seen = self._seen = self._seen + size
         # Drop the attribute's reference first: with the local as the only one, CPython grows
         # the string in place, so appending costs O(new) rather than a copy of the window.
         buffer = self._buffer
         self._buffer = ""
-        buffer += pending[0] if len(pending) == 1 else "".join(pending)
-        pending.clear()
+        buffer += new
         n = len(buffer)
         if n > self._trim:
             buffer = buffer[-self._window :]  # once per window of text: amortised O(1)
@@ -178,7 +180,9 @@ class RepetitionSession:
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Look at the last queued text."""
         if self._pending and not self._reported:
-            return self._probe_now(self._pending_len)
+            new = "".join(self._pending)
+            self._pending.clear()
+            return self._probe_now(new, self._pending_len)
         return None
 
 
