@@ -380,3 +380,20 @@ def test_a_session_that_wants_something_odd_is_named() -> None:
         GuardrailCheckError, match=r"'odd' raised TypeError: .*wants='lots'.*an int"
     ):
         engine.start(None)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        ['{}"', '{"'],  # found by the property above: a string after the value, cut open
+        ['{} "a', 'b" ]'],
+        ['{}"abc [', "x"],
+        ['{"a": 1}', ' and "quoted', ' prose"'],
+    ],
+)
+def test_a_string_after_the_top_level_value_reads_the_same_whatever_the_cutting(
+    chunks: list[str],
+) -> None:
+    text = "".join(chunks)
+    for rule in (json_rule(), strict_json_rule(require_json=False)):
+        assert _session_findings(rule, chunks) == _session_findings(rule, [text]), rule.name

@@ -155,12 +155,13 @@ class JsonSession:
             if char == "{" or char == "[":  # noqa: PLR1714 - faster than a set lookup here
                 stack.append(_CLOSER[char])
             elif char == '"':
-                if stack:
-                    # Nothing after an unclosed quote can end the string within this delta, so
-                    # the trailing backslashes of the delta are the string's own.
-                    self._in_string = True
-                    self._escape = delta.endswith("\\") and _trailing_escape(delta)
-                    return None
+                # Nothing after an unclosed quote can end the string within this delta, so the
+                # trailing backslashes of the delta are the string's own. A string after the
+                # top-level value is followed too: brackets inside it are not structure,
+                # wherever the text was cut.
+                self._in_string = True
+                self._escape = delta.endswith("\\") and _trailing_escape(delta)
+                return None
             elif not stack:
                 self._failed = True
                 where = _locate(delta, pos, index, offset)
@@ -181,7 +182,8 @@ class JsonSession:
         """Unclosed strings or brackets at the end are a violation."""
         if self._mode != _ACTIVE or self._failed:
             return None
-        if self._in_string:
+        if self._in_string and self._stack:
+            # (An open quote after the top-level value is prose that follows the JSON.)
             return [self._rule.violation("JSON ends inside a string", position=self._offset)]
         if self._stack:
             missing = "".join(reversed(self._stack))
