@@ -93,9 +93,13 @@ def resolve_strategies(explicit: Sequence[str] | None, default: Sequence[str]) -
 
     The configured value is ``[tool.l0.continuation] strategies`` (env
     ``L0_CONTINUATION_STRATEGIES``), already validated by :func:`l0.config.load_config`.
+
+    Raises:
+        TypeError: ``explicit`` is not a list or tuple of names.
+        ValueError: ``explicit`` is empty or names an unknown strategy.
     """
-    if explicit:
-        return tuple(explicit)
+    if explicit is not None:
+        return check_strategies(explicit, "resolve_strategies")
     from l0.config import load_config
 
     configured = load_config().get("continuation", "strategies")

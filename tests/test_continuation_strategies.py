@@ -15,6 +15,7 @@ from l0.continuation_strategies import (
     forget_strategies,
     rejects_prefill,
     remembered_strategy,
+    resolve_strategies,
     send_continuation,
     with_user_turn,
 )
@@ -146,3 +147,19 @@ def test_strategy_lists_are_checked_and_named() -> None:
         check_strategies([], "here")
     with pytest.raises(TypeError, match=r"continuation_strategies='user': expected a list"):
         check_strategies("user", "here")
+
+
+@pytest.mark.parametrize(
+    ("explicit", "error", "message"),
+    [
+        (["prefil"], ValueError, "unknown strategy 'prefil'"),
+        ("user", TypeError, "expected a list of strategy names"),
+        ([], ValueError, "empty"),
+    ],
+)
+def test_resolve_strategies_names_a_bad_explicit_list(
+    explicit: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message) as caught:
+        resolve_strategies(explicit, ("user",))
+    assert "continuation_strategies=" in str(caught.value)
