@@ -25,8 +25,13 @@ __all__ = ["JsonSession", "StrictJsonSession", "json_rule", "strict_json_rule"]
 
 # A complete string, or a bracket, or a lone quote that opens a string this delta does not end.
 _TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|([{}\[\]"])', re.DOTALL)
-_STRING_REST: Final = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_CLOSER: Final = {"{": "}", "[": "]"}
+# The shape of a delta in one findall: each match skips plain text and complete strings with
+# possessive repeats (a tight C loop per character, where ``_TOKEN``'s search retries its
+# alternation at every position) and captures the next bracket or lone quote, or "" at the
+# end. The captures, in order, are exactly the groups of ``_TOKEN`` (plus that last "").
+_SHAPE: Final = re.compile(
+    r'[^"{}\[\]]*+(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"[^"{}\[\]]*+)*+([{}\[\]"]|\Z)', re.DOTALL
+)
 _FENCE_LIMIT: Final = 200
 
 _UNDECIDED, _ACTIVE, _INACTIVE = 0, 1, 2
@@ -59,6 +64,7 @@ class JsonSession:
         "_failed",
         "_fenced",
         "_head",
+        "_held",
         "_in_string",
         "_mode",
         "_offset",
@@ -72,6 +78,7 @@ class JsonSession:
         self._head = ""
         self._fenced = False
         self._stack: list[str] = []
+        self._held: list[str] = []
         self._in_string = False
         self._escape = False
         self._offset = 0
@@ -133,27 +140,48 @@ class JsonSession:
         elif self._failed or not delta:
             # An empty delta changes nothing (and must not drop an escape still pending).
             return None
+        if "}" not in delta and "]" not in delta:
+            # Only a closing bracket can be a violation: text without one waits, and is
+            # scanned joined with the next delta that has one (or at the end), so a violation
+            # is still reported by the feed of the text it is in, at the same position.
+            self._held.append(delta)
+            return None
+        if self._held:
+            self._held.append(delta)
+            delta = "".join(self._held)
+            self._held.clear()
+        return self._scan(delta)
+
+    def _flush(self) -> None:
+        if self._held:
+            delta = "".join(self._held)
+            self._held.clear()
+            self._scan(delta)  # without a closing bracket: nothing to report
+
+    def _scan(self, delta: str) -> list[GuardrailViolation] | None:
         offset = self._offset
         self._offset = offset + len(delta)
-        pos = 0
         if self._in_string:
+            # A quote in front (and the pending backslash) makes the open string one that
+            # ``_SHAPE`` skips whole if this delta closes it, or a lone quote if not.
             if self._escape:
-                self._escape = False
-                pos = 1
-            match = _STRING_REST.match(delta, pos)
-            if match is None:
-                self._escape = delta.endswith("\\") and _trailing_escape(delta[pos:])
-                return None
-            pos = match.end()
+                delta = '"\\' + delta
+                offset -= 2
+            else:
+                delta = '"' + delta
+                offset -= 1
             self._in_string = False
         stack = self._stack
-        # findall builds the list in C ("" for a complete string, the character for a bracket,
-        # '"' for a string this delta does not close) and join drops the strings, so Python
-        # code sees only the brackets: a few per delta.
-        shape = "".join(_TOKEN.findall(delta, pos))
-        for index, char in enumerate(shape):
-            if char == "{" or char == "[":  # noqa: PLR1714 - faster than a set lookup here
-                stack.append(_CLOSER[char])
+        # Python code sees only the brackets (a few per delta) and the final "".
+        for index, char in enumerate(_SHAPE.findall(delta)):
+            if char == "{":
+                stack.append("}")
+            elif char == "[":
+                stack.append("]")
+            elif stack and stack[-1] == char:
+                stack.pop()
+            elif not char:
+                break
             elif char == '"':
                 # Nothing after an unclosed quote can end the string within this delta, so the
                 # trailing backslashes of the delta are the string's own. A string after the
@@ -162,26 +190,23 @@ class JsonSession:
                 self._in_string = True
                 self._escape = delta.endswith("\\") and _trailing_escape(delta)
                 return None
-            elif not stack:
+            else:
                 self._failed = True
-                where = _locate(delta, pos, index, offset)
-                return [self._rule.violation(f"unmatched {char!r}", position=where)]
-            elif stack[-1] != char:
-                self._failed = True
+                where = _locate(delta, 0, index, offset)
+                if not stack:
+                    return [self._rule.violation(f"unmatched {char!r}", position=where)]
                 return [
                     self._rule.violation(
-                        f"mis-nested JSON: expected {stack[-1]!r}, found {char!r}",
-                        position=_locate(delta, pos, index, offset),
+                        f"mis-nested JSON: expected {stack[-1]!r}, found {char!r}", position=where
                     )
                 ]
-            else:
-                stack.pop()
         return None
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Unclosed strings or brackets at the end are a violation."""
         if self._mode != _ACTIVE or self._failed:
             return None
+        self._flush()
         if self._in_string and self._stack:
             # (An open quote after the top-level value is prose that follows the JSON.)
             return [self._rule.violation("JSON ends inside a string", position=self._offset)]
