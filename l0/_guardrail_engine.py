@@ -239,6 +239,7 @@ class GuardrailRun:
         "_lazy",
         "_loop",
         "_next_slow",
+        "_one",
         "_pending",
         "_plain",
         "_plain_streaming",
@@ -288,6 +289,11 @@ class GuardrailRun:
         self.feed: Callable[[str, State], list[GuardrailViolation] | None] = (
             self._feed_observed if emit is not None else self._feed_fast
         )
+        if emit is None and len(self._stream_feeds) == 1 and not lazy and not plain:
+            # One rule that reads every check (``guardrails=[l0.json_rule()]``): its feed is
+            # called straight, without the loop and the bookkeeping of several rules.
+            self._one = self._stream_feeds[0]
+            self.feed = self._feed_one
 
     # --- streaming ---------------------------------------------------------------------------
 
@@ -334,6 +340,18 @@ class GuardrailRun:
             out = self._take_late(out)
         if out:
             return self._engine._stamp(out)
+        return None
+
+    def _feed_one(self, delta: str, state: State) -> list[GuardrailViolation] | None:
+        if not self._started:
+            delta = self._first(delta, state)
+        index, rule, feed = self._one
+        try:
+            found = feed(delta, state)
+        except Exception as exc:
+            raise check_failed(rule, exc) from exc
+        if found:
+            return self._engine._stamp(fill_violations(rule, found))
         return None
 
     def _feed_observed(self, delta: str, state: State) -> list[GuardrailViolation] | None:

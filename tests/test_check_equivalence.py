@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from l0_guardrails import json_rule, strict_json_rule
 
-from l0.guardrails import GuardrailContext, GuardrailRule
+from l0.errors import GuardrailCheckError
+from l0.guardrails import GuardrailContext, GuardrailRule, create_guardrail_engine
+from l0.types import State
 
 # Pieces that make valid and broken JSON: brackets, strings, escapes, brackets inside strings.
 JSON_PIECES = [
@@ -125,3 +128,54 @@ def test_strict_json_parses_what_was_held_back() -> None:
     for chunk in ['{"a": [1', ", 2", "]}"]:
         assert session.feed(chunk, None) is None
     assert session.finish(GuardrailContext('{"a": [1, 2]}', completed=True)) is None
+
+
+def _engine_findings(rules: list[GuardrailRule], chunks: list[str], *, observed: bool) -> Any:
+    emit = (lambda kind, **fields: None) if observed else None
+    run = create_guardrail_engine(rules).start(emit)
+    state = State()
+    out: list[Any] = []
+    for index, chunk in enumerate(chunks):
+        state._parts.append(chunk)
+        found = run.feed(chunk, state)
+        if found:
+            out.append((index, [(v.rule, v.message, v.position, v.severity) for v in found]))
+    found = run.finish(state)
+    out.append(("end", [(v.rule, v.message, v.position, v.severity) for v in found or ()]))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_cut())
+def test_a_single_rule_called_straight_finds_what_the_observed_run_finds(
+    case: tuple[str, list[str]],
+) -> None:
+    _, chunks = case
+    for rule in (json_rule(), strict_json_rule(require_json=False), json_rule(severity="fatal")):
+        assert _engine_findings([rule], chunks, observed=False) == _engine_findings(
+            [rule], chunks, observed=True
+        )
+
+
+def test_a_single_rule_called_straight_gets_the_severity_override() -> None:
+    engine = create_guardrail_engine([json_rule()], severity={"json": "warning"})
+    run = engine.start(None)
+    found = run.feed('{"a": ]', State())
+    assert found is not None
+    assert [(v.rule, v.severity, v.position) for v in found] == [("json", "warning", 6)]
+
+
+def test_a_single_rule_that_raises_is_named() -> None:
+    class Broken:
+        def __init__(self, rule: GuardrailRule) -> None:
+            pass
+
+        def feed(self, delta: str, state: State | None) -> None:
+            raise KeyError("boom")
+
+        def finish(self, context: GuardrailContext) -> None:
+            return None
+
+    run = create_guardrail_engine([GuardrailRule("broken", streaming=True, session=Broken)]).start(None)
+    with pytest.raises(GuardrailCheckError, match=r"'broken' raised KeyError"):
+        run.feed("text", State())
