@@ -16,7 +16,7 @@ from l0_guardrails import json_rule, strict_json_rule
 
 from l0.errors import GuardrailCheckError
 from l0.guardrails import GuardrailContext, GuardrailRule, create_guardrail_engine
-from l0.types import State
+from l0.types import GuardrailViolation, State
 
 # Pieces that make valid and broken JSON: brackets, strings, escapes, brackets inside strings.
 JSON_PIECES = [
@@ -71,7 +71,7 @@ def reference_json(text: str) -> list[tuple[str, str, int]]:
 
 def _findings(rule: GuardrailRule, chunks: list[str]) -> list[tuple[Any, ...]]:
     session = rule.session(rule)  # type: ignore[misc]
-    found = []
+    found: list[GuardrailViolation] = []
     for chunk in chunks:
         found.extend(session.feed(chunk, None) or ())
     found.extend(session.finish(GuardrailContext("".join(chunks), completed=True)) or ())
@@ -115,7 +115,9 @@ def test_a_violation_is_reported_by_the_feed_of_the_chunk_it_is_in(
         found = session.feed(chunk, None)
         if found:
             assert expected
-            assert seen <= found[0].position < seen + len(chunk)
+            position = found[0].position
+            assert position is not None
+            assert seen <= position < seen + len(chunk)
             assert [(v.rule, v.message, v.position) for v in found] == expected
             return
         seen += len(chunk)
