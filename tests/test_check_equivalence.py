@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from l0_guardrails import json_rule, strict_json_rule
+from l0_guardrails import json_rule, repetition_rule, strict_json_rule
+from l0_guardrails.repetition import loop_period
 
 from l0.errors import GuardrailCheckError
 from l0.guardrails import GuardrailContext, GuardrailRule, create_guardrail_engine
@@ -178,6 +179,90 @@ def test_a_single_rule_that_raises_is_named() -> None:
         def finish(self, context: GuardrailContext) -> None:
             return None
 
-    run = create_guardrail_engine([GuardrailRule("broken", streaming=True, session=Broken)]).start(None)
+    run = create_guardrail_engine([GuardrailRule("broken", streaming=True, session=Broken)]).start(
+        None
+    )
     with pytest.raises(GuardrailCheckError, match=r"'broken' raised KeyError"):
         run.feed("text", State())
+
+
+# --- the repetition rule's probe ---------------------------------------------------------------
+
+
+def reference_repetition(
+    chunks: list[str], min_period: int, max_repeats: int, window: int, stride: int
+) -> list[tuple[str, str, int]]:
+    """The repetition rule, spelled out: every ``stride`` characters, ``loop_period`` on the text.
+
+    The text searched is the end of the output the rule keeps (up to ``2 * window`` characters,
+    cut back to ``window`` when it grows past that), the look-back alternates as documented.
+    """
+    max_period = window // max_repeats
+    short = min(max_period, 4 * stride)
+    text = ""
+    kept = queued = full_at = 0
+    waiting = False
+
+    def probe(size: int) -> list[tuple[str, str, int]]:
+        nonlocal kept, full_at
+        kept += size
+        if kept > 2 * window:
+            kept = window
+        seen = len(text)
+        if seen >= full_at:
+            reach = max_period
+            full_at = seen + short
+        else:
+            reach = short
+        buffer = text[seen - kept :]
+        period = loop_period(buffer, min_period, max_repeats, reach)
+        if period is None:
+            return []
+        repeats = max_repeats
+        while (repeats + 1) * period <= kept and buffer.endswith(buffer[-period:] * (repeats + 1)):
+            repeats += 1
+        unit = buffer[-period:].strip()[:60]
+        message = (
+            f"the output repeats itself: {unit!r} ({period} characters) came {repeats} times "
+            "in a row"
+        )
+        return [("repetition", message, seen - repeats * period)]
+
+    for chunk in chunks:
+        text += chunk
+        queued += len(chunk)
+        if queued < stride:
+            waiting = True
+            continue
+        found = probe(queued)
+        queued, waiting = 0, False
+        if found:
+            return found
+    return probe(queued) if waiting else []
+
+
+LOOP_PIECES = ["abcd", "abcd ", "I will repeat. ", "x", " ", "word ", "é😀", "\n", "12345678"]
+
+
+@st.composite
+def loop_cut(draw: Any) -> list[str]:
+    text = "".join(draw(st.lists(st.sampled_from(LOOP_PIECES), max_size=80)))
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=30)))
+    chunks, start = [], 0
+    for cut in cuts:
+        chunks.append(text[start:cut])
+        start = cut
+    chunks.append(text[start:])
+    return chunks
+
+
+@settings(max_examples=300, deadline=None)
+@given(loop_cut(), st.sampled_from([(4, 3, 64, 5), (4, 2, 64, 1), (8, 4, 2048, 32), (5, 3, 90, 7)]))
+def test_the_repetition_probe_finds_what_loop_period_finds(
+    chunks: list[str], params: tuple[int, int, int, int]
+) -> None:
+    min_period, max_repeats, window, stride = params
+    rule = repetition_rule(
+        min_period=min_period, max_repeats=max_repeats, window=window, stride=stride
+    )
+    assert _findings(rule, chunks) == reference_repetition(chunks, *params)
