@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from l0_drift import detectors
 from l0_guardrails import json_rule, repetition_rule, strict_json_rule
 from l0_guardrails.repetition import loop_period
 
@@ -266,3 +267,37 @@ def test_the_repetition_probe_finds_what_loop_period_finds(
         min_period=min_period, max_repeats=max_repeats, window=window, stride=stride
     )
     assert _findings(rule, chunks) == reference_repetition(chunks, *params)
+
+
+# --- drift detectors ---------------------------------------------------------------------------
+
+NEEDLE_PIECES = [
+    *detectors._META_NEEDLES,
+    " ai",
+    "ai",
+    "able to",
+    "able",
+    "my",
+    "my ",
+    "as of",
+    "un",
+    "not ",
+    "a ",
+    "an",
+    " ",
+    "words",
+    "i ca",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(NEEDLE_PIECES), max_size=10))
+def test_the_grouped_meta_gate_answers_as_every_needle_would(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert detectors._may_meta(text) == any(n in text for n in detectors._META_NEEDLES)
+
+
+def test_every_meta_needle_is_searched() -> None:
+    for needle in detectors._META_NEEDLES:
+        assert detectors._may_meta(f"some words {needle} more words"), needle
+    assert not detectors._may_meta("plain words about rivers, bridges and mountains")
