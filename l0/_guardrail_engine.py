@@ -289,11 +289,15 @@ class GuardrailRun:
         self.feed: Callable[[str, State], list[GuardrailViolation] | None] = (
             self._feed_observed if emit is not None else self._feed_fast
         )
-        if emit is None and len(self._stream_feeds) == 1 and not lazy and not plain:
-            # One rule that reads every check (``guardrails=[l0.json_rule()]``): its feed is
-            # called straight, without the loop and the bookkeeping of several rules.
-            self._one = self._stream_feeds[0]
-            self.feed = self._feed_one
+        if emit is None and not plain:
+            # Only sessions (every standard rule): no check functions, so nothing is ever
+            # deferred and the per-check feed skips their bookkeeping. One rule that reads every
+            # check (``guardrails=[l0.json_rule()]``) is called straight, without a loop.
+            if len(self._stream_feeds) == 1 and not lazy:
+                self._one = self._stream_feeds[0]
+                self.feed = self._feed_one
+            else:
+                self.feed = self._feed_sessions
 
     # --- streaming ---------------------------------------------------------------------------
 
@@ -342,10 +346,35 @@ class GuardrailRun:
             return self._engine._stamp(out)
         return None
 
+    def _feed_sessions(self, delta: str, state: State) -> list[GuardrailViolation] | None:
+        # _feed_fast without check functions (nothing late, nothing deferred).
+        if not self._started:
+            delta = self._first(delta, state)
+        rule: GuardrailRule | None = None
+        hits: list[tuple[int, GuardrailRule, Violations]] | None = None
+        try:
+            for index, rule, feed in self._stream_feeds:
+                found = feed(delta, state)
+                if found:
+                    if hits is None:
+                        hits = []
+                    hits.append((index, rule, found))
+            lazy = self._lazy
+            if lazy is not None:
+                lazy.deltas.append(delta)
+                chars = self._chars = self._chars + len(delta)
+                if chars >= lazy.due:
+                    hits = lazy.feed(chars, state, hits)
+        except Exception as exc:
+            raise check_failed(rule, exc) from exc
+        if hits is not None:
+            return self._engine._stamp(_in_rule_order(hits))
+        return None
+
     def _feed_one(self, delta: str, state: State) -> list[GuardrailViolation] | None:
         if not self._started:
             delta = self._first(delta, state)
-        index, rule, feed = self._one
+        _, rule, feed = self._one
         try:
             found = feed(delta, state)
         except Exception as exc:

@@ -13,9 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from l0_drift import detectors
-from l0_guardrails import json_rule, repetition_rule, strict_json_rule
+from l0_guardrails import (
+    json_rule,
+    repetition_rule,
+    stall_rule,
+    strict_json_rule,
+    zero_output_rule,
+)
 from l0_guardrails.repetition import loop_period
 
+import l0
 from l0.errors import GuardrailCheckError
 from l0.guardrails import GuardrailContext, GuardrailRule, create_guardrail_engine
 from l0.types import GuardrailViolation, State
@@ -134,10 +141,12 @@ def test_strict_json_parses_what_was_held_back() -> None:
     assert session.finish(GuardrailContext('{"a": [1, 2]}', completed=True)) is None
 
 
-def _engine_findings(rules: list[GuardrailRule], chunks: list[str], *, observed: bool) -> Any:
+def _engine_findings(
+    rules: list[GuardrailRule], chunks: list[str], *, observed: bool, prefix: str = ""
+) -> Any:
     emit = (lambda kind, **fields: None) if observed else None
     run = create_guardrail_engine(rules).start(emit)
-    state = State()
+    state = State(_prefix=prefix)
     out: list[Any] = []
     for index, chunk in enumerate(chunks):
         state._parts.append(chunk)
@@ -301,3 +310,20 @@ def test_every_meta_needle_is_searched() -> None:
     for needle in detectors._META_NEEDLES:
         assert detectors._may_meta(f"some words {needle} more words"), needle
     assert not detectors._may_meta("plain words about rivers, bridges and mountains")
+
+
+@settings(max_examples=60, deadline=None)
+@given(json_cut(), st.sampled_from(["", '{"resumed": [', "]"]))
+def test_runs_of_sessions_only_find_what_the_observed_run_finds(
+    case: tuple[str, list[str]], prefix: str
+) -> None:
+    # Sessions only (no check functions): the unobserved run takes its lean per-check path.
+    _, chunks = case
+    for rules in (
+        [zero_output_rule()],
+        [stall_rule(max_idle_tokens=3), zero_output_rule()],
+        [json_rule(), repetition_rule(min_period=4, max_repeats=2, window=64, stride=3)],
+        list(l0.Guardrails.strict()),
+    ):
+        unobserved = _engine_findings(rules, chunks, observed=False, prefix=prefix)
+        assert unobserved == _engine_findings(rules, chunks, observed=True, prefix=prefix)
