@@ -7,6 +7,7 @@ cut at random places.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from l0_guardrails import (
     repetition_rule,
     stall_rule,
     strict_json_rule,
+    text_rules,
     zero_output_rule,
 )
 from l0_guardrails.repetition import loop_period
@@ -327,3 +329,21 @@ def test_runs_of_sessions_only_find_what_the_observed_run_finds(
     ):
         unobserved = _engine_findings(rules, chunks, observed=False, prefix=prefix)
         assert unobserved == _engine_findings(rules, chunks, observed=True, prefix=prefix)
+
+
+# --- markdown fence lines ---------------------------------------------------------------------
+
+MD_PIECES = ["\n", " ", "   ", "    ", "```", "~~~", "``", "~~", "`", "text", "\n```py\n", "\t"]
+_MULTILINE_FENCE = re.compile(r"^ {0,3}(?:`{3}|~{3})", re.MULTILINE)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(MD_PIECES), max_size=40))
+def test_fence_lines_are_the_lines_a_multiline_anchor_finds(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    first, last = text.find("\n"), text.rfind("\n")
+    if first < 0:
+        return
+    expected = [m.start() for m in _MULTILINE_FENCE.finditer(text, first + 1, last + 1)]
+    found = [m.start() + 1 for m in text_rules._FENCE_LINE.finditer(text, first, last + 1)]
+    assert found == expected
