@@ -137,13 +137,13 @@ class JsonSession:
             if scan is None:
                 return None
             delta = scan
-        elif self._failed or not delta:
-            # An empty delta changes nothing (and must not drop an escape still pending).
+        elif self._failed:
             return None
         if "}" not in delta and "]" not in delta:
             # Only a closing bracket can be a violation: text without one waits, and is
             # scanned joined with the next delta that has one (or at the end), so a violation
-            # is still reported by the feed of the text it is in, at the same position.
+            # is still reported by the feed of the text it is in, at the same position. (An
+            # empty delta waits too: it changes nothing, not even an escape still pending.)
             self._held.append(delta)
             return None
         if self._held:
