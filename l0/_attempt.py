@@ -48,14 +48,18 @@ class AttemptMixin(SessionBase):
 
     def tool_started(self, tool_call_id: str, tool_name: str) -> None:
         """Report that the application started executing a tool call."""
-        self._tool_starts[tool_call_id] = _now()
+        starts = self._tool_starts
+        if starts is None:
+            starts = self._tool_starts = {}
+        starts[tool_call_id] = _now()
         self._obs(_OBS.TOOL_START, tool_call_id=tool_call_id, tool_name=tool_name)
 
     def tool_finished(
         self, tool_call_id: str, *, result: Any = None, error: BaseException | str | None = None
     ) -> None:
         """Report the outcome of a tool call the application executed."""
-        started = self._tool_starts.pop(tool_call_id, None)
+        starts = self._tool_starts
+        started = starts.pop(tool_call_id, None) if starts is not None else None
         duration_ms = int((_now() - started) * 1000) if started is not None else None
         if error is None:
             self._obs(

@@ -34,7 +34,7 @@ from l0._options import (
     _Options,
 )
 from l0._session_base import _END, _OBS, _TOKEN, _Abandon, _now
-from l0._usage import usage_summary
+from l0._usage import CHARS_PER_TOKEN, usage_summary
 from l0.errors import (
     AbortedError,
     AttemptError,
@@ -574,7 +574,14 @@ class Session(
                 pass
             return state.content
         self._source = None
-        self._account("success")
+        if state.usage is None:
+            # _account("success") for an attempt without provider usage, inline: no overlap
+            # was removed and nothing withdrawn, so every character is kept.
+            chars = sum(map(len, parts))
+            paid = -(-chars // CHARS_PER_TOKEN)
+            state._usage_rows.append((1, 0, "success", paid, paid, None, True, chars))
+        else:
+            self._account("success")
         state.completed = True
         state.ended_at = _now()
         self.finished = True

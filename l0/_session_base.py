@@ -32,7 +32,6 @@ from l0.health import SessionHealth
 from l0.types import (
     EventType,
     State,
-    _attempt_usage,
 )
 
 log = logging.getLogger("l0")
@@ -46,6 +45,7 @@ _END: Any = object()
 _CHECKPOINT_TEXT_LIMIT = 65536
 _CLOSE_GRACE = 2.0
 _NO_EXPORTS = ExportView((), frozenset(), ())
+_NOTHING_WANTED: frozenset[str] = frozenset()
 _CHECK_FLAGS: dict[frozenset[str], tuple[bool, bool]] = {}
 """Per export-type set: does it hold guardrail events, drift events."""
 """Seconds allowed for closing an abandoned provider stream before L0 stops waiting on it."""
@@ -145,26 +145,16 @@ class SessionBase:
         self.parent_id = current_parent.get()
         self.finished = False
         table = self._table = hook_table(opts.plugins)
-        self._recording: Any = None
-        if opts.record is not None:
-            from l0.record import SessionRecording
-
-            self._recording = SessionRecording(
-                opts.record, self.stream_id, opts.session_id or self.stream_id
-            )
-        # Exporters whose backend is not set up (``l0_active``) are left out of this session;
-        # when none is left, and nobody else observes, no event is ever built (issue 11).
-        view = table.session_view() if table.export else _NO_EXPORTS
-        self._exports = view.pairs
-        everything = "on_event" in opts.callbacks or self._recording is not None
-        self._observed = bool(view.pairs) or everything
-        # Exporters that name their event types spare the session from building the others
-        # (guardrail events come every check, several per rule) (#9).
-        self._wanted: frozenset[str] | None = None if everything else view.types
-        # Prompt and completion text reach exporters only when one asks (``l0_wants_content``).
-        self._content = bool(view.content) and view.wants_content()
-        if not self._content and opts.meta:
-            opts.meta = without_request_messages(opts.meta)
+        if table.export or opts.callbacks or opts.record is not None:
+            self._observers(opts, table)
+        else:  # nobody could observe this session: no exporter, callback or recording
+            self._recording: Any = None
+            self._exports: tuple[Any, ...] = ()
+            self._observed = False
+            self._wanted: frozenset[str] | None = _NOTHING_WANTED
+            self._content = False
+            if opts.meta:
+                opts.meta = without_request_messages(opts.meta)
         self._notifier_made: Notifier | None = None
         self._notifies = bool(opts.callbacks) or bool(table.lifecycle)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -193,7 +183,7 @@ class SessionBase:
         # The check state (_guard_run, _drift_run, _checked, _checks_on, _interval,
         # _next_check, _next_checkpoint, _overlap_removed, _notify_after) is set by
         # _checks_start before each attempt, never read before: not written twice here.
-        self._tool_starts: dict[str, float] = {}
+        self._tool_starts: dict[str, float] | None = None  # made by the first tool_started()
         self._checkpoints = 0
         self._start_ts = 0.0
         self._health: SessionHealth | None = (
@@ -211,6 +201,29 @@ class SessionBase:
             and self._health is None
             and opts.hedge_after is None
         )
+
+    def _observers(self, opts: _Options, table: Any) -> None:
+        """Who hears of this session: exporters, ``on_event``, a recording."""
+        self._recording = None
+        if opts.record is not None:
+            from l0.record import SessionRecording
+
+            self._recording = SessionRecording(
+                opts.record, self.stream_id, opts.session_id or self.stream_id
+            )
+        # Exporters whose backend is not set up (``l0_active``) are left out of this session;
+        # when none is left, and nobody else observes, no event is ever built (issue 11).
+        view = table.session_view() if table.export else _NO_EXPORTS
+        self._exports = view.pairs
+        everything = "on_event" in opts.callbacks or self._recording is not None
+        self._observed = bool(view.pairs) or everything
+        # Exporters that name their event types spare the session from building the others
+        # (guardrail events come every check, several per rule) (#9).
+        self._wanted = None if everything else view.types
+        # Prompt and completion text reach exporters only when one asks (``l0_wants_content``).
+        self._content = bool(view.content) and view.wants_content()
+        if not self._content and opts.meta:
+            opts.meta = without_request_messages(opts.meta)
 
     @property
     def stream_id(self) -> str:
@@ -300,8 +313,9 @@ class SessionBase:
             paid = completion
             kept_tokens = round(completion * kept / chars) if chars else 0
             estimated = False
-        state.attempts.append(
-            _attempt_usage(
+        # The fields of an AttemptUsage, made into one when state.attempts is read.
+        state._usage_rows.append(
+            (
                 self._attempt_no or state.attempt,
                 state.fallback_index,
                 outcome,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple, Protocol, TypeAlias, runtime_checkable
 
@@ -204,51 +204,6 @@ class AttemptUsage:
     chars: int
 
 
-def _usage_maker() -> Callable[[int, int, str, int, int, int | None, bool, int], AttemptUsage]:
-    # A frozen dataclass's __init__ sets each field through object.__setattr__ by name (about
-    # 1.7 µs here); the slot descriptors do the same in a third of that, once per attempt.
-    slots = AttemptUsage.__dict__
-    setters = [slots[f.name].__set__ for f in fields(AttemptUsage)]
-    (
-        set_attempt,
-        set_index,
-        set_outcome,
-        set_completion,
-        set_kept,
-        set_prompt,
-        set_est,
-        set_chars,
-    ) = setters
-    new = object.__new__
-
-    def make(
-        attempt: int,
-        fallback_index: int,
-        outcome: str,
-        completion_tokens: int,
-        kept_tokens: int,
-        prompt_tokens: int | None,
-        estimated: bool,
-        chars: int,
-    ) -> AttemptUsage:
-        usage = new(AttemptUsage)
-        set_attempt(usage, attempt)
-        set_index(usage, fallback_index)
-        set_outcome(usage, outcome)
-        set_completion(usage, completion_tokens)
-        set_kept(usage, kept_tokens)
-        set_prompt(usage, prompt_tokens)
-        set_est(usage, estimated)
-        set_chars(usage, chars)
-        return usage
-
-    return make
-
-
-_attempt_usage = _usage_maker()
-"""``AttemptUsage(...)`` by position, for the session's per-attempt accounting."""
-
-
 @dataclass(slots=True)
 class State:
     """The live state of a session, readable at any time through ``result.state``.
@@ -286,8 +241,9 @@ class State:
     """Character offset in ``content`` where the continuation starts."""
     usage: Mapping[str, Any] | None = None
     finish_reason: str | None = None
-    attempts: list[AttemptUsage] = field(default_factory=list)
-    """Usage of every attempt that ran, failed ones included, in order."""
+    _usage_rows: list[Any] = field(default_factory=list, repr=False, compare=False)
+    """Behind :attr:`attempts`: ``AttemptUsage`` objects, or the tuple of one's fields as the
+    session recorded it (made into the object when first read: most are never read)."""
     length_continuations: int = 0
     """Continuations requested because an answer stopped at the token limit
     (``continue_on_length``)."""
@@ -327,6 +283,15 @@ class State:
         return self._prefix + "".join(self._parts[: self._checkpoint_at])
 
     @property
+    def attempts(self) -> list[AttemptUsage]:
+        """Usage of every attempt that ran, failed ones included, in order."""
+        rows = self._usage_rows
+        for i, row in enumerate(rows):
+            if type(row) is tuple:
+                rows[i] = AttemptUsage(*row)
+        return rows
+
+    @property
     def tokens_paid(self) -> int:
         """Completion tokens of every attempt, failed ones included."""
         return sum(usage.completion_tokens for usage in self.attempts)
@@ -363,7 +328,7 @@ class State:
         clone = copy.copy(self)
         clone._parts = list(self._parts)
         clone.violations = list(self.violations)
-        clone.attempts = list(self.attempts)
+        clone._usage_rows = list(self.attempts)
         clone.tool_calls = copy.deepcopy(self.tool_calls)
         clone.usage = copy.deepcopy(self.usage)
         return clone

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import l0
 from l0 import Event, EventType
 from l0.errors import AbortedError, InitialTokenTimeoutError, RetryExhaustedError
-from l0.types import AttemptContext, AttemptUsage, _attempt_usage
+from l0.types import AttemptContext, AttemptUsage, State
 
 pytestmark = pytest.mark.usefixtures("isolated_config")
 
@@ -231,22 +231,17 @@ async def test_zero_output_then_exhaustion_reports_every_attempt() -> None:
     assert result.state.error is not None
 
 
-@given(
-    st.tuples(
-        st.integers(0, 9),
-        st.integers(0, 3),
-        st.sampled_from(["success", "error", "continued", "hedge_lost"]),
-        st.integers(0, 10**6),
-        st.integers(0, 10**6),
-        st.none() | st.integers(0, 10**6),
-        st.booleans(),
-        st.integers(0, 10**7),
+async def test_attempts_read_as_usage_objects_however_often_and_in_snapshots() -> None:
+    result = l0.run(
+        factory_of([(["ab"], "network"), (["abc"], None)]),
+        retry=l0.Retry(max_retries=1, base_delay=0, max_delay=0),
     )
-)
-def test_the_fast_attempt_usage_equals_the_dataclass(values: tuple[Any, ...]) -> None:
-    fast, made = _attempt_usage(*values), AttemptUsage(*values)
-    assert fast == made
-    assert hash(fast) == hash(made)
-    assert repr(fast) == repr(made)
-    with pytest.raises(AttributeError):
-        fast.outcome = "changed"  # type: ignore[misc]
+    assert await result.read() == "abc"
+    state = result.state
+    rows = state.attempts
+    assert all(type(row) is AttemptUsage for row in rows)
+    assert [(r.attempt, r.outcome, r.chars) for r in rows] == [(1, "error", 2), (2, "success", 3)]
+    assert state.attempts is rows  # one list, made into objects once
+    assert state.snapshot().attempts == rows
+    assert state.tokens_paid == sum(r.completion_tokens for r in rows)
+    assert "_usage_rows" not in repr(State())
