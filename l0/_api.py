@@ -252,7 +252,7 @@ def run(
         raise TypeError(f"session_id={session_id!r}: expected a str or None")
     if continue_on_length != 0 or type(continue_on_length) is not int or hedge_after is not None:
         _check_recovery(continue_on_length, hedge_after, timeout)
-    callbacks: dict[str, Callable[..., Any]] = {}
+    callbacks: Mapping[str, Callable[..., Any]] = _NOTHING  # read only: shared when empty
     if not (
         on_start is None
         and on_complete is None
@@ -284,10 +284,8 @@ def run(
             "on_tool_call": on_tool_call,
         }
         for name in CALLBACK_NAMES:
-            value = given[name]
-            _check_callable(name, value)
-            if value is not None:
-                callbacks[name] = value
+            _check_callable(name, given[name])
+        callbacks = {name: value for name, value in given.items() if value is not None}
     settings = load_config()
     pm = plugins if plugins is not None else default_plugin_manager_for(settings)
     opts = _Options(

@@ -279,7 +279,10 @@ class AttemptMixin(SessionBase):
                     f"{install_hint(item, self._opts.plugins)}."
                 )
         if item.raw is not None:
-            self._raw.append(item.raw)
+            raw = self._raw
+            if raw is None:
+                raw = self._raw = []
+            raw.append(item.raw)
         kind = item.type
         state = self.state
         if kind is _TOKEN:

@@ -136,7 +136,7 @@ class _Options:
         timeout: Timeout,
         adapter: Adapter | None,
         plugins: L0PluginManager,
-        callbacks: dict[str, Callable[..., Any]],
+        callbacks: Mapping[str, Callable[..., Any]],
         context: Mapping[str, Any],
         meta: Mapping[str, Any],
         session_id: str | None,

@@ -147,7 +147,7 @@ class Session(
                     if carried is None:
                         if state.attempt > 1:  # a new session's state is already clean
                             state._reset_attempt(checkpoint, checkpoint_tokens)
-                        self._raw = []
+                        self._raw = None
                         self._raw_list = None
                         self._last = 0.0
                         self._attempt_start = _now()
@@ -547,7 +547,10 @@ class Session(
             self._parked = True
             parts = state._parts
             append = parts.append
-            first = await anext(iterator, _END)
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = _END
             self._last = _now()
             if first is not _END:
                 self._first_item()

@@ -177,7 +177,7 @@ class SessionBase:
         self._hedged_to = 0
         self._attempt_no = 0
         self._deadline_hit = False
-        self._raw: list[Any] = []
+        self._raw: list[Any] | None = None  # made by the first chunk an adapter hands over
         self._raw_list: Sequence[Any] | None = None
         self._started = False
         # The check state (_guard_run, _drift_run, _checked, _checks_on, _interval,
