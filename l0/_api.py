@@ -214,15 +214,16 @@ def run(
         ValueError: an argument is out of range.
         ConfigError: the configuration file or environment is invalid.
     """
-    factories = [_validate_factory("stream", stream)]
+    factories: tuple[Callable[..., Any], ...] = (_validate_factory("stream", stream),)
     # Each check below costs one comparison when its argument has its default: l0.run is on
     # the path of every request (issue 11, "Session set-up").
     if fallbacks is not _NO_FALLBACKS:
         candidates: object = fallbacks
         if isinstance(candidates, str | bytes) or not isinstance(candidates, Sequence):
             raise TypeError(f"fallbacks={fallbacks!r}: expected a list of stream factories")
-        for i, fallback in enumerate(fallbacks):
-            factories.append(_validate_factory(f"fallbacks[{i}]", fallback))
+        factories += tuple(
+            _validate_factory(f"fallbacks[{i}]", fallback) for i, fallback in enumerate(fallbacks)
+        )
     if retry is not None and not isinstance(retry, Retry):
         raise TypeError(f"retry={retry!r}: expected l0.Retry(...) or None")
     if timeout is not None and not isinstance(timeout, Timeout):
@@ -251,7 +252,7 @@ def run(
         raise TypeError(f"session_id={session_id!r}: expected a str or None")
     if continue_on_length != 0 or type(continue_on_length) is not int or hedge_after is not None:
         _check_recovery(continue_on_length, hedge_after, timeout)
-    callbacks: dict[str, Callable[..., Any]] = {}
+    callbacks: Mapping[str, Callable[..., Any]] = _NOTHING  # read only: shared when empty
     if not (
         on_start is None
         and on_complete is None
@@ -283,35 +284,33 @@ def run(
             "on_tool_call": on_tool_call,
         }
         for name in CALLBACK_NAMES:
-            value = given[name]
-            _check_callable(name, value)
-            if value is not None:
-                callbacks[name] = value
+            _check_callable(name, given[name])
+        callbacks = {name: value for name, value in given.items() if value is not None}
     settings = load_config()
     pm = plugins if plugins is not None else default_plugin_manager_for(settings)
     opts = _Options(
-        factories=factories,
-        retry=resolve_retry(retry, settings, pm),
-        timeout=resolve_timeout(timeout, settings),
-        adapter=adapter,
-        plugins=pm,
-        callbacks=callbacks,
-        context=_frozen_copy("context", context),
-        meta=_frozen_copy("meta", meta),
-        session_id=session_id,
-        seed=seed,
-        retry_on_length=retry_on_length,
-        continue_on_length=continue_on_length,
-        hedge_after=hedge_after,
-        guardrails=_resolve_guardrails(guardrails, pm, settings),
-        drift=_resolve_drift(drift, pm, settings),
-        intervals=intervals,
-        continuation=continue_from_last_good_token,
-        build_continuation_prompt=build_continuation_prompt,
-        remove_overlap=remove_overlap,
-        max_overlap=max_overlap,
-        record=None if record is None else os.fspath(record),
-        health=_resolve_health(health, provider, factories, pm, settings),
+        factories,
+        resolve_retry(retry, settings, pm),
+        resolve_timeout(timeout, settings),
+        adapter,
+        pm,
+        callbacks,
+        _frozen_copy("context", context),
+        _frozen_copy("meta", meta),
+        session_id,
+        seed,
+        retry_on_length,
+        continue_on_length,
+        hedge_after,
+        _resolve_guardrails(guardrails, pm, settings),
+        _resolve_drift(drift, pm, settings),
+        intervals,
+        continue_from_last_good_token,
+        build_continuation_prompt,
+        remove_overlap,
+        max_overlap,
+        None if record is None else os.fspath(record),
+        _resolve_health(health, provider, factories, pm, settings),
     )
     return Result(Session(opts))
 

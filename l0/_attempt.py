@@ -48,14 +48,18 @@ class AttemptMixin(SessionBase):
 
     def tool_started(self, tool_call_id: str, tool_name: str) -> None:
         """Report that the application started executing a tool call."""
-        self._tool_starts[tool_call_id] = _now()
+        starts = self._tool_starts
+        if starts is None:
+            starts = self._tool_starts = {}
+        starts[tool_call_id] = _now()
         self._obs(_OBS.TOOL_START, tool_call_id=tool_call_id, tool_name=tool_name)
 
     def tool_finished(
         self, tool_call_id: str, *, result: Any = None, error: BaseException | str | None = None
     ) -> None:
         """Report the outcome of a tool call the application executed."""
-        started = self._tool_starts.pop(tool_call_id, None)
+        starts = self._tool_starts
+        started = starts.pop(tool_call_id, None) if starts is not None else None
         duration_ms = int((_now() - started) * 1000) if started is not None else None
         if error is None:
             self._obs(
@@ -224,13 +228,16 @@ class AttemptMixin(SessionBase):
             )
             self._obs(_OBS.ADAPTER_DETECTED, adapter_id=adapter.name)
         iterator = adapter.wrap(source)
-        if not hasattr(iterator, "__anext__"):
-            raise InvalidStreamError(
-                f"adapter {adapter.name!r} returned {type(iterator).__name__}, "
-                "not an async iterator"
-            )
         self._iterator = iterator
-        self._raw_list = _raw_chunks_of(iterator)
+        # A plain async generator (string streams) has neither check to fail.
+        if type(iterator) is not _ASYNC_GENERATOR:
+            if not hasattr(iterator, "__anext__"):
+                self._iterator = None
+                raise InvalidStreamError(
+                    f"adapter {adapter.name!r} returned {type(iterator).__name__}, "
+                    "not an async iterator"
+                )
+            self._raw_list = _raw_chunks_of(iterator)
         if observed:
             self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator
@@ -272,7 +279,10 @@ class AttemptMixin(SessionBase):
                     f"{install_hint(item, self._opts.plugins)}."
                 )
         if item.raw is not None:
-            self._raw.append(item.raw)
+            raw = self._raw
+            if raw is None:
+                raw = self._raw = []
+            raw.append(item.raw)
         kind = item.type
         state = self.state
         if kind is _TOKEN:

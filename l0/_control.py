@@ -104,6 +104,14 @@ class ControlMixin(SessionBase):
 
     def _stop_timer(self) -> None:
         self._due = None
+        if self._arm_queued:
+            # Nothing is due any more. When this session was the last to ask (a stream that
+            # never waited, in a loop that has not run since), leave the batch now rather than
+            # stay referenced, with all it holds, until the batch runs (issue 11).
+            sessions = _waiting.sessions
+            if sessions and sessions[-1] is self:
+                sessions.pop()
+                self._arm_queued = False
         handle = self._handle
         if handle is not None:
             handle.cancel()

@@ -7,7 +7,7 @@ import inspect
 import random
 import types
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from l0.plugins import L0PluginManager
@@ -56,6 +56,7 @@ _HOOK_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
+_TAKES, _TAKES_NOT = (True,), (False,)
 _TAKES_CTX: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
@@ -130,8 +131,7 @@ class _Options:
 
     def __init__(
         self,
-        *,
-        factories: Sequence[Callable[..., Any]],
+        factories: tuple[Callable[..., Any], ...],
         retry: Retry,
         timeout: Timeout,
         adapter: Adapter | None,
@@ -141,30 +141,32 @@ class _Options:
         meta: Mapping[str, Any],
         session_id: str | None,
         seed: int | None,
-        retry_on_length: bool = False,
-        continue_on_length: int = 0,
-        hedge_after: float | None = None,
-        guardrails: Any = None,
-        drift: Any = None,
-        intervals: Mapping[str, int] | None = None,
-        continuation: bool = False,
-        build_continuation_prompt: Callable[[str], str] | None = None,
-        remove_overlap: bool = True,
-        max_overlap: int = DEFAULT_MAX_OVERLAP,
-        record: str | None = None,
-        health: tuple[Any, Any, tuple[str | None, ...]] | None = None,
+        retry_on_length: bool,
+        continue_on_length: int,
+        hedge_after: float | None,
+        guardrails: Any,
+        drift: Any,
+        intervals: Mapping[str, int] | None,
+        continuation: bool,
+        build_continuation_prompt: Callable[[str], str] | None,
+        remove_overlap: bool,
+        max_overlap: int,
+        record: str | None,
+        health: tuple[Any, Any, tuple[str | None, ...]] | None,
     ) -> None:
-        self.factories = tuple(factories)
+        # Positional, and ``callbacks`` taken as given (l0.run makes a new dict per call): made
+        # once per l0.run, where 22 keyword arguments cost more than the rest (issue 11).
+        self.factories = factories
         self.takes_ctx = (
-            (_takes_context(factories[0]),)
+            (_TAKES, _TAKES_NOT)[not _takes_context(factories[0])]
             if len(factories) == 1
-            else tuple([_takes_context(f) for f in self.factories])
+            else tuple([_takes_context(f) for f in factories])
         )
         self.retry = retry
         self.timeout = timeout
         self.adapter = adapter
         self.plugins = plugins
-        self.callbacks = dict(callbacks)
+        self.callbacks = callbacks
         self.context = context
         self.meta = meta
         self.session_id = session_id

@@ -30,7 +30,6 @@ from l0.events import (
 )
 from l0.health import SessionHealth
 from l0.types import (
-    AttemptUsage,
     EventType,
     State,
 )
@@ -46,6 +45,7 @@ _END: Any = object()
 _CHECKPOINT_TEXT_LIMIT = 65536
 _CLOSE_GRACE = 2.0
 _NO_EXPORTS = ExportView((), frozenset(), ())
+_NOTHING_WANTED: frozenset[str] = frozenset()
 _CHECK_FLAGS: dict[frozenset[str], tuple[bool, bool]] = {}
 """Per export-type set: does it hold guardrail events, drift events."""
 """Seconds allowed for closing an abandoned provider stream before L0 stops waiting on it."""
@@ -100,6 +100,7 @@ class SessionBase:
         "_opts",
         "_overlap_removed",
         "_parked",
+        "_plain",
         "_raw",
         "_raw_list",
         "_recording",
@@ -144,26 +145,16 @@ class SessionBase:
         self.parent_id = current_parent.get()
         self.finished = False
         table = self._table = hook_table(opts.plugins)
-        self._recording: Any = None
-        if opts.record is not None:
-            from l0.record import SessionRecording
-
-            self._recording = SessionRecording(
-                opts.record, self.stream_id, opts.session_id or self.stream_id
-            )
-        # Exporters whose backend is not set up (``l0_active``) are left out of this session;
-        # when none is left, and nobody else observes, no event is ever built (issue 11).
-        view = table.session_view() if table.export else _NO_EXPORTS
-        self._exports = view.pairs
-        everything = "on_event" in opts.callbacks or self._recording is not None
-        self._observed = bool(view.pairs) or everything
-        # Exporters that name their event types spare the session from building the others
-        # (guardrail events come every check, several per rule) (#9).
-        self._wanted: frozenset[str] | None = None if everything else view.types
-        # Prompt and completion text reach exporters only when one asks (``l0_wants_content``).
-        self._content = bool(view.content) and view.wants_content()
-        if not self._content and opts.meta:
-            opts.meta = without_request_messages(opts.meta)
+        if table.export or opts.callbacks or opts.record is not None:
+            self._observers(opts, table)
+        else:  # nobody could observe this session: no exporter, callback or recording
+            self._recording: Any = None
+            self._exports: tuple[Any, ...] = ()
+            self._observed = False
+            self._wanted: frozenset[str] | None = _NOTHING_WANTED
+            self._content = False
+            if opts.meta:
+                opts.meta = without_request_messages(opts.meta)
         self._notifier_made: Notifier | None = None
         self._notifies = bool(opts.callbacks) or bool(table.lifecycle)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -186,13 +177,13 @@ class SessionBase:
         self._hedged_to = 0
         self._attempt_no = 0
         self._deadline_hit = False
-        self._raw: list[Any] = []
+        self._raw: list[Any] | None = None  # made by the first chunk an adapter hands over
         self._raw_list: Sequence[Any] | None = None
         self._started = False
         # The check state (_guard_run, _drift_run, _checked, _checks_on, _interval,
         # _next_check, _next_checkpoint, _overlap_removed, _notify_after) is set by
         # _checks_start before each attempt, never read before: not written twice here.
-        self._tool_starts: dict[str, float] = {}
+        self._tool_starts: dict[str, float] | None = None  # made by the first tool_started()
         self._checkpoints = 0
         self._start_ts = 0.0
         self._health: SessionHealth | None = (
@@ -202,6 +193,37 @@ class SessionBase:
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
+        # Nobody to tell anything and nothing around the stream: ``read()`` may take the plain
+        # path (``Session.read_text``).
+        self._plain = (
+            not self._observed
+            and not self._notifies
+            and self._health is None
+            and opts.hedge_after is None
+        )
+
+    def _observers(self, opts: _Options, table: Any) -> None:
+        """Who hears of this session: exporters, ``on_event``, a recording."""
+        self._recording = None
+        if opts.record is not None:
+            from l0.record import SessionRecording
+
+            self._recording = SessionRecording(
+                opts.record, self.stream_id, opts.session_id or self.stream_id
+            )
+        # Exporters whose backend is not set up (``l0_active``) are left out of this session;
+        # when none is left, and nobody else observes, no event is ever built (issue 11).
+        view = table.session_view() if table.export else _NO_EXPORTS
+        self._exports = view.pairs
+        everything = "on_event" in opts.callbacks or self._recording is not None
+        self._observed = bool(view.pairs) or everything
+        # Exporters that name their event types spare the session from building the others
+        # (guardrail events come every check, several per rule) (#9).
+        self._wanted = None if everything else view.types
+        # Prompt and completion text reach exporters only when one asks (``l0_wants_content``).
+        self._content = bool(view.content) and view.wants_content()
+        if not self._content and opts.meta:
+            opts.meta = without_request_messages(opts.meta)
 
     @property
     def stream_id(self) -> str:
@@ -291,16 +313,17 @@ class SessionBase:
             paid = completion
             kept_tokens = round(completion * kept / chars) if chars else 0
             estimated = False
-        state.attempts.append(
-            AttemptUsage(
-                attempt=self._attempt_no or state.attempt,
-                fallback_index=state.fallback_index,
-                outcome=outcome,
-                completion_tokens=paid,
-                kept_tokens=kept_tokens,
-                prompt_tokens=prompt,
-                estimated=estimated,
-                chars=chars,
+        # The fields of an AttemptUsage, made into one when state.attempts is read.
+        state._usage_rows.append(
+            (
+                self._attempt_no or state.attempt,
+                state.fallback_index,
+                outcome,
+                paid,
+                kept_tokens,
+                prompt,
+                estimated,
+                chars,
             )
         )
         self._usage_before = state.usage

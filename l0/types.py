@@ -241,8 +241,9 @@ class State:
     """Character offset in ``content`` where the continuation starts."""
     usage: Mapping[str, Any] | None = None
     finish_reason: str | None = None
-    attempts: list[AttemptUsage] = field(default_factory=list)
-    """Usage of every attempt that ran, failed ones included, in order."""
+    _usage_rows: list[Any] = field(default_factory=list, repr=False, compare=False)
+    """Behind :attr:`attempts`: ``AttemptUsage`` objects, or the tuple of one's fields as the
+    session recorded it (made into the object when first read: most are never read)."""
     length_continuations: int = 0
     """Continuations requested because an answer stopped at the token limit
     (``continue_on_length``)."""
@@ -282,6 +283,15 @@ class State:
         return self._prefix + "".join(self._parts[: self._checkpoint_at])
 
     @property
+    def attempts(self) -> list[AttemptUsage]:
+        """Usage of every attempt that ran, failed ones included, in order."""
+        rows = self._usage_rows
+        for i, row in enumerate(rows):
+            if type(row) is tuple:
+                rows[i] = AttemptUsage(*row)
+        return rows
+
+    @property
     def tokens_paid(self) -> int:
         """Completion tokens of every attempt, failed ones included."""
         return sum(usage.completion_tokens for usage in self.attempts)
@@ -318,7 +328,7 @@ class State:
         clone = copy.copy(self)
         clone._parts = list(self._parts)
         clone.violations = list(self.violations)
-        clone.attempts = list(self.attempts)
+        clone._usage_rows = list(self.attempts)
         clone.tool_calls = copy.deepcopy(self.tool_calls)
         clone.usage = copy.deepcopy(self.usage)
         return clone

@@ -8,11 +8,13 @@ that waits, and still fires on time.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -239,6 +241,25 @@ async def test_a_stream_that_never_waits_leaves_no_timer_behind() -> None:
     assert len(loop._scheduled) == before  # type: ignore[attr-defined]
     await asyncio.sleep(0)  # the deferred arming runs and finds nothing to arm
     assert len(loop._scheduled) == before  # type: ignore[attr-defined]
+
+
+async def test_a_finished_session_is_not_kept_alive_by_the_deferred_arming() -> None:
+    # Sessions whose stream never waits finish before the loop runs the arming batch; they
+    # must not stay referenced (with their state and text) until it does.
+    gc.disable()  # freed by reference counting alone, not by a collection
+    try:
+        factories = []  # each session's own factory: it lives as long as its session
+        for _ in range(50):
+
+            def factory() -> AsyncIterator[str]:
+                return three()
+
+            assert await l0.run(factory).read() == "abc"
+            factories.append(weakref.ref(factory))
+        del factory
+        assert [ref() for ref in factories] == [None] * 50
+    finally:
+        gc.enable()
 
 
 async def test_a_slow_first_token_within_its_limit_outlives_the_shorter_gap_limit() -> None:
