@@ -347,3 +347,20 @@ def test_fence_lines_are_the_lines_a_multiline_anchor_finds(pieces: list[str]) -
     expected = [m.start() for m in _MULTILINE_FENCE.finditer(text, first + 1, last + 1)]
     found = [m.start() + 1 for m in text_rules._FENCE_LINE.finditer(text, first, last + 1)]
     assert found == expected
+
+
+_BACKTRACKING_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BACKTRACKING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(JSON_PIECES), max_size=40))
+def test_possessive_string_regexes_match_what_backtracking_ones_match(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert detectors._STRINGS.sub(" ", text) == _BACKTRACKING_STRINGS.sub(" ", text)
+    for start in range(len(text) + 1):
+        body = detectors._STRING_BODY.match(text, start)
+        reference = _BACKTRACKING_BODY.match(text, start)
+        assert body is not None
+        assert reference is not None
+        assert body.end() == reference.end()
