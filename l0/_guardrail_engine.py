@@ -240,6 +240,7 @@ class GuardrailRun:
         "_loop",
         "_next_slow",
         "_one",
+        "_one_feed",
         "_pending",
         "_plain",
         "_plain_streaming",
@@ -295,6 +296,7 @@ class GuardrailRun:
             # check (``guardrails=[l0.json_rule()]``) is called straight, without a loop.
             if len(self._stream_feeds) == 1 and not lazy:
                 self._one = self._stream_feeds[0]
+                self._one_feed = self._one[2]
                 self.feed = self._feed_one
             else:
                 self.feed = self._feed_sessions
@@ -374,13 +376,12 @@ class GuardrailRun:
     def _feed_one(self, delta: str, state: State) -> list[GuardrailViolation] | None:
         if not self._started:
             delta = self._first(delta, state)
-        _, rule, feed = self._one
         try:
-            found = feed(delta, state)
+            found = self._one_feed(delta, state)
         except Exception as exc:
-            raise check_failed(rule, exc) from exc
+            raise check_failed(self._one[1], exc) from exc
         if found:
-            return self._engine._stamp(fill_violations(rule, found))
+            return self._engine._stamp(fill_violations(self._one[1], found))
         return None
 
     def _feed_observed(self, delta: str, state: State) -> list[GuardrailViolation] | None:

@@ -32,9 +32,11 @@ _TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|([{}\[\]"])', re.DOTALL)
 _SHAPE: Final = re.compile(
     r'[^"{}\[\]]*+(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"[^"{}\[\]]*+)*+([{}\[\]"]|\Z)', re.DOTALL
 )
+_shape: Final = _SHAPE.findall
 _FENCE_LIMIT: Final = 200
 
-_UNDECIDED, _ACTIVE, _INACTIVE = 0, 1, 2
+# _FAILED: JSON output whose structure broke; nothing more is checked or reported.
+_UNDECIDED, _ACTIVE, _INACTIVE, _FAILED = 0, 1, 2, 3
 
 
 def _trailing_escape(text: str) -> bool:
@@ -61,7 +63,6 @@ class JsonSession:
 
     __slots__ = (
         "_escape",
-        "_failed",
         "_fenced",
         "_head",
         "_held",
@@ -82,12 +83,11 @@ class JsonSession:
         self._in_string = False
         self._escape = False
         self._offset = 0
-        self._failed = False
 
     @property
     def is_json(self) -> bool:
         """True once the output was recognised as JSON."""
-        return self._mode == _ACTIVE
+        return self._mode in (_ACTIVE, _FAILED)
 
     def _decide(self, delta: str) -> str | None:
         """Before the first significant character: return the part of the text to scan."""
@@ -131,14 +131,12 @@ class JsonSession:
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Scan ``delta``; report the first mis-nested or unmatched bracket."""
         if self._mode != _ACTIVE:
-            if self._mode == _INACTIVE:
+            if self._mode != _UNDECIDED:
                 return None
             scan = self._decide(delta)
             if scan is None:
                 return None
             delta = scan
-        elif self._failed:
-            return None
         if "}" not in delta and "]" not in delta:
             # Only a closing bracket can be a violation: text without one waits, and is
             # scanned joined with the next delta that has one (or at the end), so a violation
@@ -146,10 +144,11 @@ class JsonSession:
             # empty delta waits too: it changes nothing, not even an escape still pending.)
             self._held.append(delta)
             return None
-        if self._held:
-            self._held.append(delta)
-            delta = "".join(self._held)
-            self._held.clear()
+        held = self._held
+        if held:
+            held.append(delta)
+            delta = "".join(held)
+            held.clear()
         return self._scan(delta)
 
     def _flush(self) -> None:
@@ -173,7 +172,7 @@ class JsonSession:
             self._in_string = False
         stack = self._stack
         # Python code sees only the brackets (a few per delta) and the final "".
-        for index, char in enumerate(_SHAPE.findall(delta)):
+        for index, char in enumerate(_shape(delta)):
             if char == "{":
                 stack.append("}")
             elif char == "[":
@@ -191,7 +190,7 @@ class JsonSession:
                 self._escape = delta.endswith("\\") and _trailing_escape(delta)
                 return None
             else:
-                self._failed = True
+                self._mode = _FAILED
                 where = _locate(delta, 0, index, offset)
                 if not stack:
                     return [self._rule.violation(f"unmatched {char!r}", position=where)]
@@ -204,7 +203,7 @@ class JsonSession:
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Unclosed strings or brackets at the end are a violation."""
-        if self._mode != _ACTIVE or self._failed:
+        if self._mode != _ACTIVE:
             return None
         self._flush()
         if self._in_string and self._stack:
@@ -243,7 +242,7 @@ class StrictJsonSession(JsonSession):
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Structure first; then the whole output (fence stripped) must parse."""
-        if self._failed:
+        if self._mode == _FAILED:
             return None
         if self._mode != _ACTIVE:
             if not self._require:
