@@ -51,8 +51,10 @@ from l0._error_types import (
     TruncatedError,
     UnsupportedClientError,
     ZeroOutputError,
-    attach_context,  # noqa: F401 - l0._decisions imports it from here
     context_of,
+)
+from l0._error_types import (
+    attach_context as attach_context,  # noqa: PLC0414 - private, l0._decisions imports it here
 )
 from l0.types import ErrorCategory
 
