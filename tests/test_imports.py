@@ -64,8 +64,17 @@ def test_errors_config_plugins_are_layered() -> None:
     }
 
 
-# Modules split off others (and those they were split from): each must import first, alone.
-SPLIT = ("l0.testing._transport", "l0.testing.server", "l0_otel._attempts", "l0_otel.exporter")
+# Modules split off others (and those they were split from), and the exporter plugins' shared
+# settings helper: each must import first, alone.
+SPLIT = (
+    "l0.testing._transport",
+    "l0.testing.server",
+    "l0_otel._attempts",
+    "l0_otel.exporter",
+    "l0.plugin_settings",
+    "l0_otel.settings",
+    "l0_sentry.settings",
+)
 
 
 @pytest.mark.parametrize("module", [*LAYERED, "l0.retry", "l0.types", "l0.hookspecs", *SPLIT])
