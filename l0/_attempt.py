@@ -224,13 +224,16 @@ class AttemptMixin(SessionBase):
             )
             self._obs(_OBS.ADAPTER_DETECTED, adapter_id=adapter.name)
         iterator = adapter.wrap(source)
-        if not hasattr(iterator, "__anext__"):
-            raise InvalidStreamError(
-                f"adapter {adapter.name!r} returned {type(iterator).__name__}, "
-                "not an async iterator"
-            )
         self._iterator = iterator
-        self._raw_list = _raw_chunks_of(iterator)
+        # A plain async generator (string streams) has neither check to fail.
+        if type(iterator) is not _ASYNC_GENERATOR:
+            if not hasattr(iterator, "__anext__"):
+                self._iterator = None
+                raise InvalidStreamError(
+                    f"adapter {adapter.name!r} returned {type(iterator).__name__}, "
+                    "not an async iterator"
+                )
+            self._raw_list = _raw_chunks_of(iterator)
         if observed:
             self._obs(_OBS.ADAPTER_WRAP_END, adapter_id=adapter.name)
         return iterator

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Result"]
 
+_READING: Any = object()
+
 
 class Result:
     """A running L0 session.
@@ -29,7 +31,8 @@ class Result:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._gen: AsyncIterator[Event] | None = None
+        # The event generator, or _READING while read() runs without one.
+        self._gen: Any = None
 
     def __await__(self) -> Generator[Any, None, Result]:
         async def itself() -> Result:
@@ -61,8 +64,8 @@ class Result:
                     "for a new answer"
                 )
             raise RuntimeError("this L0 result is already being consumed; iterate or read it once")
-        self._gen = self._events(self._session.run(emit=True))
-        return self._gen
+        events = self._gen = self._events(self._session.run(emit=True))
+        return events
 
     def _events(self, events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         recording = self._session._recording
@@ -80,9 +83,11 @@ class Result:
         """
         session = self._session
         if self._gen is None:
+            if session._recording is None:
+                self._gen = _READING
+                return await session.read_text()
             # A recording needs the consumer events, so read() then produces them too.
-            emit = session._recording is not None
-            self._gen = self._events(session.run(emit=emit))
+            self._gen = self._events(session.run(emit=True))
             async for _ in self._gen:
                 pass
         elif not session.finished:

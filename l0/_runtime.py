@@ -57,6 +57,10 @@ __all__ = [
 ]
 
 
+_FIRST_CONTEXT = AttemptContext(attempt=1, fallback_index=0, is_retry=False, is_fallback=False)
+"""What a factory that asks is given for a first attempt (frozen: one serves every session)."""
+
+
 class Session(
     ControlMixin, ChecksMixin, ContinuationMixin, AttemptMixin, DecisionsMixin, HealthMixin
 ):
@@ -88,12 +92,15 @@ class Session(
                 stream_count=len(opts.factories),
             )
 
-    async def run(self, emit: bool) -> AsyncIterator[Event]:
+    async def run(self, emit: bool, carried: BaseException | None = None) -> AsyncIterator[Event]:
         """The session as an async generator of consumer events.
 
         With ``emit=False`` (``read()``) tokens are only accumulated, never wrapped in events.
+        ``carried``: the first attempt already ran in :meth:`read_text` and ended with this
+        exception; the session goes on from there as if it had been raised here.
         """
-        self._begin()
+        if carried is None:
+            self._begin()
         opts = self._opts
         state = self.state
         notify = self._notify
@@ -102,7 +109,7 @@ class Session(
         resume: tuple[str, int] | None = None
         network_failures = 0
         try:
-            if self._abort_requested:
+            if self._abort_requested and carried is None:
                 raise AbortedError("the session was aborted before it started")
             for index in range(n_streams):
                 state.fallback_index = index
@@ -111,7 +118,8 @@ class Session(
                 if index > 0:
                     self._obs(_OBS.FALLBACK_MODEL_SELECTED, index=index)
                 while True:
-                    state.attempt += 1
+                    if carried is None:
+                        state.attempt += 1
                     checkpoint, checkpoint_tokens = resume or ("", 0)
                     prompt = self._begin_resume(checkpoint, checkpoint_tokens) if resume else None
                     # Only factories that take it (and hedges, which copy it) get a context.
@@ -136,18 +144,22 @@ class Session(
                         )
                     if notifies:
                         notify("on_start", state.attempt, retry_index > 0, index > 0)
-                    if state.attempt > 1:  # a new session's state is already clean
-                        state._reset_attempt(checkpoint, checkpoint_tokens)
-                    self._raw = []
-                    self._raw_list = None
-                    self._last = 0.0
-                    self._attempt_start = _now()
-                    self._fired = None
-                    self._attempt_no = state.attempt
-                    self._hedged_to = 0
-                    self._checks_start()
+                    if carried is None:
+                        if state.attempt > 1:  # a new session's state is already clean
+                            state._reset_attempt(checkpoint, checkpoint_tokens)
+                        self._raw = []
+                        self._raw_list = None
+                        self._last = 0.0
+                        self._attempt_start = _now()
+                        self._fired = None
+                        self._attempt_no = state.attempt
+                        self._hedged_to = 0
+                        self._checks_start()
                     delivered = False
                     try:
+                        if carried is not None:
+                            failed, carried = carried, None
+                            raise failed
                         if self._health is not None:
                             await self._health_admit(index, retry_index > 0)
                         if self._observed:
@@ -497,6 +509,76 @@ class Session(
                 self._health.release()
             if self._iterator is not None or self._source is not None:
                 await self._close_stream()
+
+    async def read_text(self) -> str:
+        """Run the session to its end without events (``Result.read()``); return the text.
+
+        A plain session (nobody observes or is notified, no checks, health, hedging, recording
+        or length continuation) runs its first attempt here, on a path without the event
+        machinery: most requests succeed at once (issue 11, "Session set-up"). Whatever ends
+        that attempt other than success hands over to :meth:`run`, which goes on exactly as if
+        the attempt had run there.
+        """
+        opts = self._opts
+        if not (
+            self._plain
+            and opts.guardrails is None
+            and opts.drift is None
+            and not opts.continuation
+            and not opts.continue_on_length
+        ):
+            async for _ in self.run(False):
+                pass
+            return self.state.content
+        self._begin()
+        if self._abort_requested:
+            raise AbortedError("the session was aborted before it started")
+        state = self.state
+        state.attempt = self._attempt_no = 1
+        self._attempt_start = state.started_at or _now()
+        self._checks_start()
+        try:
+            self._start_timer()
+            source = self._call_factory(0, _FIRST_CONTEXT if opts.takes_ctx[0] else None)
+            if type(source) is _ASYNC_GENERATOR:
+                iterator = self._adopt(source)
+            else:
+                iterator = await self._open_source(source)
+            self._parked = True
+            parts = state._parts
+            append = parts.append
+            first = await anext(iterator, _END)
+            self._last = _now()
+            if first is not _END:
+                self._first_item()
+                if type(first) is str:
+                    append(first)
+                else:
+                    self._item(first)
+                async for item in iterator:
+                    if type(item) is str:
+                        append(item)
+                    else:
+                        self._item(item)
+                    self._last = _now()
+            self._parked = False
+            self._stop_timer()
+            self._iterator = None
+            if not self._has_output():
+                raise ZeroOutputError(
+                    "the stream ended without output" + (" (whitespace only)" if parts else "")
+                )
+        except BaseException as exc:  # handed to run(), which decides as for any attempt
+            self._parked = False
+            async for _ in self.run(False, exc):
+                pass
+            return state.content
+        self._source = None
+        self._account("success")
+        state.completed = True
+        state.ended_at = _now()
+        self.finished = True
+        return state.content
 
     async def wait_callbacks(self) -> None:
         """Wait for queued callbacks of this session to finish (and its record to be on disk)."""

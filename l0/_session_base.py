@@ -30,9 +30,9 @@ from l0.events import (
 )
 from l0.health import SessionHealth
 from l0.types import (
-    AttemptUsage,
     EventType,
     State,
+    _attempt_usage,
 )
 
 log = logging.getLogger("l0")
@@ -100,6 +100,7 @@ class SessionBase:
         "_opts",
         "_overlap_removed",
         "_parked",
+        "_plain",
         "_raw",
         "_raw_list",
         "_recording",
@@ -202,6 +203,14 @@ class SessionBase:
         self._wants_checkpoints = (
             "on_checkpoint" in opts.callbacks or "l0_on_checkpoint" in self._table.lifecycle
         )
+        # Nobody to tell anything and nothing around the stream: ``read()`` may take the plain
+        # path (``Session.read_text``).
+        self._plain = (
+            not self._observed
+            and not self._notifies
+            and self._health is None
+            and opts.hedge_after is None
+        )
 
     @property
     def stream_id(self) -> str:
@@ -292,15 +301,15 @@ class SessionBase:
             kept_tokens = round(completion * kept / chars) if chars else 0
             estimated = False
         state.attempts.append(
-            AttemptUsage(
-                attempt=self._attempt_no or state.attempt,
-                fallback_index=state.fallback_index,
-                outcome=outcome,
-                completion_tokens=paid,
-                kept_tokens=kept_tokens,
-                prompt_tokens=prompt,
-                estimated=estimated,
-                chars=chars,
+            _attempt_usage(
+                self._attempt_no or state.attempt,
+                state.fallback_index,
+                outcome,
+                paid,
+                kept_tokens,
+                prompt,
+                estimated,
+                chars,
             )
         )
         self._usage_before = state.usage

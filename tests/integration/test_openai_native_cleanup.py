@@ -121,7 +121,7 @@ async def test_every_ending_leaves_no_httpx_generator_suspended(name: str) -> No
         # httpx2's own generators (the body iterator and the streams under it) are all
         # closed or finished; an answer whose body ends after [DONE] leaves none of
         # httpcore's either (one still sending is cut after a short drain).
-        assert any(ref() is not None for ref in seen)
+        assert seen  # the hook saw the generators (freed ones are closed, so fine)
         assert suspended(seen, "httpx2") == []
         if name == "answer":
             assert suspended(seen, "httpcore") == []
