@@ -10,6 +10,7 @@ event.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -46,6 +47,66 @@ _PLACEHOLDERS = frozenset(
         metrics.NoOpMeterProvider,
     }
 )
+_UNKNOWN: Any = object()
+
+
+def _public_probe() -> bool:
+    return not (
+        type(trace.get_tracer_provider()) in _PLACEHOLDERS
+        and type(metrics.get_meter_provider()) in _PLACEHOLDERS
+    )
+
+
+def _provider_probe(module: Any, attribute: str, variable: str) -> Callable[[], bool | None]:
+    """Whether one global provider is set up, as its public getter would answer.
+
+    The getters test ``variable in os.environ`` while no provider is set (an SDK may be named
+    there), which through ``os.environ`` costs a raised ``KeyError``: together about 5 µs per
+    session here. This reads the API's global and the raw environment instead; ``None``
+    when either is not what it was written against (the caller then asks the getters).
+    """
+    environ = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    if not isinstance(environ, dict) or encode is None or not hasattr(module, attribute):
+        return lambda: None
+    key = encode(variable)
+
+    def probe() -> bool | None:
+        provider = getattr(module, attribute, _UNKNOWN)
+        if provider is None:
+            # Unset, unless the environment names one: the getter then loads it (once).
+            return None if key in environ else False
+        if provider is _UNKNOWN:
+            return None
+        return type(provider) not in _PLACEHOLDERS
+
+    return probe
+
+
+def _backend_probe() -> Callable[[], bool]:
+    """``() -> bool``: whether either global provider is set up (is not a placeholder)."""
+    tracing = _provider_probe(trace, "_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER")
+    try:
+        from opentelemetry.metrics import _internal as metrics_internal
+    except ImportError:  # pragma: no cover - another API layout
+        return _public_probe
+    metering = _provider_probe(metrics_internal, "_METER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+
+    def probe() -> bool:
+        traced = tracing()
+        if traced:
+            return True
+        metered = metering()
+        if metered:
+            return True
+        if traced is None or metered is None:
+            return _public_probe()
+        return False
+
+    return probe
+
+
+_backend_set_up = _backend_probe()
 
 
 class OTelExporter(_AttemptEvents):
@@ -132,14 +193,10 @@ class OTelExporter(_AttemptEvents):
 
         False while the global tracer and meter providers are both OpenTelemetry's
         placeholders (no SDK set up: every span and metric would be dropped) or export is
-        disabled. Two identity checks per session, so a provider set later is picked up by
+        disabled. Asked per session (two lookups), so a provider set later is picked up by
         the next session.
         """
-        if (
-            not self._explicit
-            and type(trace.get_tracer_provider()) in _PLACEHOLDERS
-            and type(metrics.get_meter_provider()) in _PLACEHOLDERS
-        ):
+        if not self._explicit and not _backend_set_up():
             return False
         settings = self._fixed if self._fixed is not None else read_settings()
         return settings.enabled
