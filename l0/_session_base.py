@@ -233,6 +233,28 @@ class SessionBase:
             stream_id = self._stream_id = uuid7()
         return stream_id
 
+    async def wait_callbacks(self) -> None:
+        """Wait for queued callbacks of this session to finish (and its record to be on disk)."""
+        if self._notifier_made is not None:
+            await self._notifier_made.wait()
+        recording = self._recording
+        if recording is not None:
+            await asyncio.to_thread(recording.flush)
+            if recording.error is not None:
+                self.state.record_error = recording.error
+        closing = self._closing
+        if closing is not None:
+            await closing
+
+    @property
+    def raw_chunks(self) -> list[Any]:
+        """Provider chunks of the current attempt (adapters' ``Event.raw``, or str tokens)."""
+        if self._raw_list is not None:
+            return list(self._raw_list)
+        if self._raw:
+            return list(self._raw)
+        return list(self.state._parts)
+
     # --- notifications -------------------------------------------------------------------------
 
     @property

@@ -10,6 +10,7 @@ event.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,8 +20,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
 from l0_otel import semconv as sc
+from l0_otel._attempts import _AttemptEvents, _ns, _Session
 from l0_otel.content import error_type_of, input_messages, output_messages, text_of
-from l0_otel.metrics import Instruments, base_attributes, bounded
+from l0_otel.metrics import Instruments
 from l0_otel.settings import OTelSettings, read_settings
 
 __all__ = ["OTelExporter"]
@@ -30,7 +32,6 @@ _MAX_OPEN = 10_000
 """Sessions tracked at once; past this the oldest is dropped (a session that never ended)."""
 _MAX_ENDED = 1_024
 """Ended sessions whose span still parents late tool spans (tools run after the stream)."""
-_GENERIC_ADAPTERS = frozenset({"iter"})
 
 
 try:  # the API's placeholder until an SDK is set; not exported, so looked up defensively
@@ -46,45 +47,69 @@ _PLACEHOLDERS = frozenset(
         metrics.NoOpMeterProvider,
     }
 )
+_UNKNOWN: Any = object()
 
 
-def _ns(event: ObservabilityEvent) -> int:
-    return int(event.ts * 1_000_000)
-
-
-class _Session:
-    __slots__ = (
-        "attempt",
-        "attempt_span",
-        "attrs",
-        "fallback_index",
-        "messages",
-        "models",
-        "ready_ts",
-        "reasons",
-        "rules",
-        "settings",
-        "span",
+def _public_probe() -> bool:
+    return not (
+        type(trace.get_tracer_provider()) in _PLACEHOLDERS
+        and type(metrics.get_meter_provider()) in _PLACEHOLDERS
     )
 
-    def __init__(self, span: Span, attrs: dict[str, Any], settings: OTelSettings) -> None:
-        self.span = span
-        self.attrs = attrs
-        self.settings = settings
-        self.attempt_span: Span | None = None
-        self.attempt = 0
-        self.fallback_index = 0
-        self.models: list[str] = []
-        self.messages: Any = None
-        self.ready_ts: float | None = None
-        self.reasons: list[str] = []
-        self.rules: list[str] = []
 
-    def target(self) -> Span:
-        return self.attempt_span if self.attempt_span is not None else self.span
+def _provider_probe(module: Any, attribute: str, variable: str) -> Callable[[], bool | None]:
+    """Whether one global provider is set up, as its public getter would answer.
+
+    The getters test ``variable in os.environ`` while no provider is set (an SDK may be named
+    there), which through ``os.environ`` costs a raised ``KeyError``: together about 5 µs per
+    session here. This reads the API's global and the raw environment instead; ``None``
+    when either is not what it was written against (the caller then asks the getters).
+    """
+    environ = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    if not isinstance(environ, dict) or encode is None or not hasattr(module, attribute):
+        return lambda: None
+    key = encode(variable)
+
+    def probe() -> bool | None:
+        provider = getattr(module, attribute, _UNKNOWN)
+        if provider is None:
+            # Unset, unless the environment names one: the getter then loads it (once).
+            return None if key in environ else False
+        if provider is _UNKNOWN:
+            return None
+        return type(provider) not in _PLACEHOLDERS
+
+    return probe
 
 
-class OTelExporter:
+def _backend_probe() -> Callable[[], bool]:
+    """``() -> bool``: whether either global provider is set up (is not a placeholder)."""
+    tracing = _provider_probe(trace, "_TRACER_PROVIDER", "OTEL_PYTHON_TRACER_PROVIDER")
+    try:
+        from opentelemetry.metrics import _internal as metrics_internal
+    except ImportError:  # pragma: no cover - another API layout
+        return _public_probe
+    metering = _provider_probe(metrics_internal, "_METER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+
+    def probe() -> bool:
+        traced = tracing()
+        if traced:
+            return True
+        metered = metering()
+        if metered:
+            return True
+        if traced is None or metered is None:
+            return _public_probe()
+        return False
+
+    return probe
+
+
+_backend_set_up = _backend_probe()
+
+
+class OTelExporter(_AttemptEvents):
     """Turns L0 observability events into spans and metrics on the global OTel providers.
 
     Args:
@@ -168,14 +193,10 @@ class OTelExporter:
 
         False while the global tracer and meter providers are both OpenTelemetry's
         placeholders (no SDK set up: every span and metric would be dropped) or export is
-        disabled. Two identity checks per session, so a provider set later is picked up by
+        disabled. Asked per session (two lookups), so a provider set later is picked up by
         the next session.
         """
-        if (
-            not self._explicit
-            and type(trace.get_tracer_provider()) in _PLACEHOLDERS
-            and type(metrics.get_meter_provider()) in _PLACEHOLDERS
-        ):
+        if not self._explicit and not _backend_set_up():
             return False
         settings = self._fixed if self._fixed is not None else read_settings()
         return settings.enabled
@@ -309,223 +330,6 @@ class OTelExporter:
             session.span.set_status(Status(StatusCode.OK))
         self._end(session, event)
 
-    def _close_attempt(self, session: _Session, event: ObservabilityEvent, outcome: str) -> None:
-        span = session.attempt_span
-        if span is None:
-            return
-        span.set_attribute(sc.L0_ATTEMPT_OUTCOME, outcome)
-        if outcome not in (sc.OUTCOME_SUCCESS, sc.OUTCOME_ABORTED):
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=_ns(event))
-        session.attempt_span = None
-
-    def _stream_init(self, session: _Session, event: ObservabilityEvent) -> None:
-        self._close_attempt(session, event, "superseded")
-        session.attempt = int(event.get("attempt", session.attempt + 1))
-        index = int(event.get("fallback_index", session.fallback_index))
-        session.fallback_index = index
-        attrs: dict[str, Any] = {
-            sc.L0_ATTEMPT: session.attempt,
-            sc.L0_FALLBACK_INDEX: index,
-            sc.GEN_AI_OPERATION_NAME: session.attrs[sc.GEN_AI_OPERATION_NAME],
-        }
-        if index < len(session.models):
-            attrs[sc.GEN_AI_REQUEST_MODEL] = session.models[index]
-        session.attempt_span = self._tracer.start_span(
-            sc.ATTEMPT_SPAN,
-            context=trace.set_span_in_context(session.span),
-            kind=SpanKind.INTERNAL,
-            attributes=attrs,
-            start_time=_ns(event),
-        )
-
-    def _adapter(self, session: _Session, event: ObservabilityEvent) -> None:
-        adapter = event.get("adapter_id")
-        if sc.GEN_AI_PROVIDER_NAME not in session.attrs and adapter not in _GENERIC_ADAPTERS:
-            session.attrs[sc.GEN_AI_PROVIDER_NAME] = str(adapter)
-            session.span.set_attribute(sc.GEN_AI_PROVIDER_NAME, str(adapter))
-
-    def _ready(self, session: _Session, event: ObservabilityEvent) -> None:
-        session.ready_ts = event.ts
-        ttft = event.get("ttft_ms")
-        if session.attempt_span is not None and ttft is not None:
-            session.attempt_span.set_attribute(sc.L0_TTFT_MS, float(ttft))
-        if ttft is not None and session.settings.metrics:
-            self.instruments.ttft.record(float(ttft) / 1000, self._metric_attrs(session))
-
-    def _timeout(self, session: _Session, event: ObservabilityEvent) -> None:
-        session.target().add_event(
-            sc.EVENT_TIMEOUT,
-            {
-                sc.L0_TIMEOUT_TYPE: str(event.get("timeout_type")),
-                sc.L0_TIMEOUT_ELAPSED_MS: int(event.get("elapsed_ms") or 0),
-                sc.L0_TIMEOUT_CONFIGURED_MS: int(event.get("configured_ms") or 0),
-            },
-            timestamp=_ns(event),
-        )
-
-    def _network_error(self, session: _Session, event: ObservabilityEvent) -> None:
-        kind = error_type_of(event.get("error"))
-        session.target().add_event(
-            sc.EVENT_NETWORK_ERROR,
-            {sc.ERROR_TYPE: kind, sc.L0_ERROR_CATEGORY: "network"},
-            timestamp=_ns(event),
-        )
-
-    def _failed(self, session: _Session, event: ObservabilityEvent) -> None:
-        """The attempt failed: its error type, the rules it tripped, the zero-output count."""
-        self._attempt_violations(session, event)
-        kind = str(event.get("error_type") or "")
-        if not kind:
-            return
-        short = kind.rsplit(".", 1)[-1]
-        if session.attempt_span is not None:
-            session.attempt_span.set_attribute(sc.ERROR_TYPE, short)
-        if short == "ZeroOutputError":
-            session.span.set_attribute(sc.L0_ZERO_OUTPUT, True)
-            if session.settings.metrics:
-                self.instruments.zero_output.add(1, self._metric_attrs(session))
-
-    def _retry(self, session: _Session, event: ObservabilityEvent) -> None:
-        reason = bounded(event.get("reason"))
-        self._failed(session, event)
-        if session.attempt_span is not None:
-            session.attempt_span.set_attribute(sc.L0_RETRY_REASON, reason)
-        self._close_attempt(session, event, "retry")
-        session.reasons.append(reason)
-        session.span.add_event(
-            sc.EVENT_RETRY,
-            {
-                sc.L0_ATTEMPT: int(event.get("attempt") or 0),
-                sc.L0_RETRY_REASON: reason,
-                sc.L0_RETRY_DELAY_MS: float(event.get("delay_ms") or 0.0),
-                sc.L0_RETRY_COUNTS_TOWARD_LIMIT: bool(event.get("counts_toward_limit")),
-            },
-            timestamp=_ns(event),
-        )
-        if session.settings.metrics:
-            attrs = self._metric_attrs(session)
-            attrs[sc.L0_RETRY_REASON] = reason
-            self.instruments.retries.add(1, attrs)
-
-    def _fallback(self, session: _Session, event: ObservabilityEvent) -> None:
-        reason = bounded(event.get("reason"))
-        self._failed(session, event)
-        if session.attempt_span is not None:
-            session.attempt_span.set_attribute(sc.L0_FALLBACK_REASON, reason)
-        self._close_attempt(session, event, "fallback")
-        session.span.add_event(
-            sc.EVENT_FALLBACK,
-            {
-                sc.L0_FALLBACK_FROM: int(event.get("from_index") or 0),
-                sc.L0_FALLBACK_INDEX: int(event.get("to_index") or 0),
-                sc.L0_FALLBACK_REASON: reason,
-            },
-            timestamp=_ns(event),
-        )
-        if session.settings.metrics:
-            attrs = self._metric_attrs(session)
-            attrs[sc.L0_FALLBACK_REASON] = reason
-            self.instruments.fallbacks.add(1, attrs)
-
-    def _fallback_selected(self, session: _Session, event: ObservabilityEvent) -> None:
-        session.fallback_index = int(event.get("index") or 0)
-
-    def _attempt_violations(self, session: _Session, event: ObservabilityEvent) -> None:
-        # The failure event names the rules that ended the attempt: no per-check events needed.
-        span = session.attempt_span
-        violations = event.get("violations")
-        if span is None or not violations:
-            return
-        rules: list[str] = []
-        for violation in violations:
-            rule = str(violation.get("rule"))
-            rules.append(rule)
-            span.add_event(
-                sc.EVENT_VIOLATION,
-                {
-                    sc.L0_GUARDRAIL_RULE: rule,
-                    sc.L0_GUARDRAIL_SEVERITY: str(violation.get("severity")),
-                },
-                timestamp=_ns(event),
-            )
-        span.set_attribute(sc.L0_GUARDRAIL_RULES, list(dict.fromkeys(rules)))
-
-    def _violations(self, session: _Session, event: ObservabilityEvent) -> None:
-        # From the summary, once per session: listening to GUARDRAIL_* events would make the
-        # session build several events per rule at every check (see ``l0_event_types``).
-        rules = [str(r) for r in event.get("violated_rules") or ()]
-        for rule in rules:
-            session.span.add_event(
-                sc.EVENT_VIOLATION, {sc.L0_GUARDRAIL_RULE: rule}, timestamp=_ns(event)
-            )
-            if rule not in session.rules:
-                session.rules.append(rule)
-            if session.settings.metrics:
-                labels = base_attributes(session.attrs)
-                labels[sc.L0_GUARDRAIL_RULE] = bounded(rule)
-                self.instruments.violations.add(1, labels)
-
-    def _drift(self, session: _Session, event: ObservabilityEvent) -> None:
-        if not event.get("detected"):
-            return
-        session.target().add_event(
-            sc.EVENT_DRIFT,
-            {
-                sc.L0_DRIFT_SCORE: float(event.get("score") or 0.0),
-                sc.L0_DRIFT_THRESHOLD: float(event.get("threshold") or 0.0),
-            },
-            timestamp=_ns(event),
-        )
-
-    def _checkpoint(self, session: _Session, event: ObservabilityEvent) -> None:
-        attrs: dict[str, Any] = {sc.L0_CHECKPOINT_TOKENS: int(event.get("token_count") or 0)}
-        if session.settings.capture_content:
-            attrs[sc.L0_CHECKPOINT_TEXT] = str(event.get("checkpoint") or "")
-        session.target().add_event(sc.EVENT_CHECKPOINT, attrs, timestamp=_ns(event))
-
-    def _resume(self, session: _Session, event: ObservabilityEvent) -> None:
-        attrs: dict[str, Any] = {sc.L0_CHECKPOINT_TOKENS: int(event.get("token_count") or 0)}
-        if session.settings.capture_content:
-            attrs[sc.L0_CHECKPOINT_TEXT] = str(event.get("checkpoint") or "")
-        session.span.add_event(sc.EVENT_RESUME, attrs, timestamp=_ns(event))
-
-    def _tool_requested(self, session: _Session, event: ObservabilityEvent) -> None:
-        attrs: dict[str, Any] = {
-            sc.GEN_AI_TOOL_NAME: str(event.get("tool_name")),
-            sc.GEN_AI_TOOL_CALL_ID: str(event.get("tool_call_id")),
-        }
-        if session.settings.capture_content:
-            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = text_of(event.get("arguments"))
-        session.target().add_event(sc.EVENT_TOOL_CALL, attrs, timestamp=_ns(event))
-
-    def _abort(self, session: _Session, event: ObservabilityEvent) -> None:
-        session.span.add_event(
-            sc.EVENT_ABORT, {sc.L0_ABORT_SOURCE: str(event.get("source"))}, timestamp=_ns(event)
-        )
-
-    def _give_up(self, session: _Session, event: ObservabilityEvent) -> None:
-        self._failed(session, event)
-        self._close_attempt(session, event, "give_up")
-        kind = str(event.get("error_type") or error_type_of(event.get("last_error")))
-        short = kind.rsplit(".", 1)[-1]
-        message = str(event.get("error_message") or event.get("last_error") or "")
-        span = session.span
-        span.set_attribute(sc.ERROR_TYPE, short)
-        session.attrs[sc.ERROR_TYPE] = short
-        span.set_attribute(sc.L0_ERROR_CATEGORY, str(event.get("category")))
-        span.add_event(
-            "exception",
-            {
-                "exception.type": kind,
-                "exception.message": message,
-                "exception.escaped": True,
-                sc.L0_RETRY_REASON: str(event.get("reason") or ""),
-            },
-            timestamp=_ns(event),
-        )
-        span.set_status(Status(StatusCode.ERROR, f"{short}: {event.get('reason')}"))
-
     def _summary(self, session: _Session, event: ObservabilityEvent) -> None:
         status = str(event.get("status"))
         retries = int(event.get("retry_count") or 0)
@@ -593,12 +397,6 @@ class OTelExporter:
             attrs[sc.GEN_AI_OUTPUT_MESSAGES] = text_of(
                 output_messages(output, event.get("finish_reason"))
             )
-
-    def _metric_attrs(self, session: _Session) -> dict[str, Any]:
-        attrs = base_attributes(session.attrs)
-        if session.fallback_index < len(session.models):
-            attrs[sc.GEN_AI_REQUEST_MODEL] = session.models[session.fallback_index]
-        return attrs
 
     def _session_metrics(
         self,

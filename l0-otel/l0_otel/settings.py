@@ -1,47 +1,14 @@
-"""``[tool.l0.otel]`` / ``L0_OTEL_*``: read once per session, a bad value is one warning."""
+"""``[tool.l0.otel]`` / ``L0_OTEL_*``: read once per configuration, a bad value is one warning."""
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from l0.plugin_settings import SwitchTable, parse_bool
+
 __all__ = ["OTelSettings", "parse_bool", "read_settings", "reset_warnings", "warn_once"]
-
-log = logging.getLogger("l0.otel")
-
-_warned: set[str] = set()
-_warn_lock = threading.Lock()
-
-
-def warn_once(message: str) -> None:
-    """Log ``message`` as a warning the first time it is seen in this process."""
-    with _warn_lock:
-        if message in _warned:
-            return
-        _warned.add(message)
-    log.warning("%s", message)
-
-
-def reset_warnings() -> None:
-    """Forget which warnings were given, so the next bad setting is reported again."""
-    with _warn_lock:
-        _warned.clear()
-
-
-def parse_bool(value: object) -> bool | None:
-    """``value`` as a bool (TOML bool, or a string such as ``"1"``/``"off"``), or ``None``."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off", ""):
-            return False
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,36 +26,26 @@ class OTelSettings:
     metrics: bool = True
 
 
-_KEYS = ("enabled", "capture_content", "metrics")
+_TABLE = SwitchTable("otel", OTelSettings)
 
 
-def settings_from(
-    table: Mapping[str, Any], sources: Mapping[str, str], *, section: str = "otel"
-) -> dict[str, bool]:
+def warn_once(message: str) -> None:
+    """Log ``message`` as a warning (logger ``l0.otel``) the first time it is seen."""
+    _TABLE.warn_once(message)
+
+
+def reset_warnings() -> None:
+    """Forget which warnings were given, so the next bad setting is reported again."""
+    _TABLE.reset_warnings()
+
+
+def settings_from(table: Mapping[str, Any], sources: Mapping[str, str]) -> dict[str, bool]:
     """Parse the boolean keys of ``table``; warn (once) about each bad key or value.
 
     Returns:
         The valid values, by key; a bad one is left out so its default applies.
     """
-    out: dict[str, bool] = {}
-    for key, value in table.items():
-        where = sources.get(f"{section}.{key}", f"[tool.l0.{section}]")
-        if key not in _KEYS:
-            warn_once(
-                f"l0-{section}: {where}: unknown setting {section}.{key}; allowed: "
-                + ", ".join(f"{section}.{k}" for k in _KEYS)
-                + " (ignored)"
-            )
-            continue
-        parsed = parse_bool(value)
-        if parsed is None:
-            warn_once(
-                f"l0-{section}: {where}: {section}.{key} = {value!r} is invalid; expected true "
-                "or false (the default is used)"
-            )
-            continue
-        out[key] = parsed
-    return out
+    return _TABLE.parse(table, sources)
 
 
 def read_settings() -> OTelSettings:
@@ -97,21 +54,4 @@ def read_settings() -> OTelSettings:
     Never raises: a configuration L0 itself rejects is reported by ``l0.run``; here it means
     the defaults.
     """
-    try:
-        from l0.config import load_config
-
-        config = load_config()
-    except Exception:
-        return OTelSettings()
-    # load_config hands back the same object while the configuration holds: parse it once
-    # per configuration, not on every session (issue 11).
-    cached = _last
-    if cached is not None and cached[0] is config:
-        return cached[1]
-    table = config.values.get("otel")
-    settings = OTelSettings(**settings_from(table, config.sources)) if table else OTelSettings()
-    globals()["_last"] = (config, settings)
-    return settings
-
-
-_last: tuple[Any, OTelSettings] | None = None
+    return _TABLE.read()
