@@ -150,10 +150,10 @@ async def test_a_first_attempt_that_times_out_is_retried_as_by_the_run_loop() ->
     assert [usage.outcome for usage in result.state.attempts] == ["error", "success"]
 
 
-async def test_abort_during_a_plain_read_raises_aborted_and_closes_the_stream() -> None:
-    closed = asyncio.Event()
+def silent_after_a(closed: asyncio.Event) -> Callable[[], AsyncIterator[str]]:
+    """A stream that yields "a" and then waits; ``closed`` is set when it is closed."""
 
-    async def silent() -> AsyncIterator[str]:
+    async def stream() -> AsyncIterator[str]:
         try:
             yield "a"
             await asyncio.sleep(30)
@@ -161,36 +161,24 @@ async def test_abort_during_a_plain_read_raises_aborted_and_closes_the_stream() 
         finally:
             closed.set()
 
-    result = l0.run(silent)
+    return stream
+
+
+@pytest.mark.parametrize("stop", ["abort", "cancel"])
+async def test_a_plain_read_stopped_while_waiting_closes_the_stream(stop: str) -> None:
+    closed = asyncio.Event()
+    result = l0.run(silent_after_a(closed))
     reader = asyncio.create_task(result.read())
     await asyncio.sleep(0.05)
-    result.abort()
-    with pytest.raises(AbortedError):
+    if stop == "abort":
+        result.abort()
+    else:
+        reader.cancel()
+    with pytest.raises(AbortedError if stop == "abort" else asyncio.CancelledError):
         await reader
     assert closed.is_set()
     assert result.state.aborted
     assert result.state.content == "a"
-
-
-async def test_a_plain_read_cancelled_by_its_caller_closes_the_stream() -> None:
-    closed = asyncio.Event()
-
-    async def silent() -> AsyncIterator[str]:
-        try:
-            yield "a"
-            await asyncio.sleep(30)
-            yield "never"
-        finally:
-            closed.set()
-
-    result = l0.run(silent)
-    reader = asyncio.create_task(result.read())
-    await asyncio.sleep(0.05)
-    reader.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await reader
-    assert closed.is_set()
-    assert result.state.aborted
 
 
 async def test_an_aborted_session_never_starts_its_stream() -> None:

@@ -33,7 +33,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("l0.testing needs starlette and uvicorn: pip install 'l0[testing]'") from exc
 
-from l0.testing._plans import _error_response, _install_drop_filter, _plan, _settle
+from l0.testing._plans import _install_drop_filter, _plan, _settle
 from l0.testing._responses import embeddings_body, input_messages, responses_plan
 from l0.testing._transport import _Exchange, _json_body, _Uvicorn
 from l0.testing.faults import (
@@ -249,12 +249,9 @@ class ChaosServer:
     # Request handlers; these run on the server thread.
 
     async def _chat(self, request: Request) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error_response(400, "The request body is not valid JSON.")
-        if not isinstance(body, dict):
-            return _error_response(400, "The request body must be a JSON object.")
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
         model = body.get("model")
         model = model if isinstance(model, str) else ""
         messages = body.get("messages")
