@@ -53,7 +53,8 @@ class ChecksMixin(SessionBase):
         self._checks_on = bool(intervals)
         self._interval = min(intervals) if intervals else 0
         self._next_check = self._interval if intervals else 1 << 62
-        self._next_checkpoint = opts.intervals["checkpoint"]
+        # Without continuation no checkpoint is ever due: one comparison per check decides.
+        self._next_checkpoint = opts.intervals["checkpoint"] if opts.continuation else _NEVER
         # Whether anyone hears of checkpoints is fixed for the session: asked once, not at
         # every checkpoint (nobody: the first notification is never due).
         wants = self._wants_checkpoints or self._wants(_OBS.CHECKPOINT_SAVED)
@@ -83,7 +84,7 @@ class ChecksMixin(SessionBase):
                     self._feed_drift(chars)
         else:
             self._checked = n
-        if self._opts.continuation and n >= self._next_checkpoint:
+        if n >= self._next_checkpoint:
             self._next_checkpoint = n + self._opts.intervals["checkpoint"]
             state._checkpoint_at = n
             self._checkpoints += 1

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from l0._guardrail_lazy import LazyFeeds
 from l0._guardrail_types import (
     DEFAULT_FAST_LIMIT,
     SEVERITIES,
@@ -143,10 +144,6 @@ def create_guardrail_engine(
     return GuardrailEngine(rules, fast_limit=fast_limit, severity=severity)
 
 
-_HOLD_LIMIT = 1 << 16
-"""Most characters held back from a batching rule, however many it says it wants."""
-
-
 def _in_rule_order(hits: list[tuple[int, GuardrailRule, Violations]]) -> list[GuardrailViolation]:
     if len(hits) > 1:
         hits.sort(key=lambda hit: hit[0])
@@ -154,75 +151,6 @@ def _in_rule_order(hits: list[tuple[int, GuardrailRule, Violations]]) -> list[Gu
     for _, rule, found in hits:
         out.extend(fill_violations(rule, found or ()))
     return out
-
-
-class LazyFeeds:
-    """Text held back from sessions that batch their work, fed to each once it wants it.
-
-    A session with a ``wants`` attribute (characters it needs before a feed can change
-    anything) gets the text added since its last feed, joined, once ``wants`` characters are
-    pending; the deltas are kept once for all such sessions. Feeding a session exactly when it
-    asks gives it the same text at the same check as feeding it every check would, so its
-    findings do not change; only the calls in between are saved.
-    """
-
-    __slots__ = ("_dues", "_from", "_sessions", "deltas", "due")
-
-    def __init__(self, sessions: list[tuple[int, GuardrailRule, RuleSession]]) -> None:
-        self._sessions = tuple(sessions)
-        self.deltas: list[str] = []
-        self._from = [0] * len(sessions)
-        self._dues = [self._wants(r, s, 0) for _, r, s in sessions]
-        self.due = min(self._dues)
-
-    @staticmethod
-    def _wants(rule: GuardrailRule, session: RuleSession, chars: int) -> int:
-        wants = session.wants  # type: ignore[attr-defined]
-        if isinstance(wants, bool) or not isinstance(wants, int):
-            raise check_failed(
-                rule, TypeError(f"its session's wants={wants!r}: expected an int (characters)")
-            )
-        return chars + (1 if wants < 1 else min(wants, _HOLD_LIMIT))
-
-    def feed(
-        self,
-        chars: int,
-        state: State | None,
-        hits: list[tuple[int, GuardrailRule, Violations]] | None,
-        *,
-        final: bool = False,
-    ) -> list[tuple[int, GuardrailRule, Violations]] | None:
-        """Feed every session that is due (every one with pending text when ``final``)."""
-        deltas = self.deltas
-        count = len(deltas)
-        starts = self._from
-        dues = self._dues
-        for k, (index, rule, session) in enumerate(self._sessions):
-            start = starts[k]
-            if start == count or (chars < dues[k] and not final):
-                continue
-            text = deltas[start] if start == count - 1 else "".join(deltas[start:])
-            try:
-                found = session.feed(text, state)
-            except Exception as exc:
-                raise check_failed(rule, exc) from exc
-            starts[k] = count
-            dues[k] = self._wants(rule, session, chars)
-            if found:
-                if hits is None:
-                    hits = []
-                hits.append((index, rule, found))
-        self.due = min(dues)
-        done = min(starts)
-        if done:
-            del deltas[:done]
-            for k in range(len(starts)):
-                starts[k] -= done
-        return hits
-
-    def flush(self, state: State | None) -> list[tuple[int, GuardrailRule, Violations]] | None:
-        """Hand every session the text it has not seen (before the final checks)."""
-        return self.feed(0, state, None, final=True)
 
 
 class GuardrailRun:
@@ -239,6 +167,8 @@ class GuardrailRun:
         "_lazy",
         "_loop",
         "_next_slow",
+        "_one",
+        "_one_feed",
         "_pending",
         "_plain",
         "_plain_streaming",
@@ -288,6 +218,16 @@ class GuardrailRun:
         self.feed: Callable[[str, State], list[GuardrailViolation] | None] = (
             self._feed_observed if emit is not None else self._feed_fast
         )
+        if emit is None and not plain:
+            # Only sessions (every standard rule): no check functions, so nothing is ever
+            # deferred and the per-check feed skips their bookkeeping. One rule that reads every
+            # check (``guardrails=[l0.json_rule()]``) is called straight, without a loop.
+            if len(self._stream_feeds) == 1 and not lazy:
+                self._one = self._stream_feeds[0]
+                self._one_feed = self._one[2]
+                self.feed = self._feed_one
+            else:
+                self.feed = self._feed_sessions
 
     # --- streaming ---------------------------------------------------------------------------
 
@@ -334,6 +274,42 @@ class GuardrailRun:
             out = self._take_late(out)
         if out:
             return self._engine._stamp(out)
+        return None
+
+    def _feed_sessions(self, delta: str, state: State) -> list[GuardrailViolation] | None:
+        # _feed_fast without check functions (nothing late, nothing deferred).
+        if not self._started:
+            delta = self._first(delta, state)
+        rule: GuardrailRule | None = None
+        hits: list[tuple[int, GuardrailRule, Violations]] | None = None
+        try:
+            for index, rule, feed in self._stream_feeds:
+                found = feed(delta, state)
+                if found:
+                    if hits is None:
+                        hits = []
+                    hits.append((index, rule, found))
+            lazy = self._lazy
+            if lazy is not None:
+                lazy.deltas.append(delta)
+                chars = self._chars = self._chars + len(delta)
+                if chars >= lazy.due:
+                    hits = lazy.feed(chars, state, hits)
+        except Exception as exc:
+            raise check_failed(rule, exc) from exc
+        if hits is not None:
+            return self._engine._stamp(_in_rule_order(hits))
+        return None
+
+    def _feed_one(self, delta: str, state: State) -> list[GuardrailViolation] | None:
+        if not self._started:
+            delta = self._first(delta, state)
+        try:
+            found = self._one_feed(delta, state)
+        except Exception as exc:
+            raise check_failed(self._one[1], exc) from exc
+        if found:
+            return self._engine._stamp(fill_violations(self._one[1], found))
         return None
 
     def _feed_observed(self, delta: str, state: State) -> list[GuardrailViolation] | None:

@@ -182,11 +182,30 @@ _META_NEEDLES: Final = (
 )
 
 
+# Needles grouped under a shorter string each of them contains: when the shorter one is absent
+# (" ai" and "able to" seldom occur in prose; "my" more often, and then costs one search more),
+# one search rules out the whole group. The answer is the same as searching
+# every needle (tests/test_check_equivalence.py), with 10 searches instead of 14.
+_META_GROUPS: Final = (
+    (" ai", ("an ai", "a ai")),
+    ("able to", ("unable to", "not able to")),
+    ("my", ("my training", "my knowledge", "as of my")),
+)
+_META_SINGLES: Final = tuple(
+    n for n in _META_NEEDLES if not any(n in group for _, group in _META_GROUPS)
+)
+
+
 def _may_meta(text: str) -> bool:
     """False when ``text`` (lower-cased) cannot contain a match of ``_META``."""
-    for needle in _META_NEEDLES:  # noqa: SIM110 - no generator per check
+    for needle in _META_SINGLES:
         if needle in text:
             return True
+    for gate, group in _META_GROUPS:
+        if gate in text:
+            for needle in group:
+                if needle in text:
+                    return True
     return False
 
 
@@ -318,9 +337,11 @@ class ToneShift:
 # --- format drift -----------------------------------------------------------------------------
 
 # Unrolled loops (runs of plain characters, then one escape at a time): the same matches as
-# ``(?:[^"\\]|\\.)*``, which tries a branch per character and cost 3x more on JSON.
-_STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
-_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# ``(?:[^"\\]|\\.)*``, which tries a branch per character and cost 3x more on JSON. Each
+# character can be read only one way, so possessive repeats change no match and save the
+# regex engine its backtracking bookkeeping (about 13% less per window of JSON).
+_STRING_BODY = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL)
+_STRINGS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.DOTALL)
 _ASCII_LETTERS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # ASCII letters stay, every other byte becomes a space (non-ASCII characters arrive as "?"):
 # ``split`` then gives the runs of ASCII letters, what ``[A-Za-z]+`` finds, at C speed; the

@@ -25,11 +25,18 @@ __all__ = ["JsonSession", "StrictJsonSession", "json_rule", "strict_json_rule"]
 
 # A complete string, or a bracket, or a lone quote that opens a string this delta does not end.
 _TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|([{}\[\]"])', re.DOTALL)
-_STRING_REST: Final = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_CLOSER: Final = {"{": "}", "[": "]"}
+# The shape of a delta in one findall: each match skips plain text and complete strings with
+# possessive repeats (a tight C loop per character, where ``_TOKEN``'s search retries its
+# alternation at every position) and captures the next bracket or lone quote, or "" at the
+# end. The captures, in order, are exactly the groups of ``_TOKEN`` (plus that last "").
+_SHAPE: Final = re.compile(
+    r'[^"{}\[\]]*+(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"[^"{}\[\]]*+)*+([{}\[\]"]|\Z)', re.DOTALL
+)
+_shape: Final = _SHAPE.findall
 _FENCE_LIMIT: Final = 200
 
-_UNDECIDED, _ACTIVE, _INACTIVE = 0, 1, 2
+# _FAILED: JSON output whose structure broke; nothing more is checked or reported.
+_UNDECIDED, _ACTIVE, _INACTIVE, _FAILED = 0, 1, 2, 3
 
 
 def _trailing_escape(text: str) -> bool:
@@ -56,9 +63,9 @@ class JsonSession:
 
     __slots__ = (
         "_escape",
-        "_failed",
         "_fenced",
         "_head",
+        "_held",
         "_in_string",
         "_mode",
         "_offset",
@@ -72,15 +79,15 @@ class JsonSession:
         self._head = ""
         self._fenced = False
         self._stack: list[str] = []
+        self._held: list[str] = []
         self._in_string = False
         self._escape = False
         self._offset = 0
-        self._failed = False
 
     @property
     def is_json(self) -> bool:
         """True once the output was recognised as JSON."""
-        return self._mode == _ACTIVE
+        return self._mode in (_ACTIVE, _FAILED)
 
     def _decide(self, delta: str) -> str | None:
         """Before the first significant character: return the part of the text to scan."""
@@ -124,36 +131,56 @@ class JsonSession:
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Scan ``delta``; report the first mis-nested or unmatched bracket."""
         if self._mode != _ACTIVE:
-            if self._mode == _INACTIVE:
+            if self._mode != _UNDECIDED:
                 return None
             scan = self._decide(delta)
             if scan is None:
                 return None
             delta = scan
-        elif self._failed or not delta:
-            # An empty delta changes nothing (and must not drop an escape still pending).
+        if "}" not in delta and "]" not in delta:
+            # Only a closing bracket can be a violation: text without one waits, and is
+            # scanned joined with the next delta that has one (or at the end), so a violation
+            # is still reported by the feed of the text it is in, at the same position. (An
+            # empty delta waits too: it changes nothing, not even an escape still pending.)
+            self._held.append(delta)
             return None
+        held = self._held
+        if held:
+            held.append(delta)
+            delta = "".join(held)
+            held.clear()
+        return self._scan(delta)
+
+    def _flush(self) -> None:
+        if self._held:
+            delta = "".join(self._held)
+            self._held.clear()
+            self._scan(delta)  # without a closing bracket: nothing to report
+
+    def _scan(self, delta: str) -> list[GuardrailViolation] | None:
         offset = self._offset
         self._offset = offset + len(delta)
-        pos = 0
         if self._in_string:
+            # A quote in front (and the pending backslash) makes the open string one that
+            # ``_SHAPE`` skips whole if this delta closes it, or a lone quote if not.
             if self._escape:
-                self._escape = False
-                pos = 1
-            match = _STRING_REST.match(delta, pos)
-            if match is None:
-                self._escape = delta.endswith("\\") and _trailing_escape(delta[pos:])
-                return None
-            pos = match.end()
+                delta = '"\\' + delta
+                offset -= 2
+            else:
+                delta = '"' + delta
+                offset -= 1
             self._in_string = False
         stack = self._stack
-        # findall builds the list in C ("" for a complete string, the character for a bracket,
-        # '"' for a string this delta does not close) and join drops the strings, so Python
-        # code sees only the brackets: a few per delta.
-        shape = "".join(_TOKEN.findall(delta, pos))
-        for index, char in enumerate(shape):
-            if char == "{" or char == "[":  # noqa: PLR1714 - faster than a set lookup here
-                stack.append(_CLOSER[char])
+        # Python code sees only the brackets (a few per delta) and the final "".
+        for index, char in enumerate(_shape(delta)):
+            if char == "{":
+                stack.append("}")
+            elif char == "[":
+                stack.append("]")
+            elif stack and stack[-1] == char:
+                stack.pop()
+            elif not char:
+                break
             elif char == '"':
                 # Nothing after an unclosed quote can end the string within this delta, so the
                 # trailing backslashes of the delta are the string's own. A string after the
@@ -162,26 +189,23 @@ class JsonSession:
                 self._in_string = True
                 self._escape = delta.endswith("\\") and _trailing_escape(delta)
                 return None
-            elif not stack:
-                self._failed = True
-                where = _locate(delta, pos, index, offset)
-                return [self._rule.violation(f"unmatched {char!r}", position=where)]
-            elif stack[-1] != char:
-                self._failed = True
+            else:
+                self._mode = _FAILED
+                where = _locate(delta, 0, index, offset)
+                if not stack:
+                    return [self._rule.violation(f"unmatched {char!r}", position=where)]
                 return [
                     self._rule.violation(
-                        f"mis-nested JSON: expected {stack[-1]!r}, found {char!r}",
-                        position=_locate(delta, pos, index, offset),
+                        f"mis-nested JSON: expected {stack[-1]!r}, found {char!r}", position=where
                     )
                 ]
-            else:
-                stack.pop()
         return None
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Unclosed strings or brackets at the end are a violation."""
-        if self._mode != _ACTIVE or self._failed:
+        if self._mode != _ACTIVE:
             return None
+        self._flush()
         if self._in_string and self._stack:
             # (An open quote after the top-level value is prose that follows the JSON.)
             return [self._rule.violation("JSON ends inside a string", position=self._offset)]
@@ -218,7 +242,7 @@ class StrictJsonSession(JsonSession):
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Structure first; then the whole output (fence stripped) must parse."""
-        if self._failed:
+        if self._mode == _FAILED:
             return None
         if self._mode != _ACTIVE:
             if not self._require:

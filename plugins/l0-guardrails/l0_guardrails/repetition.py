@@ -121,23 +121,21 @@ class RepetitionSession:
 
     def feed(self, delta: str, state: State | None) -> list[GuardrailViolation] | None:
         """Queue ``delta``; probe every ``stride`` characters."""
-        size = self._pending_len + len(delta)
+        queued = self._pending_len
+        size = queued + len(delta)
         if size < self._stride:
             self._pending.append(delta)
             self._pending_len = size
             return None
-        pending = self._pending
-        if pending:
+        if queued:
+            pending = self._pending
             pending.append(delta)
             delta = "".join(pending)
             pending.clear()
+            self._pending_len = 0
         # Nothing queued (the common case, deltas of a stride or more): no list round trip.
-        return self._probe_now(delta, size)
-
-    def _probe_now(self, new: str, size: int) -> list[GuardrailViolation] | None:
-        # Called once per stride on every stream: kept to a few attribute reads and one
-        # C-level search; everything else happens only when the signature recurs.
-        self._pending_len = 0
+        # The probe is inline: it runs once per stride on every stream, so it is kept to a few
+        # attribute reads and one C-level search; the rest runs only when the signature recurs.
         if self._reported:
             return None
         seen = self._seen = self._seen + size
@@ -145,7 +143,7 @@ class RepetitionSession:
         # the string in place, so appending costs O(new) rather than a copy of the window.
         buffer = self._buffer
         self._buffer = ""
-        buffer += new
+        buffer += delta
         n = len(buffer)
         if n > self._trim:
             buffer = buffer[-self._window :]  # once per window of text: amortised O(1)
@@ -157,9 +155,15 @@ class RepetitionSession:
         else:
             reach = self._short
         k = self._signature
+        low = n - k - reach
         # The signature test of loop_period, inlined: nearly every probe ends here.
-        if n < self._least or buffer.rfind(buffer[n - k :], max(0, n - k - reach), n - 1) < 0:
+        if n < self._least or buffer.rfind(buffer[n - k :], low if low > 0 else 0, n - 1) < 0:
             return None
+        return self._report(buffer, n, seen, reach)
+
+    def _report(
+        self, buffer: str, n: int, seen: int, reach: int
+    ) -> list[GuardrailViolation] | None:
         period = loop_period(buffer, self._min_period, self._max_repeats, reach)
         if period is None:
             return None
@@ -180,9 +184,10 @@ class RepetitionSession:
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
         """Look at the last queued text."""
         if self._pending and not self._reported:
-            new = "".join(self._pending)
-            self._pending.clear()
-            return self._probe_now(new, self._pending_len)
+            # A zero stride makes the feed of nothing probe the queued text at once (the
+            # stream is over: no later feed can see the changed stride).
+            self._stride = 0
+            return self.feed("", None)
         return None
 
 
