@@ -364,3 +364,15 @@ def test_possessive_string_regexes_match_what_backtracking_ones_match(pieces: li
         assert body is not None
         assert reference is not None
         assert body.end() == reference.end()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(JSON_PIECES), max_size=120), st.sampled_from(["{", "["]))
+def test_long_deltas_with_many_brackets_find_what_a_character_scan_finds(
+    pieces: list[str], first: str
+) -> None:
+    # Whole documents in one or two deltas (as a provider sending large chunks would).
+    text = first + "".join(pieces)
+    half = len(text) // 2
+    assert _findings(json_rule(), [text]) == reference_json(text)
+    assert _findings(json_rule(), [text[:half], text[half:]]) == reference_json(text)
