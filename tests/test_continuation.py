@@ -171,3 +171,29 @@ def test_bad_continuation_arguments() -> None:
         l0.run(stream, check_intervals={"checkpoint": 0})
     with pytest.raises(TypeError, match="build_continuation_prompt="):
         l0.run(stream, build_continuation_prompt="x")  # type: ignore[arg-type]
+
+
+async def test_a_continuation_that_adds_nothing_is_still_checked_whole() -> None:
+    # The kept text alone is the answer when the next attempt ends without a token: the
+    # guardrails' final checks must see it (an unclosed JSON document was accepted).
+    calls = 0
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            for token in ['{"a": ', "[1, ", "2, ", "3, ", "4, ", "5, ", "6, ", "7, ", "8, ", "9"]:
+                yield token
+            raise ConnectionResetError("dropped")
+
+    result = l0.run(
+        stream,
+        guardrails=[l0.json_rule()],
+        continue_from_last_good_token=True,
+        retry=l0.Retry(max_retries=1, base_delay=0, max_delay=0),
+    )
+    with pytest.raises(l0.errors.RetryExhaustedError):
+        await result.read()
+    assert calls == 2
+    assert [v.rule for v in result.state.violations] == ["json"]
+    assert "never closed" in result.state.violations[0].message
