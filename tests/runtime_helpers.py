@@ -105,3 +105,13 @@ def read_all(chunks: Sequence[Any], reader: Any = None) -> list[Any]:
     reader.end(out)
     items.extend(out)
     return items
+
+
+def cut_at(text: str, cuts: Sequence[int]) -> list[str]:
+    """``text`` cut at the given offsets (sorted here; empty pieces kept)."""
+    chunks, start = [], 0
+    for cut in sorted(cuts):
+        chunks.append(text[start:cut])
+        start = cut
+    chunks.append(text[start:])
+    return chunks

@@ -30,6 +30,7 @@ from l0.errors import GuardrailCheckError
 from l0.guardrails import GuardrailContext, GuardrailRule, create_guardrail_engine
 from l0.types import GuardrailViolation, State
 from tests import drift_texts
+from tests.runtime_helpers import cut_at
 
 
 def _session_findings(rule: GuardrailRule, chunks: Sequence[str]) -> list[tuple[Any, ...]]:
@@ -105,12 +106,7 @@ def _text(draw: Any) -> str:
 def cut_text(draw: Any) -> tuple[str, list[str]]:
     """A text and a random cutting of it, empty pieces included."""
     text = _text(draw)
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=25)))
-    chunks, start = [], 0
-    for cut in cuts:
-        chunks.append(text[start:cut])
-        start = cut
-    chunks.append(text[start:])
+    chunks = cut_at(text, draw(st.lists(st.integers(0, len(text)), max_size=25)))
     return text, chunks
 
 

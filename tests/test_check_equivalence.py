@@ -28,6 +28,7 @@ import l0
 from l0.errors import GuardrailCheckError
 from l0.guardrails import GuardrailContext, GuardrailRule, create_guardrail_engine
 from l0.types import GuardrailViolation, State
+from tests.runtime_helpers import cut_at
 
 # Pieces that make valid and broken JSON: brackets, strings, escapes, brackets inside strings.
 JSON_PIECES = [
@@ -94,12 +95,7 @@ def json_cut(draw: Any) -> tuple[str, list[str]]:
     """A JSON-like text (starting with a bracket) and a random cutting of it."""
     body = "".join(draw(st.lists(st.sampled_from(JSON_PIECES), max_size=40)))
     text = draw(st.sampled_from(["{", "["])) + body
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=20)))
-    chunks, start = [], 0
-    for cut in cuts:
-        chunks.append(text[start:cut])
-        start = cut
-    chunks.append(text[start:])
+    chunks = cut_at(text, draw(st.lists(st.integers(0, len(text)), max_size=20)))
     return text, chunks
 
 
@@ -259,12 +255,7 @@ LOOP_PIECES = ["abcd", "abcd ", "I will repeat. ", "x", " ", "word ", "é😀", 
 @st.composite
 def loop_cut(draw: Any) -> list[str]:
     text = "".join(draw(st.lists(st.sampled_from(LOOP_PIECES), max_size=80)))
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=30)))
-    chunks, start = [], 0
-    for cut in cuts:
-        chunks.append(text[start:cut])
-        start = cut
-    chunks.append(text[start:])
+    chunks = cut_at(text, draw(st.lists(st.integers(0, len(text)), max_size=30)))
     return chunks
 
 
