@@ -236,7 +236,8 @@ class GuardrailRun:
         # resumed mid-object would look unbalanced.
         self._started = True
         prefix = state._prefix if state is not None else ""
-        self._chars = len(prefix)
+        # The caller counts what it feeds (prefix included) in _chars: not counted here too.
+        self._chars = 0
         return prefix + delta if prefix else delta
 
     def _feed_fast(self, delta: str, state: State) -> list[GuardrailViolation] | None:

@@ -197,3 +197,45 @@ async def test_a_continuation_that_adds_nothing_is_still_checked_whole() -> None
     assert calls == 2
     assert [v.rule for v in result.state.violations] == ["json"]
     assert "never closed" in result.state.violations[0].message
+
+
+async def test_a_batching_rule_counts_the_kept_text_once_after_a_resume() -> None:
+    # A rule session that wants 100 new characters is first fed once 100 have come, the kept
+    # text of a continuation included once (it was counted twice: fed at 20 new characters).
+    fed: list[int] = []
+
+    class Batches:
+        def __init__(self, rule: l0.GuardrailRule) -> None:
+            self.wants = 100
+
+        def feed(self, delta: str, state: Any) -> None:
+            fed.append(len(delta))
+
+        def finish(self, context: Any) -> None:
+            return None
+
+    rule = l0.GuardrailRule("batches", streaming=True, session=Batches)
+    calls = 0
+
+    async def stream() -> AsyncIterator[str]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            for _ in range(6):
+                yield "0123456789"  # 60 characters kept
+            raise ConnectionResetError("dropped")
+        for _ in range(8):
+            yield "abcde"  # 40 more: 100 in all
+
+    result = l0.run(
+        stream,
+        guardrails=[rule],
+        continue_from_last_good_token=True,
+        check_intervals={"guardrails": 1, "checkpoint": 1},
+        remove_overlap=False,
+        retry=l0.Retry(max_retries=1, base_delay=0, max_delay=0),
+    )
+    assert await result.read() == "0123456789" * 6 + "abcde" * 8
+    # The kept 60 are checked when the first attempt fails (before they are kept); the second
+    # attempt's run reaches 100 at its last token: the kept 60 plus 40 new, in one feed.
+    assert fed == [60, 100]
