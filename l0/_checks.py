@@ -126,9 +126,7 @@ class ChecksMixin(SessionBase):
         if not self._checks_on:
             return
         state = self.state
-        # A continuation whose attempt added nothing has not fed the rules yet: one (empty)
-        # check hands them the kept text, or their final checks would judge nothing.
-        if self._checked < len(state._parts) or (not self._checked and state._prefix):
+        if self._checked < len(state._parts):
             self._next_check = 0
             self._check()
         if self._guard_run is not None:

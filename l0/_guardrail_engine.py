@@ -327,8 +327,14 @@ class GuardrailRun:
 
     def finish(self, state: State) -> list[GuardrailViolation] | None:
         """The stream completed: final checks of every rule, plus deferred results."""
+        early: list[GuardrailViolation] = []
         if not self._started:
-            self._first("", state)
+            if state._prefix:
+                # Never fed (a continuation that added nothing): the kept text is the answer,
+                # and the rules see it before their final checks.
+                early = self.feed("", state) or []
+            else:
+                self._first("", state)
         for handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
@@ -345,8 +351,9 @@ class GuardrailRun:
         for index, rule in self._plain:
             checks.append((index, rule, partial(self._plain_final, index, rule, state)))
         if self._emit is not None:
-            return self._phase("post", checks)
-        out: list[GuardrailViolation] = held
+            final = self._phase("post", checks)
+            return early + final if early and final else early or final
+        out: list[GuardrailViolation] = early + held
         for _, rule, call in checks:
             try:
                 found = call()

@@ -393,3 +393,18 @@ def test_a_string_after_the_top_level_value_reads_the_same_whatever_the_cutting(
     text = "".join(chunks)
     for rule in (json_rule(), strict_json_rule(require_json=False)):
         assert _session_findings(rule, chunks) == _session_findings(rule, [text]), rule.name
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_a_run_finished_before_any_feed_still_checks_the_kept_text(observed: bool) -> None:
+    # A continuation that added nothing: the rules' first sight of the kept text is finish().
+    state = State()
+    state._prefix = '{"a": [1, 2'
+    events: list[str] = []
+    run = create_guardrail_engine([json_rule()]).start(
+        (lambda kind, **_: events.append(kind)) if observed else None
+    )
+    found = run.finish(state)
+    assert found is not None
+    assert [(v.rule, v.position) for v in found] == [("json", len(state._prefix))]
+    assert "never closed" in found[0].message
