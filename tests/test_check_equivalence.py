@@ -7,6 +7,7 @@ cut at random places.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -100,10 +101,12 @@ def json_cut(draw: Any) -> tuple[str, list[str]]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(json_cut())
-def test_the_json_rule_finds_what_a_character_scan_finds(case: tuple[str, list[str]]) -> None:
+@given(json_cut(), st.sampled_from([1, 2, 7, 256]))
+def test_the_json_rule_finds_what_a_character_scan_finds(
+    case: tuple[str, list[str]], batch: int
+) -> None:
     text, chunks = case
-    assert _findings(json_rule(), chunks) == reference_json(text)
+    assert _findings(json_rule(batch=batch), chunks) == reference_json(text)
 
 
 @settings(max_examples=200, deadline=None)
@@ -115,7 +118,7 @@ def test_a_violation_is_reported_by_the_feed_of_the_chunk_it_is_in(
     # feed that brought its character, never later.
     text, chunks = case
     expected = [f for f in reference_json(text) if not f[1].startswith(("JSON ends", "JSON is"))]
-    rule = json_rule()
+    rule = json_rule(batch=1)
     session = rule.session(rule)  # type: ignore[misc]
     seen = 0
     for chunk in chunks:
@@ -129,6 +132,41 @@ def test_a_violation_is_reported_by_the_feed_of_the_chunk_it_is_in(
             return
         seen += len(chunk)
     assert not expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_cut(), st.integers(2, 40))
+def test_a_batched_violation_is_reported_within_a_batch_of_where_it_is(
+    case: tuple[str, list[str]], batch: int
+) -> None:
+    # Scans wait for ``batch`` characters: a violation comes out of the first feed after which
+    # that many have arrived since the previous scan, or at the end, always at its position.
+    text, chunks = case
+    expected = [f for f in reference_json(text) if not f[1].startswith(("JSON ends", "JSON is"))]
+    rule = json_rule(batch=batch)
+    session = rule.session(rule)  # type: ignore[misc]
+    seen = 0
+    for chunk in chunks:
+        found = session.feed(chunk, None)
+        if found:
+            assert [(v.rule, v.message, v.position) for v in found] == expected
+            position = expected[0][2]
+            assert position < seen + len(chunk)  # never before its text came
+            assert seen - position < batch  # the feed before still had it under a batch
+            return
+        seen += len(chunk)
+    found = session.finish(GuardrailContext(text, completed=True)) or []
+    if expected:
+        assert [(v.rule, v.message, v.position) for v in found] == expected
+        assert len(text) - expected[0][2] <= batch
+
+
+def test_json_batch_is_validated() -> None:
+    for bad in (0, -1, 1.5, True, "8"):
+        with pytest.raises(ValueError, match=rf"json rule: batch={bad!r}: expected an int >= 1"):
+            json_rule(batch=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=r"strict_json rule: batch="):
+            strict_json_rule(batch=bad)  # type: ignore[arg-type]
 
 
 def test_strict_json_parses_what_was_held_back() -> None:
@@ -156,21 +194,40 @@ def _engine_findings(
     return out
 
 
+def _straight(rule: GuardrailRule) -> GuardrailRule:
+    """``rule`` with sessions that read every check (no ``wants``): the engine calls it straight."""
+
+    class Straight:
+        def __init__(self, rule: GuardrailRule) -> None:
+            inner = base.session(base)  # type: ignore[misc]
+            self.feed = inner.feed
+            self.finish = inner.finish
+
+    base = rule
+    return dataclasses.replace(rule, session=Straight)
+
+
 @settings(max_examples=200, deadline=None)
 @given(json_cut())
 def test_a_single_rule_called_straight_finds_what_the_observed_run_finds(
     case: tuple[str, list[str]],
 ) -> None:
     _, chunks = case
-    for rule in (json_rule(), strict_json_rule(require_json=False), json_rule(severity="fatal")):
+    for base in (
+        json_rule(batch=1),
+        strict_json_rule(require_json=False, batch=3),
+        json_rule(severity="fatal"),
+    ):
+        rule = _straight(base)
         assert _engine_findings([rule], chunks, observed=False) == _engine_findings(
             [rule], chunks, observed=True
         )
 
 
 def test_a_single_rule_called_straight_gets_the_severity_override() -> None:
-    engine = create_guardrail_engine([json_rule()], severity={"json": "warning"})
+    engine = create_guardrail_engine([_straight(json_rule(batch=1))], severity={"json": "warning"})
     run = engine.start(None)
+    assert run.feed == run._feed_one  # the path under test
     found = run.feed('{"a": ]', State())
     assert found is not None
     assert [(v.rule, v.severity, v.position) for v in found] == [("json", "warning", 6)]

@@ -34,6 +34,11 @@ _SHAPE: Final = re.compile(
 )
 _shape: Final = _SHAPE.findall
 _FENCE_LIMIT: Final = 200
+DEFAULT_BATCH: Final = 256
+"""Characters the structure scan takes at once by default: a few scans per kilobyte of JSON
+instead of one per check, each violation still at its exact position."""
+_NEVER: Final = 1 << 30
+"""``wants`` of a session with nothing left to check (prose, or JSON already broken)."""
 
 # _FAILED: JSON output whose structure broke; nothing more is checked or reported.
 _UNDECIDED, _ACTIVE, _INACTIVE, _FAILED = 0, 1, 2, 3
@@ -62,10 +67,13 @@ class JsonSession:
     """Incremental structure check of one attempt."""
 
     __slots__ = (
+        "_batch",
+        "_closes",
         "_escape",
         "_fenced",
         "_head",
         "_held",
+        "_held_len",
         "_in_string",
         "_mode",
         "_offset",
@@ -73,8 +81,11 @@ class JsonSession:
         "_stack",
     )
 
-    def __init__(self, rule: GuardrailRule) -> None:
+    def __init__(self, rule: GuardrailRule, batch: int = 1) -> None:
         self._rule = rule
+        self._batch = batch
+        self._held_len = 0
+        self._closes = False
         self._mode = _UNDECIDED
         self._head = ""
         self._fenced = False
@@ -137,25 +148,35 @@ class JsonSession:
             if scan is None:
                 return None
             delta = scan
-        if "}" not in delta and "]" not in delta:
-            # Only a closing bracket can be a violation: text without one waits, and is
-            # scanned joined with the next delta that has one (or at the end), so a violation
-            # is still reported by the feed of the text it is in, at the same position. (An
-            # empty delta waits too: it changes nothing, not even an escape still pending.)
-            self._held.append(delta)
-            return None
+        # Only a closing bracket can be a violation: text waits until ``batch`` characters
+        # are pending and one of them is a closing bracket (or until the end). The scan of the
+        # joined text reports a violation at the same position as a scan per delta would; an
+        # empty delta waits too, as it changes nothing, not even an escape still pending.
         held = self._held
-        if held:
-            held.append(delta)
-            delta = "".join(held)
-            held.clear()
+        if "}" in delta or "]" in delta:
+            if not held and self._batch == 1:
+                return self._scan(delta)
+            self._closes = True
+        held.append(delta)
+        pending = self._held_len = self._held_len + len(delta)
+        if not self._closes or (pending < self._batch and self._offset >= self._batch):
+            # (The first batch is scanned at every check: a one-off check of a short text,
+            # such as a checkpoint's, must find what it holds.)
+            return None
+        delta = held[0] if len(held) == 1 else "".join(held)
+        held.clear()
+        self._held_len = 0
+        self._closes = False
         return self._scan(delta)
 
-    def _flush(self) -> None:
-        if self._held:
-            delta = "".join(self._held)
-            self._held.clear()
-            self._scan(delta)  # without a closing bracket: nothing to report
+    def _flush(self) -> list[GuardrailViolation] | None:
+        if not self._held:
+            return None
+        delta = "".join(self._held)
+        self._held.clear()
+        self._held_len = 0
+        self._closes = False
+        return self._scan(delta)
 
     def _scan(self, delta: str) -> list[GuardrailViolation] | None:
         offset = self._offset
@@ -205,7 +226,9 @@ class JsonSession:
         """Unclosed strings or brackets at the end are a violation."""
         if self._mode != _ACTIVE:
             return None
-        self._flush()
+        late = self._flush()
+        if late:
+            return late
         if self._in_string and self._stack:
             # (An open quote after the top-level value is prose that follows the JSON.)
             return [self._rule.violation("JSON ends inside a string", position=self._offset)]
@@ -236,8 +259,8 @@ class StrictJsonSession(JsonSession):
 
     __slots__ = ("_require",)
 
-    def __init__(self, rule: GuardrailRule, require_json: bool) -> None:
-        super().__init__(rule)
+    def __init__(self, rule: GuardrailRule, require_json: bool, batch: int = 1) -> None:
+        super().__init__(rule, batch)
         self._require = require_json
 
     def finish(self, context: GuardrailContext) -> list[GuardrailViolation] | None:
@@ -266,34 +289,86 @@ class StrictJsonSession(JsonSession):
         return None
 
 
-def json_rule(*, severity: Severity = "error", recoverable: bool = True) -> GuardrailRule:
-    """Balanced JSON structure, checked as tokens arrive (see the module docstring)."""
+def _wants(self: JsonSession) -> int:
+    """Characters before a feed can report anything (the engine may hold them back)."""
+    mode = self._mode
+    if mode == _ACTIVE:
+        left = self._batch - self._held_len
+        return left if left > 0 and self._offset >= self._batch else 1
+    return 1 if mode == _UNDECIDED else _NEVER
+
+
+# Only batching sessions say what they want: the engine calls one that reads every check
+# straight, where holding text back for it would cost more than it saves.
+class BatchedJsonSession(JsonSession):
+    """:class:`JsonSession` that scans ``batch`` characters at a time."""
+
+    __slots__ = ()
+    wants = property(_wants)
+
+
+class BatchedStrictJsonSession(StrictJsonSession):
+    """:class:`StrictJsonSession` that scans ``batch`` characters at a time."""
+
+    __slots__ = ()
+    wants = property(_wants)
+
+
+def _batch(rule: str, batch: object) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"{rule} rule: batch={batch!r}: expected an int >= 1 (characters)")
+    return batch
+
+
+def json_rule(
+    *, batch: int = DEFAULT_BATCH, severity: Severity = "error", recoverable: bool = True
+) -> GuardrailRule:
+    """Balanced JSON structure, checked as tokens arrive (see the module docstring).
+
+    Args:
+        batch: Characters scanned together: a violation is reported once this many have
+            arrived since the previous scan (and one of them closes a bracket), or at the end;
+            its position is exact either way. ``1`` scans at every check.
+        severity: Severity of its violations.
+        recoverable: Whether a retry may fix them.
+    """
+    size = _batch("json", batch)
     return GuardrailRule(
         "json",
         streaming=True,
         severity=severity,
         recoverable=recoverable,
         description="balanced JSON brackets and strings, checked incrementally",
-        session=JsonSession,
+        session=(lambda rule: BatchedJsonSession(rule, size)) if size > 1 else JsonSession,
     )
 
 
 def strict_json_rule(
-    *, require_json: bool = True, severity: Severity = "error", recoverable: bool = True
+    *,
+    require_json: bool = True,
+    batch: int = DEFAULT_BATCH,
+    severity: Severity = "error",
+    recoverable: bool = True,
 ) -> GuardrailRule:
     """Complete, parseable JSON at the end, plus the streaming structure checks.
 
     Args:
         require_json: Reject output that is not JSON at all; with ``False`` only output that
             starts like JSON must parse (the ``strict`` preset, which also serves prose).
+        batch: Characters the streaming structure check scans together (see :func:`json_rule`).
         severity: Severity of its violations.
         recoverable: Whether a retry may fix them.
     """
+    size = _batch("strict_json", batch)
     return GuardrailRule(
         "strict_json",
         streaming=True,
         severity=severity,
         recoverable=recoverable,
         description="the whole output is one valid JSON document",
-        session=lambda rule: StrictJsonSession(rule, require_json),
+        session=lambda rule: (
+            BatchedStrictJsonSession(rule, require_json, size)
+            if size > 1
+            else StrictJsonSession(rule, require_json)
+        ),
     )
