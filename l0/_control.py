@@ -28,6 +28,8 @@ class _Waiting(threading.local):
 _waiting = _Waiting()
 _BATCH_LIMIT = 256
 """Sessions queued before a batch is armed at once (a loop that never runs holds no more)."""
+_LOOK = 1 / 16
+"""Share of the inter-token limit between two looks of a session whose loop skips the clock."""
 
 
 def _arm_batch(sessions: list[ControlMixin]) -> None:
@@ -144,6 +146,18 @@ class ControlMixin(SessionBase):
         else:
             limit = timeout.inter_token
             kind = "inter"
+            if self._clockless and limit is not None:
+                # The read loops skip the clock per token. Looks every limit/16 tell whether a
+                # token came since the previous look: the newest came no later than now, so a
+                # gap is never judged longer than it was, and one that is too long is reported
+                # at most limit/16 late.
+                seen = len(self.state._parts)
+                if seen != self._seen:
+                    self._seen = seen
+                    self._last = last = now
+                if now < last + limit and self._parked:
+                    self._arm(min(last + limit, now + limit * _LOOK))
+                    return
             since = last
         if limit is None:
             # This phase has no limit; look again when the other phase's limit could expire.
@@ -267,7 +281,8 @@ class ControlMixin(SessionBase):
         # stays: when it fires it re-arms for the real deadline (one timer per attempt).
         handle = self._handle
         if inter is not None:
-            due = min(self._last + inter, self._deadline)
+            self._seen = len(state._parts) + 1  # the first item, appended next when text
+            due = min(self._last + (inter * _LOOK if self._clockless else inter), self._deadline)
             if handle is None:
                 queued = self._due
                 if queued is None or queued > due:

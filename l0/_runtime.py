@@ -150,6 +150,7 @@ class Session(
                         self._raw = None
                         self._raw_list = None
                         self._last = 0.0
+                        self._clockless = not emit
                         self._attempt_start = _now()
                         self._fired = None
                         self._attempt_no = state.attempt
@@ -251,24 +252,26 @@ class Session(
                                     self._last = _now()
                                     self._parked = True
                             elif checked:
+                                # Without events the clock is read only for other items: the
+                                # timer tells text progress by the number of parts (_on_timer).
                                 next_check = self._next_check
                                 async for item in iterator:
                                     if type(item) is str:
                                         append(item)
                                     else:
                                         self._item(item)
+                                        self._last = _now()
                                         next_check = self._next_check
                                     if next_check <= len(parts):
                                         self._check()
                                         next_check = self._next_check
-                                    self._last = _now()
                             else:
                                 async for item in iterator:
                                     if type(item) is str:
                                         append(item)
                                     else:
                                         self._item(item)
-                                    self._last = _now()
+                                        self._last = _now()
                         self._parked = False
                         self._stop_timer()
                         self._iterator = None
@@ -535,6 +538,7 @@ class Session(
             raise AbortedError("the session was aborted before it started")
         state = self.state
         state.attempt = self._attempt_no = 1
+        self._clockless = True
         self._attempt_start = state.started_at or _now()
         self._checks_start()
         try:
@@ -563,7 +567,7 @@ class Session(
                         append(item)
                     else:
                         self._item(item)
-                    self._last = _now()
+                        self._last = _now()
             self._parked = False
             self._stop_timer()
             self._iterator = None

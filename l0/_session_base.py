@@ -69,6 +69,7 @@ class SessionBase:
         "_attempt_no",
         "_attempt_start",
         "_checked",
+        "_clockless",
         "_checkpoints",
         "_checks_on",
         "_closing",
@@ -98,6 +99,7 @@ class SessionBase:
         "_notify_after",
         "_observed",
         "_opts",
+        "_seen",
         "_overlap_removed",
         "_parked",
         "_plain",
@@ -165,6 +167,10 @@ class SessionBase:
         self._fired: StreamTimeoutError | None = None
         self._parked = False
         self._last = 0.0
+        # Read loops that skip the clock per token: the timer tells progress by the number of
+        # parts it last saw (``ControlMixin._on_timer``).
+        self._clockless = False
+        self._seen = 0
         self._attempt_start = 0.0
         self._abort_requested = False
         self._aborted_reported = False

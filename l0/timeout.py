@@ -32,7 +32,8 @@ class Timeout:
         initial_token: Seconds from issuing the request (calling the stream factory, awaiting
             it, receiving headers) to the first token.
         inter_token: Seconds the provider may stay silent between two tokens. Time the consumer
-            spends handling an event does not count.
+            spends handling an event does not count. With ``read()`` a stall is reported at
+            most ``inter_token / 16`` late (no clock is read per token there).
         total: Seconds for the whole session: every attempt, backoff wait and fallback. No
             wait is started that would end after it; when it passes, the provider connection
             is closed and :class:`l0.errors.DeadlineExceededError` is raised. ``None`` (the

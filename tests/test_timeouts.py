@@ -117,6 +117,53 @@ async def test_steady_slow_tokens_do_not_time_out(pm: L0PluginManager) -> None:
     assert await result.read() == TEXT
 
 
+READ_PATHS = {
+    "plain read": {},
+    "read with checks": {"guardrails": [l0.json_rule()], "check_intervals": {"guardrails": 1}},
+}
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+async def test_reads_without_a_clock_per_token_still_time_out_on_time(
+    pm: L0PluginManager, path: str
+) -> None:
+    """``read()`` skips the clock per token; a gap is still never judged longer than it was.
+
+    Bursts of tokens, each burst just inside the limit after the previous one, for several
+    limits in all, then silence: the timeout must come no earlier than the limit after the last
+    token, and at most the timer's look interval (limit / 16) plus scheduling later.
+    """
+    limit = 0.2
+    last_token: list[float] = []
+
+    async def bursts() -> AsyncIterator[str]:
+        for _ in range(6):
+            for _ in range(50):
+                yield "tok "
+            last_token.append(time.monotonic())
+            await asyncio.sleep(limit * 0.7)
+        for _ in range(50):
+            yield "end "
+        last_token.append(time.monotonic())
+        await asyncio.sleep(3600)
+        yield "never"
+
+    result = l0.run(
+        bursts,
+        plugins=pm,
+        retry=NO_RETRY,
+        timeout=l0.Timeout(initial_token=1, inter_token=limit),
+        **READ_PATHS[path],  # type: ignore[arg-type]
+    )
+    with pytest.raises(l0.RetryExhaustedError) as info:
+        await result.read()
+    fired = time.monotonic() - last_token[-1]
+    assert len(last_token) == 7  # every burst came: none of the 0.7 * limit gaps timed out
+    assert isinstance(info.value.last_error, InterTokenTimeoutError)
+    assert limit <= fired < limit * (1 + 1 / 16) + TOLERANCE
+    assert info.value.last_error.elapsed >= limit
+
+
 async def test_slow_consumer_does_not_count_as_a_stall(pm: L0PluginManager) -> None:
     result = l0.run(
         lambda: Script([Fault()]).factory(),
