@@ -32,8 +32,14 @@ FIXTURE_PLUGINS = sorted(
 )
 
 
+# Optional extras of workspace distributions that the tests and benchmarks exercise.
+WORKSPACE_EXTRAS = {"./plugins/l0-guardrails": "[simdjson]"}
+
+
 def _install_workspace(session: nox.Session, *extra: str) -> None:
-    editable = [arg for dist in DISTRIBUTIONS for arg in ("-e", dist)]
+    editable = [
+        arg for dist in DISTRIBUTIONS for arg in ("-e", dist + WORKSPACE_EXTRAS.get(dist, ""))
+    ]
     session.install("-e", ".[testing,structured,cli]", *editable, *extra)
     if FIXTURE_PLUGINS:
         session.install("--no-deps", *FIXTURE_PLUGINS)

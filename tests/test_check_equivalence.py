@@ -8,15 +8,18 @@ cut at random places.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from l0_drift import detectors
 from l0_guardrails import (
     json_rule,
+    json_rules,
     repetition_rule,
     stall_rule,
     strict_json_rule,
@@ -175,6 +178,91 @@ def test_strict_json_parses_what_was_held_back() -> None:
     for chunk in ['{"a": [1', ", 2", "]}"]:
         assert session.feed(chunk, None) is None
     assert session.finish(GuardrailContext('{"a": [1, 2]}', completed=True)) is None
+
+
+# --- the final parse: orjson's verdict, with or without the optional validator -----------------
+
+NEAR_JSON = [
+    *'{}[],: \n\t\r"\\0123456789-+.eEx',
+    "true",
+    "false",
+    "null",
+    "tru",
+    "NaN",
+    "Infinity",
+    '"a"',
+    '"\\u00e9"',
+    '"\\ud800"',
+    '"\\ud83d\\ude00"',
+    '"\\u0000"',
+    '"\\x"',
+    '"\x01"',
+    '"\x7f"',
+    '"é😀"',
+    "\ufeff",
+    "\x00",
+    "123456789012345678901234567890",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "1e400",
+    "1.0e-400",
+    "01",
+    "-0",
+    "1.",
+    ".5",
+]
+
+
+def _orjson_error(text: str) -> str | None:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.lists(st.sampled_from(NEAR_JSON), max_size=30).map("".join)
+    | st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    ).map(lambda value: json.dumps(value, ensure_ascii=False))
+)
+def test_the_final_parse_gives_orjsons_verdict(text: str) -> None:
+    assert json_rules.json_error(text) == _orjson_error(text)
+    if json_rules._simdjson is not None:
+        try:
+            json_rules._simdjson.Parser().parse(text.encode())
+        except Exception:
+            return
+        assert _orjson_error(text) is None, "the validator accepted what orjson rejects"
+
+
+def test_the_final_parse_without_the_optional_validator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(json_rules, "_simdjson", None)
+    assert json_rules.json_error('{"a": [1, 2]}') is None
+    assert json_rules.json_error("[123456789012345678901234567890]") is None
+    error = json_rules.json_error('{"a": [1, 2,]}')
+    assert error is not None
+    assert error == _orjson_error('{"a": [1, 2,]}')
+    rule = strict_json_rule()
+    session = rule.session(rule)  # type: ignore[misc]
+    session.feed('{"a": [1, 2,]}', None)
+    found = session.finish(GuardrailContext('{"a": [1, 2,]}', completed=True))
+    assert found is not None
+    assert found[0].message.startswith("the output is not valid JSON: ")
+
+
+def test_the_optional_validator_is_installed_for_the_tests() -> None:
+    # The test environment installs l0-guardrails[simdjson], so both paths are exercised.
+    assert json_rules._simdjson is not None
+    assert json_rules.json_error("[18446744073709551616]") is None  # it rejects; orjson accepts
+    assert json_rules.json_error("[1] x") == _orjson_error("[1] x")
 
 
 def _engine_findings(
