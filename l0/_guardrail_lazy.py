@@ -31,7 +31,7 @@ class LazyFeeds:
     @staticmethod
     def _wants(rule: GuardrailRule, session: RuleSession, chars: int) -> int:
         wants = session.wants  # type: ignore[attr-defined]
-        if isinstance(wants, bool) or not isinstance(wants, int):
+        if type(wants) is not int and (isinstance(wants, bool) or not isinstance(wants, int)):
             raise check_failed(
                 rule, TypeError(f"its session's wants={wants!r}: expected an int (characters)")
             )

@@ -584,7 +584,8 @@ class Session(
         if state.usage is None:
             # _account("success") for an attempt without provider usage, inline: no overlap
             # was removed and nothing withdrawn, so every character is kept.
-            chars = sum(map(len, parts))
+            _ = state.content  # joined once here, returned below
+            chars = len(state._joined)
             paid = -(-chars // CHARS_PER_TOKEN)
             state._usage_rows.append((1, 0, "success", paid, paid, None, True, chars))
         else:

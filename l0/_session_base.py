@@ -325,7 +325,12 @@ class SessionBase:
     def _account(self, outcome: str, kept_chars: int | None = None) -> None:
         """Record the attempt that just ended; ``kept_chars`` defaults to all it streamed."""
         state = self.state
-        parts_chars = sum(map(len, state._parts))
+        if outcome == "success":
+            # The answer is read next: join it now (``content`` keeps the join) and count that.
+            _ = state.content
+            parts_chars = len(state._joined)
+        else:
+            parts_chars = sum(map(len, state._parts))
         chars = parts_chars + self._overlap_removed
         kept = parts_chars if kept_chars is None else max(0, min(kept_chars, parts_chars))
         usage = state.usage if state.usage is not self._usage_before else None
