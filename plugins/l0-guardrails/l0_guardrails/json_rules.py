@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from operator import length_hint
 from typing import Any, Final
 
 import orjson
@@ -193,8 +194,11 @@ class JsonSession:
                 offset -= 1
             self._in_string = False
         stack = self._stack
-        # Python code sees only the brackets (a few per delta) and the final "".
-        for index, char in enumerate(_shape(delta)):
+        # Python code sees only the brackets (a few per delta) and the final "". No index is
+        # counted per bracket: a violation (at most one per attempt) derives it from what is left.
+        shape = _shape(delta)
+        brackets = iter(shape)
+        for char in brackets:
             if char == "{":
                 stack.append("}")
             elif char == "[":
@@ -213,7 +217,7 @@ class JsonSession:
                 return None
             else:
                 self._mode = _FAILED
-                where = _locate(delta, 0, index, offset)
+                where = _locate(delta, 0, len(shape) - length_hint(brackets) - 1, offset)
                 if not stack:
                     return [self._rule.violation(f"unmatched {char!r}", position=where)]
                 return [
