@@ -489,6 +489,15 @@ _BACKTRACKING_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BACKTRACKING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)
 
 
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from([*JSON_PIECES, "\x00", "ab", " x\\y ", '\\"', "é"]), max_size=40))
+def test_strings_blanked_by_split_are_what_the_regex_blanks(pieces: list[str]) -> None:
+    # The drift format tracker's fast path against the regex it replaces, whatever the
+    # backslashes: inside strings, outside them, doubled, trailing, before quotes.
+    text = "".join(pieces)
+    assert detectors._blank_strings(text) == detectors._blank_strings_regex(text)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(JSON_PIECES), max_size=40))
 def test_possessive_string_regexes_match_what_backtracking_ones_match(pieces: list[str]) -> None:
