@@ -50,11 +50,17 @@ class LazyFeeds:
         count = len(deltas)
         starts = self._from
         dues = self._dues
+        joined_from = -1
+        text = ""
         for k, (index, rule, session) in enumerate(self._sessions):
             start = starts[k]
             if start == count or (chars < dues[k] and not final):
                 continue
-            text = deltas[start] if start == count - 1 else "".join(deltas[start:])
+            if start != joined_from:
+                # Sessions that batch alike (the JSON and pattern rules, 256 characters each)
+                # are often due together, from the same delta: one join serves them.
+                text = deltas[start] if start == count - 1 else "".join(deltas[start:])
+                joined_from = start
             try:
                 found = session.feed(text, state)
             except Exception as exc:
