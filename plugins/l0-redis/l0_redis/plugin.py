@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import l0
-from l0_redis.store import RedisHealthStore
+
+if TYPE_CHECKING:
+    from l0_redis.store import RedisHealthStore
 
 DEFAULT_PREFIX = "l0:health:"
 log = logging.getLogger("l0")
@@ -23,6 +25,8 @@ def l0_open_health_store(settings: Any) -> RedisHealthStore | None:
     if url is None:
         return None
     source = settings.sources.get("redis.url", "redis.url")
+    from l0_redis.store import RedisHealthStore  # only now: the client library is slow to import
+
     try:
         return RedisHealthStore(
             url, prefix=settings.get("redis", "prefix", DEFAULT_PREFIX), source=source

@@ -15,6 +15,7 @@ import sentry_sdk
 from sentry_sdk.utils import event_from_exception
 
 from l0.events import REQUEST_META_KEY, ObservabilityEvent, ObservabilityEventType
+from l0_sentry._events import EVENT_TYPES
 from l0_sentry.settings import SentrySettings, read_settings
 
 __all__ = ["SentryExporter"]
@@ -67,24 +68,7 @@ class SentryExporter:
             start of every session.
     """
 
-    event_types: frozenset[str] = frozenset(
-        str(t)
-        for t in (
-            _T.SESSION_START,
-            _T.STREAM_INIT,
-            _T.FALLBACK_MODEL_SELECTED,
-            _T.ADAPTER_DETECTED,
-            _T.RETRY_ATTEMPT,
-            _T.FALLBACK_START,
-            _T.TIMEOUT_TRIGGERED,
-            _T.NETWORK_ERROR,
-            _T.RETRY_GIVE_UP,
-            _T.SESSION_SUMMARY,
-            _T.SESSION_END,
-            _T.GROUP_START,
-            _T.GROUP_END,
-        )
-    )
+    event_types: frozenset[str] = EVENT_TYPES
     """The observability event types this exporter reads (see ``l0_event_types``)."""
 
     def __init__(self, settings: SentrySettings | None = None) -> None:
