@@ -44,7 +44,7 @@ class ChecksMixin(SessionBase):
         self._drift_due = self._drift_run.wants if self._drift_run is not None else 0
         self._overlap_removed = 0
         intervals = []
-        if self._guard_run is not None:
+        if self._guard_run is not None and self._guard_run.streams:
             intervals.append(opts.intervals["guardrails"])
         if self._drift_run is not None:
             intervals.append(opts.intervals["drift"])
@@ -123,10 +123,10 @@ class ChecksMixin(SessionBase):
             raise
 
     def _finish_checks(self) -> None:
-        if not self._checks_on:
+        if not self._checks_on and self._guard_run is None:
             return
         state = self.state
-        if self._checked < len(state._parts):
+        if self._checks_on and self._checked < len(state._parts):
             self._next_check = 0
             self._check()
         if self._guard_run is not None:

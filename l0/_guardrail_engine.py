@@ -177,6 +177,7 @@ class GuardrailRun:
         "_started",
         "_stream_feeds",
         "feed",
+        "streams",
     )
 
     def __init__(self, engine: GuardrailEngine, emit: Emit | None) -> None:
@@ -201,6 +202,9 @@ class GuardrailRun:
         )
         self._plain = plain
         self._plain_streaming = tuple((i, r) for i, r in plain if r.streaming)
+        # Whether feeding it text while the answer streams can change anything: not for a run
+        # of end-only rules (``zero_output``) nobody observes, whose session then skips checks.
+        self.streams = bool(streaming or self._plain_streaming) or emit is not None
         self._full = [False] * len(engine.rules)
         self._next_slow = [0] * len(engine.rules)
         self._pending: dict[int, asyncio.Handle] = {}

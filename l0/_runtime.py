@@ -210,8 +210,8 @@ class Session(
                                 self._last = _now()
                                 self._parked = True
                         if pending and pending[-1] is not _END:
-                            # The hot loops: a type check, an append and a clock read per token
-                            # (plus one comparison when guardrails, drift or checkpoints run).
+                            # The hot loops: a type check and an append per token, a clock read
+                            # when events are delivered, one comparison when checks run.
                             # The check-due mark lives in a local: re-read only after a
                             # check or a non-text item (either can move it).
                             checked = self._checks_on

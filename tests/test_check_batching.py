@@ -408,3 +408,47 @@ def test_a_run_finished_before_any_feed_still_checks_the_kept_text(observed: boo
     assert found is not None
     assert [(v.rule, v.position) for v in found] == [("json", len(state._prefix))]
     assert "never closed" in found[0].message
+
+
+# --- end-only rules: no checks while the answer streams ------------------------------------
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_end_only_rules_cost_no_checks_while_streaming(
+    monkeypatch: pytest.MonkeyPatch, observed: bool
+) -> None:
+    from l0._checks import ChecksMixin
+
+    calls: list[int] = []
+    check = ChecksMixin._check
+
+    def counted(self: Any) -> None:
+        calls.append(len(self.state._parts))
+        check(self)
+
+    monkeypatch.setattr(ChecksMixin, "_check", counted)
+
+    async def tokens() -> Any:
+        for _ in range(100):
+            yield "word "
+
+    events: list[Any] = []
+    result = l0.run(
+        tokens,
+        guardrails=[l0.zero_output_rule()],
+        on_event=events.append if observed else None,
+    )
+    assert await result.read() == "word " * 100
+    if observed:
+        assert len(calls) >= 20  # an observed run reports every check
+    else:
+        assert calls == []  # nothing streams to feed: the session never stops to check
+
+    async def blank() -> Any:
+        for _ in range(100):
+            yield " "
+
+    with pytest.raises(l0.RetryExhaustedError):
+        await l0.run(
+            blank, guardrails=[l0.zero_output_rule()], retry=l0.Retry(max_retries=0)
+        ).read()
