@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from l0_drift import detectors
 from l0_guardrails import (
@@ -233,9 +233,13 @@ def _orjson_error(text: str) -> str | None:
         lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
     ).map(lambda value: json.dumps(value, ensure_ascii=False))
 )
+@example("\ufeff0")  # found by this test: the validator skips a byte order mark
+@example('\ufeff{"a": 1}')
 def test_the_final_parse_gives_orjsons_verdict(text: str) -> None:
     assert json_rules.json_error(text) == _orjson_error(text)
-    if json_rules._simdjson is not None:
+    # What json_error relies on: besides a leading byte order mark (which it hands to orjson),
+    # the validator accepts nothing that orjson rejects.
+    if json_rules._simdjson is not None and not text.startswith("\ufeff"):
         try:
             json_rules._simdjson.Parser().parse(text.encode())
         except Exception:

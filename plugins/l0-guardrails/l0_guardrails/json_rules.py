@@ -313,7 +313,8 @@ def json_error(text: str) -> str | None:
     compares them). Anything it rejects is parsed again by orjson, which has the last word.
     """
     simdjson = _simdjson
-    if simdjson is not None:
+    # (It skips a leading byte order mark, which orjson rejects: such a text goes to orjson.)
+    if simdjson is not None and not text.startswith("\ufeff"):
         try:
             simdjson.Parser().parse(text.encode())
         except Exception:  # rejected, or not encodable: orjson decides below
