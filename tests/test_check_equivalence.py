@@ -236,8 +236,8 @@ def _orjson_error(text: str) -> str | None:
 @example("\ufeff0")  # found by this test: the validator skips a byte order mark
 @example('\ufeff{"a": 1}')
 def test_the_final_parse_gives_orjsons_verdict(text: str) -> None:
-    assert json_rules.json_error(text) == _orjson_error(text)
-    # What json_error relies on: besides a leading byte order mark (which it hands to orjson),
+    assert json_rules._json_error(text) == _orjson_error(text)
+    # What _json_error relies on: besides a leading byte order mark (which it hands to orjson),
     # the validator accepts nothing that orjson rejects.
     if json_rules._simdjson is not None and not text.startswith("\ufeff"):
         try:
@@ -249,9 +249,9 @@ def test_the_final_parse_gives_orjsons_verdict(text: str) -> None:
 
 def test_the_final_parse_without_the_optional_validator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(json_rules, "_simdjson", None)
-    assert json_rules.json_error('{"a": [1, 2]}') is None
-    assert json_rules.json_error("[123456789012345678901234567890]") is None
-    error = json_rules.json_error('{"a": [1, 2,]}')
+    assert json_rules._json_error('{"a": [1, 2]}') is None
+    assert json_rules._json_error("[123456789012345678901234567890]") is None
+    error = json_rules._json_error('{"a": [1, 2,]}')
     assert error is not None
     assert error == _orjson_error('{"a": [1, 2,]}')
     rule = strict_json_rule()
@@ -265,8 +265,8 @@ def test_the_final_parse_without_the_optional_validator(monkeypatch: pytest.Monk
 def test_the_optional_validator_is_installed_for_the_tests() -> None:
     # The test environment installs l0-guardrails[simdjson], so both paths are exercised.
     assert json_rules._simdjson is not None
-    assert json_rules.json_error("[18446744073709551616]") is None  # it rejects; orjson accepts
-    assert json_rules.json_error("[1] x") == _orjson_error("[1] x")
+    assert json_rules._json_error("[18446744073709551616]") is None  # it rejects; orjson accepts
+    assert json_rules._json_error("[1] x") == _orjson_error("[1] x")
 
 
 def _engine_findings(

@@ -23,7 +23,7 @@ import orjson
 from l0.guardrails import GuardrailContext, GuardrailRule
 from l0.types import GuardrailViolation, Severity, State
 
-__all__ = ["JsonSession", "StrictJsonSession", "json_error", "json_rule", "strict_json_rule"]
+__all__ = ["JsonSession", "StrictJsonSession", "json_rule", "strict_json_rule"]
 
 # A complete string, or a bracket, or a lone quote that opens a string this delta does not end.
 _TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|([{}\[\]"])', re.DOTALL)
@@ -287,7 +287,7 @@ class StrictJsonSession(JsonSession):
         broken = super().finish(context)
         if broken:
             return broken
-        error = json_error(_strip_fence(context.content))
+        error = _json_error(_strip_fence(context.content))
         if error is not None:
             return [self._rule.violation(f"the output is not valid JSON: {error}")]
         return None
@@ -304,7 +304,7 @@ _simdjson: Any = _load_simdjson()
 """The optional validator (``pip install "l0-guardrails[simdjson]"``), or ``None``."""
 
 
-def json_error(text: str) -> str | None:
+def _json_error(text: str) -> str | None:
     """Why ``text`` is not one JSON document (orjson's message), or ``None`` when it is.
 
     orjson is the reference. With ``pysimdjson`` installed, a document it accepts is taken as
