@@ -171,8 +171,8 @@ def run(
             (needs ``l0-guardrails``); default from config, else none.
         drift: ``True``, or an ``l0.drift.DriftConfig``, to detect degrading output (needs
             ``l0-drift``); default from config, else off.
-        check_intervals: Tokens between checks: ``{"guardrails": 5, "drift": 10,
-            "checkpoint": 10}`` are the defaults.
+        check_intervals: Tokens between checks: ``{"guardrails": 10, "drift": 10,
+            "checkpoint": 10}`` are the defaults (one check serves all three).
         continue_from_last_good_token: On a retry or fallback, keep the text received so far
             (validated by guardrails and drift first) and let the next attempt continue it,
             instead of starting over; nothing already delivered is withdrawn.
@@ -319,7 +319,7 @@ def _check_intervals(value: Mapping[str, int] | None) -> dict[str, int]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise TypeError(f"check_intervals={value!r}: expected a dict like {{'guardrails': 5}}")
+        raise TypeError(f"check_intervals={value!r}: expected a dict like {{'guardrails': 10}}")
     out = {}
     for key, interval in value.items():
         if key not in DEFAULT_INTERVALS:

@@ -17,10 +17,12 @@ from l0.types import (
     Adapter,
 )
 
-DEFAULT_INTERVALS: dict[str, int] = {"guardrails": 5, "drift": 10, "checkpoint": 10}
+DEFAULT_INTERVALS: dict[str, int] = {"guardrails": 10, "drift": 10, "checkpoint": 10}
 """Tokens between guardrail checks, drift checks and checkpoints unless ``check_intervals``
 says otherwise. Checks look at the text added since the previous check, so their total cost
-grows linearly with the output whatever the interval."""
+grows linearly with the output whatever the interval. The three are equal so that one stop
+serves them all: the standard streaming rules batch by characters anyway (64 or 256), so a
+rule check every 5 tokens found nothing sooner and cost 15% of a full-stack run on JSON."""
 DEFAULT_MAX_OVERLAP = 200
 """Most characters held back at a continuation seam while deciding what the model repeated."""
 

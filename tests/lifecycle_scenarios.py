@@ -196,7 +196,13 @@ async def drift_retry(trace: Trace) -> None:
 
 async def guardrail_retry(trace: Trace) -> None:
     answers = [["As ", "an ", "AI ", "language ", "model, ", "I ", "cannot."], TOKENS]
-    await _run(trace, lambda: tokens(answers.pop(0)), guardrails=[l0.pattern_rule()])
+    # A check every 5 tokens: the 7-token answer is cut off by a check while it streams.
+    await _run(
+        trace,
+        lambda: tokens(answers.pop(0)),
+        guardrails=[l0.pattern_rule()],
+        check_intervals={"guardrails": 5},
+    )
 
 
 LONG = ["Rivers carry silt to the sea. "] * 300  # 9000 characters: past the inline limit

@@ -26,6 +26,7 @@ from l0_guardrails import (
 )
 
 import l0
+from l0._options import DEFAULT_INTERVALS
 from l0.errors import GuardrailCheckError
 from l0.guardrails import GuardrailContext, GuardrailRule, create_guardrail_engine
 from l0.types import GuardrailViolation, State
@@ -440,7 +441,8 @@ async def test_end_only_rules_cost_no_checks_while_streaming(
     )
     assert await result.read() == "word " * 100
     if observed:
-        assert len(calls) >= 20  # an observed run reports every check
+        # An observed run reports every check.
+        assert len(calls) >= 100 // DEFAULT_INTERVALS["guardrails"]
     else:
         assert calls == []  # nothing streams to feed: the session never stops to check
 
@@ -452,3 +454,40 @@ async def test_end_only_rules_cost_no_checks_while_streaming(
         await l0.run(
             blank, guardrails=[l0.zero_output_rule()], retry=l0.Retry(max_retries=0)
         ).read()
+
+
+async def test_default_intervals_share_one_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guardrails, drift and checkpoints default to the same interval, so a full-stack run stops
+    # once per interval for all three (every 10 tokens), not once per 5 tokens for the rules.
+    from l0._checks import ChecksMixin
+
+    assert len(set(DEFAULT_INTERVALS.values())) == 1
+    calls: list[int] = []
+    check = ChecksMixin._check
+
+    def counted(self: Any) -> None:
+        calls.append(len(self.state._parts))
+        check(self)
+
+    monkeypatch.setattr(ChecksMixin, "_check", counted)
+
+    async def tokens() -> Any:
+        for i in range(100):
+            yield f"w{i} "
+
+    result = l0.run(
+        tokens,
+        guardrails=l0.Guardrails.strict(),
+        drift=True,
+        continue_from_last_good_token=True,
+    )
+    text = await result.read()
+    assert text == "".join(f"w{i} " for i in range(100))
+    interval = DEFAULT_INTERVALS["guardrails"]
+    assert calls == list(range(interval, 101, interval))
+    # A smaller guardrail interval still wins for the rules.
+    calls.clear()
+    await l0.run(
+        tokens, guardrails=l0.Guardrails.strict(), check_intervals={"guardrails": 4}
+    ).read()
+    assert calls[:3] == [4, 8, 12]
