@@ -12,6 +12,10 @@ round, and the median over rounds of the ratio within a round is reported:
   and no guardrails at all;
 * ``format_blanking`` — drift's JSON format tracker fed 1 MB of JSON in 1 KB windows,
   blanking strings by splitting on quotes and by the regex it replaced;
+* ``shared_interval_json`` and ``shared_interval_prose`` — the full stack (the ``strict``
+  preset, ``drift=True``, checkpoints) at the default intervals, one check per 10 tokens for
+  all three, and with ``check_intervals={"guardrails": 5}`` (the previous default), over
+  200,000 JSON and prose tokens;
 * ``cold_start`` — wall time of a fresh interpreter's first ``l0.run(...).read()`` with every
   installed plugin and with the Redis and Sentry plugins disabled (their cost when installed
   but not configured; about 1.0 means none).
@@ -36,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from bench_guardrails import json_tokens
+from bench_guardrails import json_tokens, text_tokens
 from l0_drift import detectors
 from l0_guardrails import json_rules
 
@@ -64,8 +68,21 @@ def _session(tokens: list[str], **options: Any) -> Callable[[], Awaitable[str]]:
     return run
 
 
+def _full(
+    tokens: list[str], intervals: dict[str, int] | None = None
+) -> Callable[[], Awaitable[str]]:
+    return _session(
+        tokens,
+        guardrails=l0.Guardrails.strict(),
+        drift=True,
+        continue_from_last_good_token=True,
+        check_intervals=intervals,
+    )
+
+
 def pairs() -> dict[str, Pair]:
     tokens = json_tokens(200_000)
+    prose = text_tokens(200_000)
     text = "".join(tokens)
     windows = [text[i : i + 1024] for i in range(0, len(text), 1024)]
 
@@ -108,6 +125,8 @@ def pairs() -> dict[str, Pair]:
         ),
         "end_only": (_session(tokens, guardrails=[l0.zero_output_rule()]), _session(tokens)),
         "format_blanking": (split, regex),
+        "shared_interval_json": (_full(tokens), _full(tokens, {"guardrails": 5})),
+        "shared_interval_prose": (_full(prose), _full(prose, {"guardrails": 5})),
     }
 
 
