@@ -208,6 +208,9 @@ class _Entry:
     stamp: tuple[int, ...]
     settings: Settings
     checked: float = 0.0
+    # True once a read found no error and every warning already given: later reads within
+    # RECHECK_SECONDS return the settings without looking at either.
+    quiet: bool = False
 
 
 RECHECK_SECONDS: float = 0.5
@@ -320,11 +323,22 @@ def load_config(cwd: str | os.PathLike[str] | None = None) -> Settings:
         ConfigError: a key is unknown or a value invalid; the message names the source, the
             key, the value and what is allowed.
     """
+    # The fast path of _load and _entry, for the common case (issue 11, session set-up): the
+    # same directory and L0_* environment as a quiet read less than RECHECK_SECONDS ago.
+    entry = _cache.get(os.getcwd() if cwd is None else os.fspath(cwd))
+    if (
+        entry is not None
+        and entry.quiet
+        and entry.env == _env_snapshot()
+        and time.monotonic() - entry.checked < RECHECK_SECONDS
+    ):
+        return entry.settings
     return _load(cwd, always=False)
 
 
 def _load(cwd: str | os.PathLike[str] | None, *, always: bool) -> Settings:
-    settings = _entry(cwd, always=always).settings
+    entry = _entry(cwd, always=always)
+    settings = entry.settings
     errors = _errors_of(settings)
     if errors:
         first = errors[0]
@@ -333,6 +347,7 @@ def _load(cwd: str | os.PathLike[str] | None, *, always: bool) -> Settings:
         if problem.message not in _warned:
             _warned.add(problem.message)
             warnings.warn(problem.message, ConfigWarning, stacklevel=4)
+    entry.quiet = True
     return settings
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -568,6 +569,21 @@ def test_file_is_rechecked_at_most_every_interval(
     monkeypatch.setenv("L0_RETRY_ATTEMPTS", "4")
     assert load_config().get("retry", "attempts") == 4
     monkeypatch.delenv("L0_RETRY_ATTEMPTS")
+    # A different working directory is a different configuration, at once.
+    other = tmp_path / "other"
+    write(other / "l0.toml", "[retry]\nattempts = 7\n")
+    monkeypatch.chdir(other)
+    assert load_config().get("retry", "attempts") == 7
+    monkeypatch.chdir(tmp_path)
+    assert load_config().file == config
+    # An unknown L0_* variable warns once, also on the fast path of a cached read.
+    monkeypatch.setenv("L0_RETRY_ATTEMPS", "2")
+    with pytest.warns(l0.errors.ConfigWarning, match="L0_RETRY_ATTEMPS"):
+        load_config()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_config()
+    monkeypatch.delenv("L0_RETRY_ATTEMPS")
     # reload() forces a fresh read of the edited file.
     assert l0.config.reload().get("retry", "attempts") == 12
     # Once the interval has passed, the next read stats the file and sees an edit.
