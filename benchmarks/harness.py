@@ -125,12 +125,16 @@ class Series:
             second largest, the median over rounds of that ratio within a round; empty with
             fewer than two sizes.
         growth_sizes: ``(largest, second largest)``, or ``None`` with fewer than two sizes.
+        growth_best: The same ratio from each contender's fastest timing at each size. Noise
+            only adds time, so this one moves less on a busy machine (the bare loop, linear by
+            construction, shows how far the median one strays).
     """
 
     label: str
     rows: list[Row]
     growth: dict[str, float]
     growth_sizes: tuple[int, int] | None
+    growth_best: dict[str, float] = field(default_factory=dict)
 
     @property
     def contenders(self) -> list[str]:
@@ -292,6 +296,7 @@ async def measure(
         rows.append(Row(tokens=n, chars=len(expected[n]), cells=cells, samples=times))
 
     growth: dict[str, float] = {}
+    growth_best: dict[str, float] = {}
     growth_sizes: tuple[int, int] | None = None
     if len(rows) >= 2:
         small, big = rows[-2], rows[-1]
@@ -302,7 +307,10 @@ async def measure(
             )
             for name in names
         }
-    return Series(label=label, rows=rows, growth=growth, growth_sizes=growth_sizes)
+        growth_best = {name: min(big.samples[name]) / min(small.samples[name]) for name in names}
+    return Series(
+        label=label, rows=rows, growth=growth, growth_sizes=growth_sizes, growth_best=growth_best
+    )
 
 
 def environment() -> dict[str, object]:
@@ -319,14 +327,19 @@ def write_results(path: Path, results: Sequence[Series], meta: Mapping[str, obje
     """Write the series as JSON, creating the directory if needed.
 
     The document is ``{"meta": {...}, "results": {label: {"<tokens>": row}}, "growth": {label:
-    {"sizes": [largest, second], contender: ratio}}}``; ``meta`` holds :func:`environment` plus
-    what the caller passes (runs, sizes, options).
+    {"sizes": [largest, second], contender: ratio}}, "growth_best": {label: {...}}}``; ``meta``
+    holds :func:`environment` plus what the caller passes (runs, sizes, options).
     """
     document = {
         "meta": {**environment(), **meta},
         "results": {s.label: {str(row.tokens): row.to_json() for row in s.rows} for s in results},
         "growth": {
             s.label: {"sizes": list(s.growth_sizes), **s.growth}
+            for s in results
+            if s.growth_sizes is not None
+        },
+        "growth_best": {
+            s.label: {"sizes": list(s.growth_sizes), **s.growth_best}
             for s in results
             if s.growth_sizes is not None
         },
@@ -358,7 +371,12 @@ def print_table(results: Sequence[Series]) -> None:
             continue
         big, small = series.growth_sizes
         for name, ratio in series.growth.items():
-            print(f"growth {series.label:>{kind}} {name:>{width}} {big}/{small}: {ratio:.2f}x")
+            best = series.growth_best.get(name)
+            fastest = f" (fastest timings: {best:.2f}x)" if best is not None else ""
+            print(
+                f"growth {series.label:>{kind}} {name:>{width}} {big}/{small}: {ratio:.2f}x"
+                + fastest
+            )
     for series in results:
         for row in series.rows:
             for key, value in row.derived.items():
