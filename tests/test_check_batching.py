@@ -414,10 +414,8 @@ def test_a_run_finished_before_any_feed_still_checks_the_kept_text(observed: boo
 # --- end-only rules: no checks while the answer streams ------------------------------------
 
 
-@pytest.mark.parametrize("observed", [False, True])
-async def test_end_only_rules_cost_no_checks_while_streaming(
-    monkeypatch: pytest.MonkeyPatch, observed: bool
-) -> None:
+def _count_checks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record the token count at every check the sessions run from now on."""
     from l0._checks import ChecksMixin
 
     calls: list[int] = []
@@ -428,6 +426,14 @@ async def test_end_only_rules_cost_no_checks_while_streaming(
         check(self)
 
     monkeypatch.setattr(ChecksMixin, "_check", counted)
+    return calls
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_end_only_rules_cost_no_checks_while_streaming(
+    monkeypatch: pytest.MonkeyPatch, observed: bool
+) -> None:
+    calls = _count_checks(monkeypatch)
 
     async def tokens() -> Any:
         for _ in range(100):
@@ -459,17 +465,8 @@ async def test_end_only_rules_cost_no_checks_while_streaming(
 async def test_default_intervals_share_one_check(monkeypatch: pytest.MonkeyPatch) -> None:
     # Guardrails, drift and checkpoints default to the same interval, so a full-stack run stops
     # once per interval for all three (every 10 tokens), not once per 5 tokens for the rules.
-    from l0._checks import ChecksMixin
-
     assert len(set(DEFAULT_INTERVALS.values())) == 1
-    calls: list[int] = []
-    check = ChecksMixin._check
-
-    def counted(self: Any) -> None:
-        calls.append(len(self.state._parts))
-        check(self)
-
-    monkeypatch.setattr(ChecksMixin, "_check", counted)
+    calls = _count_checks(monkeypatch)
 
     async def tokens() -> Any:
         for i in range(100):
